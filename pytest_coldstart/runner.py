@@ -92,6 +92,8 @@ class ColdStartRunner:
         self.clock = clock or SystemClock()
         self.progress = progress
         self._environment: dict[str, Any] | None = None
+        #: Every result this runner saved, failed ones included, in order.
+        self.results: list[RunResult] = []
 
     @property
     def environment(self) -> dict[str, Any]:
@@ -244,6 +246,7 @@ class ColdStartRunner:
                                     f"{[p.pid for p in leftovers]}")
             live.result = self._result(case, spec, server, live.ttft, started_at, prepared, status, error)
             write_result(self.settings.results_dir, live.result)
+            self.results.append(live.result)
             if error is not None:
                 if isinstance(error, Exception) and not isinstance(error, LaunchError):
                     raise LaunchError(f"{case.id}: {type(error).__name__}: {error}",

@@ -1,0 +1,1 @@
+# The suite needs nothing beyond the pytest-coldstart plugin (entry point pytest11).
