@@ -6,12 +6,17 @@ Exit codes: 0 ok, 2 unusable input (missing file, bad schema, bad arguments).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_coldstart.errors import ColdstartError
+
+#: Modules that add subcommands: each defines ``add_commands(subparsers)`` and
+#: sets ``func`` (args -> exit code) on its parsers.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 DESCRIPTION = """\
 Measure and read LLM server cold starts.
@@ -97,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budgets", default="benchmarks/budgets.toml", help="budgets file to compare against "
                    "(default: benchmarks/budgets.toml; '' for none)")
     p.set_defaults(func=_summary)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(sub)
     return parser
 
 

