@@ -242,7 +242,10 @@ def build_timeline(
         end_s = end[0]
         marks = {end[1]} | ({start[1]} if start else set())
         phase_source = SOURCE_HARNESS if marks & harness else source
-        phases.append(Phase(rule.name, round(start_s, 6), round(end_s, 6), round(end_s - start_s, 6),
+        # Round the edges first and derive the duration from them, so start, end
+        # and duration agree to the microsecond.
+        start_r, end_r = round(start_s, 6), round(end_s, 6)
+        phases.append(Phase(rule.name, start_r, end_r, round(end_r - start_r, 6),
                             phase_source, reported_s))  # type: ignore[arg-type]
         prev_end = last_end = end_s
 
