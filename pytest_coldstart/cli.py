@@ -16,7 +16,15 @@ from pytest_coldstart.errors import ColdstartError
 
 #: Modules that add subcommands: each defines ``add_commands(subparsers)`` and
 #: sets ``func`` (args -> exit code) on its parsers.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "pytest_coldstart.html_report",  # report
+    "pytest_coldstart.anchors",  # anchors
+    "pytest_coldstart.floor_probe",  # floor
+    "pytest_coldstart.gate",  # compare, record, publish
+    "pytest_coldstart.sweep",  # sweep
+    "pytest_coldstart.s3source",  # s3 upload-model, s3 shard
+    "pytest_coldstart.compile_cache",  # cache push, cache pull
+)
 
 DESCRIPTION = """\
 Measure and read LLM server cold starts.

@@ -12,6 +12,8 @@ import pytest
 
 from pytest_coldstart.budgets import Budgets, breaches, check_budgets, load_budgets
 from pytest_coldstart.errors import ColdstartError
+from pytest_coldstart.gate import HistorySettings
+from pytest_coldstart.history_plugin import register as register_history
 from pytest_coldstart.launchers import KNOWN_LAUNCHERS, get_launcher
 from pytest_coldstart.registry import Registry, load_registry
 from pytest_coldstart.report import render_breaches, render_summary
@@ -71,6 +73,16 @@ _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str, str], ...] = (
      "Scratch directory: generated models, compile caches, per-run cold caches. Default: %(default)s"),
     ("--coldstart-port", "coldstart_port", _port, "0",
      "Port for the server; 0 picks a free one per start. Default: %(default)s"),
+    # History and PR gate (gate.py, history_plugin.py).
+    ("--coldstart-asv", "coldstart_asv", str, "",
+     "At session end, also record the runs into this asv results directory (e.g. results). Default: off"),
+    ("--coldstart-commit", "coldstart_commit", str, "HEAD",
+     "Commit (ref or hash) the asv results are recorded against. Default: %(default)s"),
+    ("--coldstart-machine", "coldstart_machine", str, "",
+     "asv machine name; give identical hosts one name. Default: derived from the GPU or CPU model"),
+    ("--coldstart-compare-to", "coldstart_compare_to", str, "",
+     "Compare this session's starts with REF (a results directory, or a commit recorded in asv) using "
+     "benchmarks/compare.toml; a regression fails the session (exit 1). Default: off"),
 )
 
 
@@ -115,6 +127,10 @@ class ColdstartState:
             repo_dir=root, timeout_s=_option(config, "coldstart_timeout"), port=_option(config, "coldstart_port"),
         )
         self.errors: list[str] = []
+        self.history = HistorySettings.from_options(
+            root, self.settings.registry_dir, asv=_option(config, "coldstart_asv"),
+            commit=_option(config, "coldstart_commit"), machine=_option(config, "coldstart_machine"),
+            compare_to=_option(config, "coldstart_compare_to"))
         self._registry: Registry | None = None
         self._budgets: Budgets | None = None
         self._runner: ColdStartRunner | None = None
@@ -174,6 +190,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "coldstart: a cold-start benchmark (uses the `coldstart` fixture)")
     state = ColdstartState(config)
     config.stash[STATE_KEY] = state
+    register_history(config, state, state.history)
     explicit = any(config.getoption(d) is not None for d in ("coldstart_model", "coldstart_optimization",
                                                              "coldstart_launcher"))
     if explicit:  # the user asked for cold starts: bad names fail before anything runs

@@ -15,7 +15,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-CACHE_POLICIES = ("cold", "compile")
+CACHE_POLICIES = ("cold", "compile", "warm")
 SOURCE_KINDS = ("generated", "hf", "local", "s3")
 
 
@@ -34,6 +34,10 @@ class ModelSpec:
     env: tuple[tuple[str, str], ...] = ()
     optimizations: tuple[str, ...] = ("baseline",)
     sources: tuple[tuple[str, str], ...] = ()
+    #: s3://BUCKET/PREFIX under which the torch.compile cache is pushed and fetched (compile_cache.py).
+    compile_cache_uri: str = ""
+    #: Floor bandwidth in GB/s per source kind (``floor_gbps = { s3 = 6.0 }``), for load efficiency.
+    floor_gbps: tuple[tuple[str, float], ...] = ()
 
     def source_for(self, optimization: str) -> str:
         """The weight source under *optimization* (falls back to ``source``)."""
@@ -103,10 +107,26 @@ def _build(cls: type, name: str, raw: dict[str, Any], where: str) -> Any:
     for key in ("env", "sources"):
         if key in values:
             values[key] = tuple(sorted((str(k), str(v)) for k, v in values[key].items()))
+    if "floor_gbps" in values:
+        values["floor_gbps"] = _floor_gbps(values["floor_gbps"], f"{where} [{name}]")
     try:
         return cls(name=name, **values)
     except TypeError as exc:
         raise ConfigError(f"{where} [{name}]: {exc}") from None
+
+
+def _floor_gbps(raw: Any, where: str) -> tuple[tuple[str, float], ...]:
+    example = "e.g. floor_gbps = { local = 1.5, s3 = 6.0 }"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: floor_gbps must be a table of source kind -> GB/s, {example}")
+    floors = []
+    for kind, value in raw.items():
+        if kind not in SOURCE_KINDS:
+            raise ConfigError(f"{where}: floor_gbps.{kind}: unknown source kind; expected one of {SOURCE_KINDS}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"{where}: floor_gbps.{kind} = {value!r}: expected a number of GB/s > 0, {example}")
+        floors.append((kind, float(value)))
+    return tuple(sorted(floors))
 
 
 def load_registry(directory: Path) -> Registry:
@@ -121,6 +141,9 @@ def load_registry(directory: Path) -> Registry:
             raise ConfigError(f"{opts_file} [{opt.name}]: cache = {opt.cache!r}; expected one of {CACHE_POLICIES}")
     for model in models.values():
         split_source(model.source)
+        if model.compile_cache_uri and not model.compile_cache_uri.startswith("s3://"):
+            raise ConfigError(f"{models_file} [{model.name}].compile_cache_uri = {model.compile_cache_uri!r}: "
+                              "expected s3://BUCKET/PREFIX")
         for opt_name, src in model.sources:
             split_source(src)
             if opt_name not in opts:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pytest_coldstart.budgets import OVER, BudgetCheck, Budgets, check_budgets
+from pytest_coldstart.efficiency import efficiency_line
 from pytest_coldstart.results import RunResult
 from pytest_coldstart.timeline import PHASE_NAMES, Timeline
 
@@ -75,7 +76,8 @@ def render_summary(results: Sequence[RunResult], budgets: Budgets | None = None)
     cache_notes = {str(r.reported.get("compile_cache_detail")) for r in ok if r.reported.get("compile_cache_detail")}
     for note in sorted(cache_notes):
         text += f"\n  torch.compile cache: {note}"
-    return text
+    line = efficiency_line(ok)
+    return f"{text}\n{line}" if line else text
 
 
 def _budget(value: float | None) -> str:

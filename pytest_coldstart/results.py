@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_coldstart.efficiency import LoadEfficiency
 from pytest_coldstart.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.timeline import Phase
 
@@ -43,6 +44,8 @@ class RunResult:
     server_argv: tuple[str, ...] = ()
     env_overrides: dict[str, str] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    #: Weight-load efficiency vs the source's floor (efficiency.py); None in files from before it existed.
+    efficiency: LoadEfficiency | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -63,6 +66,7 @@ class RunResult:
             "environment": dict(self.environment), "log_path": self.log_path,
             "server_argv": list(self.server_argv), "env_overrides": dict(self.env_overrides),
             "cache": dict(self.cache),
+            "efficiency": self.efficiency.to_dict() if self.efficiency is not None else None,
         }
 
     @classmethod
@@ -79,6 +83,7 @@ class RunResult:
             error=data.get("error"), last_phase=data.get("last_phase"),
             server_argv=tuple(data.get("server_argv", ())), env_overrides=data.get("env_overrides", {}),
             cache=data.get("cache", {}),
+            efficiency=LoadEfficiency.from_dict(data["efficiency"]) if data.get("efficiency") else None,
         )
 
 

@@ -5,6 +5,7 @@ The pure core the pytest plugin and the CLI call; it never imports pytest.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -18,8 +19,10 @@ from typing import Any
 
 from pytest_coldstart import tinymodel
 from pytest_coldstart.clock import Clock, SystemClock
+from pytest_coldstart.efficiency import LoadEfficiency
 from pytest_coldstart.environment import collect_environment
 from pytest_coldstart.errors import ConfigError, LaunchError, ReadinessTimeout, ServerExitedError
+from pytest_coldstart.floor_probe import FloorResolver
 from pytest_coldstart.launchers import get_launcher
 from pytest_coldstart.launchers.base import LaunchSpec, Server, check_port_free, free_port
 from pytest_coldstart.launchers.process import session_members
@@ -80,6 +83,7 @@ class _Prepared:
     env: dict[str, str]
     cache: dict[str, Any] = field(default_factory=dict)
     cleanup: Path | None = None
+    hygiene: Any = None  # hygiene.HygienePlan, applied right before the measured start
 
 
 class ColdStartRunner:
@@ -94,6 +98,9 @@ class ColdStartRunner:
         self._environment: dict[str, Any] | None = None
         #: Every result this runner saved, failed ones included, in order.
         self.results: list[RunResult] = []
+        #: (model, optimization) -> how its s3:// weights were made ready (s3source.SourceReport).
+        self.source_reports: dict[tuple[str, str], dict[str, Any]] = {}
+        self._floors: FloorResolver | None = None
 
     @property
     def environment(self) -> dict[str, Any]:
@@ -121,31 +128,43 @@ class ColdStartRunner:
                                   f"fix `source` in {self.settings.registry_dir / 'models.toml'}")
             return str(path.resolve()), {"HF_HUB_OFFLINE": "1"}
         if kind == "s3":
-            raise ConfigError(f"{model.name}: s3:// sources need the Run:ai streamer optimizations, "
-                              "which this version does not have yet")
+            from pytest_coldstart import s3source
+
+            return s3source.resolve_for_runner(self, model, optimization, ref)
         return ref, {}
 
     def _prepare(self, case: Case) -> _Prepared:
         model = self.registry.model(case.model)
         opt = self.registry.optimization(case.optimization)
-        if case.optimization not in model.optimizations:
-            raise ConfigError(f"model {model.name} does not define optimization {opt.name!r}; "
-                              f"it defines: {', '.join(model.optimizations)}")
         model_ref, env = self.resolve_model(model, case.optimization)
         env.update(dict(model.env))
         env.update(dict(opt.env))
         args = model.engine_args + opt.engine_args
         prepared = _Prepared(model_ref, args, env)
+        from pytest_coldstart import compile_cache, hygiene
+
+        run_root = (self.settings.workdir / "cache" / "run" / uuid.uuid4().hex[:12]).resolve()
+        run_root.mkdir(parents=True)
+        prepared.cleanup = run_root
+        prepared.cache = {"policy": opt.cache}
+        if (model.name, opt.name) in self.source_reports:
+            prepared.cache["weights_source"] = self.source_reports[(model.name, opt.name)]
         if opt.cache == "cold":
-            root = self.settings.workdir / "cache" / "cold" / uuid.uuid4().hex[:12]
-            root.mkdir(parents=True)
-            prepared.cleanup = root
-            prepared.cache = {"policy": "cold", "state": "cold", "vllm_cache_root": str(root),
-                              "cleared": ["VLLM_CACHE_ROOT (torch.compile, Inductor, Triton caches)"]}
+            root = run_root / "vllm_cache"
+            prepared.cache["state"] = "cold"
         else:
             root = self._compile_cache_dir(model, opt, model_ref, args)
-            prepared.cache = {"policy": "compile", "vllm_cache_root": str(root), "cleared": []}
-        env["VLLM_CACHE_ROOT"] = str(root)
+            store, why = compile_cache.choose_store(model.compile_cache_uri)
+            prepared.cache.update(store=store, store_reason=why)
+            if store == "s3":  # the measured start gets what S3 returns, in a fresh root
+                root = run_root / "vllm_cache"
+                key = compile_cache.case_key(self, model, opt, model_ref)
+                prepared.cache.update(uri=model.compile_cache_uri, key=dataclasses.asdict(key))
+        local_dir = Path(model_ref) if model_ref.startswith("/") and Path(model_ref).is_dir() else None
+        prepared.hygiene = hygiene.plan(opt.cache, compile_root=root, run_root=run_root, local_model_dir=local_dir,
+                                        assets_dir=hygiene.assets_dir_for(self.settings.workdir, model.name, opt.name))
+        env.update(prepared.hygiene.env)
+        prepared.cache["vllm_cache_root"] = str(root)
         return prepared
 
     def _compile_cache_dir(self, model: ModelSpec, opt: OptimizationSpec, model_ref: str,
@@ -215,8 +234,16 @@ class ColdStartRunner:
         check_writable(self.settings.results_dir)
         prepared = self._prepare(case)
         try:
-            if prepared.cache["policy"] == "compile":
-                self._populate_compile_cache(case, prepared)
+            if prepared.cache["policy"] != "cold":
+                if prepared.cache.get("store") == "s3":
+                    from pytest_coldstart.compile_cache import fetch_for_run
+
+                    fetch_for_run(self, case, prepared)
+                else:
+                    self._populate_compile_cache(case, prepared)
+            from pytest_coldstart.hygiene import apply as apply_hygiene
+
+            prepared.cache.update(apply_hygiene(prepared.hygiene).to_record())
             started_at = self.clock.wall().isoformat()
             spec = self._spec(case, prepared, f"{self._stamp()}_{case.id}.log")
             server = get_launcher(case.launcher).start(spec, self.clock)
@@ -277,4 +304,12 @@ class ColdStartRunner:
             error=None if error is None else str(error), last_phase=timeline.last_phase_reached,
             server_argv=tuple(server.process.argv), env_overrides=redact_env(spec.env),
             cache={k: v for k, v in prepared.cache.items() if k != "state"},
+            efficiency=self._efficiency(case, timeline),
         )
+
+    def _efficiency(self, case: Case, timeline: Any) -> LoadEfficiency:
+        # Runs after stop(): the disk probe (once per runner) never competes with a measured start for I/O.
+        if self._floors is None:
+            self._floors = FloorResolver(self.settings.workdir / "probe", clock=self.clock)
+        return self._floors.assess_run(self.registry.model(case.model), case.optimization, timeline.phases,
+                                       timeline.reported)

@@ -107,6 +107,8 @@ class Timeline:
     reported: dict[str, object] = field(default_factory=dict)
     total_ready_s: float | None = None
     unaccounted_s: float | None = None
+    #: An optional phase whose start marker was seen but not yet its end.
+    started_phase: str | None = None
 
     def phase(self, name: str) -> Phase:
         for phase in self.phases:
@@ -123,6 +125,8 @@ class Timeline:
     @property
     def phase_in_progress(self) -> str:
         """The phase after the last observed one: what the server is doing now."""
+        if self.started_phase is not None:
+            return self.started_phase
         last = self.last_phase_reached
         if last is None:
             return PHASE_NAMES[0]
@@ -173,7 +177,7 @@ def _reported(events: _Events) -> dict[str, object]:
 
 
 def _to_gib(size: float, unit: str) -> float:
-    factor = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+    factor = {"B": 1, "Byte": 1, "Bytes": 1, "PiB": 2**50, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
               "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
     return round(size * factor / 2**30, 6)
 
@@ -225,6 +229,7 @@ def build_timeline(
         return None
 
     phases: list[Phase] = []
+    started: str | None = None
     prev_end: float | None = None
     last_end = float("-inf")
     for rule in PHASE_RULES:
@@ -235,6 +240,8 @@ def build_timeline(
             start_s = max(start_s, last_end)
         reported_s = next((reported[k] for k in rule.reported_keys if reported.get(k) is not None), None)
         if end is None or start_s is None or end[0] < start_s:
+            if start is not None and end is None and start[0] >= last_end:
+                started = rule.name
             phases.append(Phase(rule.name, None, None, None, SOURCE_NOT_OBSERVED, reported_s))  # type: ignore[arg-type]
             if not rule.optional:
                 prev_end = None  # a required phase went unseen: don't let the next one swallow its time
@@ -248,6 +255,7 @@ def build_timeline(
         phases.append(Phase(rule.name, start_r, end_r, round(end_r - start_r, 6),
                             phase_source, reported_s))  # type: ignore[arg-type]
         prev_end = last_end = end_s
+        started = None
 
     total: float | None = None
     if "health_ok" in events:
@@ -256,7 +264,7 @@ def build_timeline(
     if total is not None:
         total = round(total, 6)
         unaccounted = round(total - sum(p.duration_s for p in phases if p.duration_s is not None), 6)
-    return Timeline(tuple(phases), reported, total, unaccounted)
+    return Timeline(tuple(phases), reported, total, unaccounted, started)
 
 
 def timeline_from_stamped(lines: Sequence[StampedLine], *, ready_s: float | None) -> Timeline:

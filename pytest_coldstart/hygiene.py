@@ -1,0 +1,211 @@
+"""Cache hygiene before a start: what is cold, what is kept, and proof of it.
+
+Modes (the optimization's ``cache`` policy):
+
+* ``cold``: empty torch.compile / Inductor / Triton caches (a fresh
+  ``VLLM_CACHE_ROOT``, ``TRITON_CACHE_DIR`` under it), an empty HF hub cache
+  (so the model has no entry), an emptied vLLM assets dir (where vLLM mirrors
+  an ``s3://`` model's config and tokenizer), and the model's local files
+  evicted from the page cache.
+* ``compile``: as cold, but the compile cache root is the prepared one.
+* ``warm``: nothing is cleared or evicted; the user's caches are used as they are.
+
+The HF cache is made empty by pointing ``HF_HUB_CACHE`` at a fresh directory
+rather than by deleting the user's entry: the start sees exactly what it sees
+after a delete, and a 140 GB download the user already paid for is not lost.
+Eviction uses ``posix_fadvise(POSIX_FADV_DONTNEED)`` per file (no root needed;
+dirty pages are flushed first, since DONTNEED skips them) and measures page
+residency before and after with ``mincore``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODES = ("cold", "compile", "warm")
+_PAGE = mmap.PAGESIZE
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """Page-cache state of the files we evicted (bytes resident, by mincore)."""
+
+    files: int = 0
+    bytes_total: int = 0
+    resident_before_bytes: int | None = 0
+    resident_after_bytes: int | None = 0
+    errors: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": self.files, "bytes": self.bytes_total, "resident_before_bytes": self.resident_before_bytes,
+                "resident_after_bytes": self.resident_after_bytes, "errors": list(self.errors)}
+
+
+@dataclass(frozen=True)
+class HygieneReport:
+    """What one start was given: env overrides and the record of what was cleared."""
+
+    mode: str
+    env: dict[str, str]
+    cleared: tuple[str, ...]
+    kept: tuple[str, ...]
+    eviction: Eviction = field(default_factory=Eviction)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"hygiene": self.mode, "cleared": list(self.cleared), "kept": list(self.kept),
+                "page_cache": self.eviction.to_dict()}
+
+
+def _libc() -> Any:
+    name = ctypes.util.find_library("c")
+    if name is None:  # pragma: no cover - every Linux has a libc
+        return None
+    libc = ctypes.CDLL(name, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
+    return libc
+
+
+def resident_bytes(path: Path) -> int | None:
+    """Bytes of *path* in the page cache (mincore over a shared read-only map); None if unknown."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    libc = _libc()
+    if libc is None:  # pragma: no cover
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            return None
+        try:
+            pages = (size + _PAGE - 1) // _PAGE
+            vec = (ctypes.c_ubyte * pages)()
+            if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
+                return None
+            return min(size, sum(b & 1 for b in vec) * _PAGE)
+        finally:
+            libc.munmap(ctypes.c_void_p(addr), size)
+    finally:
+        os.close(fd)
+
+
+def evict(paths: Iterable[Path]) -> Eviction:
+    """Drop each file from the page cache, one ``posix_fadvise(DONTNEED)`` per file."""
+    files, total, before, after, errors = 0, 0, 0, 0, []
+    known = True
+    for path in paths:
+        try:
+            res_before = resident_bytes(path)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)  # DONTNEED leaves dirty pages behind
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+            res_after = resident_bytes(path)
+        except OSError as exc:
+            errors.append(f"{path}: {exc.strerror}")
+            continue
+        files += 1
+        total += path.stat().st_size
+        if res_before is None or res_after is None:
+            known = False
+        else:
+            before += res_before
+            after += res_after
+    return Eviction(files, total, before if known else None, after if known else None, tuple(errors))
+
+
+def model_files(model_dir: Path) -> list[Path]:
+    """Every regular file of a local model directory (weights, config, tokenizer)."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(p for p in model_dir.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _empty_dir(path: Path) -> bool:
+    """Make *path* an empty directory; True if something was there before."""
+    had = path.exists() and any(path.iterdir()) if path.is_dir() else path.exists()
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    path.mkdir(parents=True)
+    return had
+
+
+def assets_dir_for(workdir: Path, model: str, optimization: str) -> Path:
+    """The stable ``VLLM_ASSETS_CACHE`` of one model x optimization (emptied before each start)."""
+    return (workdir / "cache" / "assets" / f"{model}-{optimization}").resolve()
+
+
+@dataclass(frozen=True)
+class HygienePlan:
+    """Env for the server, decided before any start; :func:`apply` runs right before the measured one."""
+
+    mode: str
+    env: dict[str, str]
+    cleared: tuple[str, ...]
+    kept: tuple[str, ...]
+    assets_dir: Path
+    local_model_dir: Path | None
+
+
+def plan(mode: str, *, compile_root: Path, run_root: Path, assets_dir: Path,
+         local_model_dir: Path | None) -> HygienePlan:
+    """The env and the record for *mode*; creates the fresh directories.
+
+    :param compile_root: the ``VLLM_CACHE_ROOT`` to use (fresh for cold, prepared for compile/warm).
+    :param run_root: a fresh per-run scratch directory (the HF hub cache lives here).
+    :param assets_dir: stable ``VLLM_ASSETS_CACHE``: stable because vLLM hashes an s3:// model's
+        mirror path (``<assets>/model_streamer/<sha>``) into its compile cache key.
+    :param local_model_dir: the checkpoint directory served, if local (its files get evicted).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown hygiene mode {mode!r}; expected one of {MODES}")
+    env = {"VLLM_CACHE_ROOT": str(compile_root), "VLLM_ASSETS_CACHE": str(assets_dir)}
+    if mode == "warm":
+        return HygienePlan(mode, env, (), ("VLLM_CACHE_ROOT (compile, Inductor, Triton)", "HF hub cache",
+                                           "vLLM assets", "page cache"), assets_dir, None)
+    # vLLM 0.31+ keeps a user-set TRITON_CACHE_DIR instead of its per-cache
+    # default, so an inherited one would leak warm Triton kernels into the run.
+    env["TRITON_CACHE_DIR"] = str(compile_root / "triton_cache")
+    env["HF_HUB_CACHE"] = str(run_root / "hf_hub")
+    Path(env["HF_HUB_CACHE"]).mkdir(parents=True, exist_ok=True)
+    cleared = ["HF hub cache (fresh empty HF_HUB_CACHE for this run; the user's cache is not touched)"]
+    kept: list[str] = []
+    if mode == "cold":
+        compile_root.mkdir(parents=True, exist_ok=True)
+        if any(compile_root.iterdir()):
+            raise ValueError(f"a cold start needs an empty VLLM_CACHE_ROOT; {compile_root} is not")
+        cleared.insert(0, "VLLM_CACHE_ROOT (torch.compile, AOT, Inductor, Triton caches: fresh and empty)")
+    else:
+        kept.append("VLLM_CACHE_ROOT (the prepared torch.compile, Inductor and Triton caches)")
+    return HygienePlan(mode, env, tuple(cleared), tuple(kept), assets_dir, local_model_dir)
+
+
+def apply(p: HygienePlan) -> HygieneReport:
+    """Right before the measured start: empty the assets dir, evict the model's pages."""
+    if p.mode == "warm":
+        p.assets_dir.mkdir(parents=True, exist_ok=True)
+        return HygieneReport(p.mode, p.env, p.cleared, p.kept)
+    cleared = list(p.cleared)
+    _empty_dir(p.assets_dir)
+    cleared.append("vLLM assets (where an s3:// model's config and tokenizer are mirrored)")
+    eviction = Eviction()
+    if p.local_model_dir is not None:
+        eviction = evict(model_files(p.local_model_dir))
+        cleared.append(f"page cache of the model's {eviction.files} local file(s) (posix_fadvise DONTNEED)")
+    return HygieneReport(p.mode, p.env, tuple(cleared), p.kept, eviction)

@@ -1,0 +1,149 @@
+"""Figures are drawn from the right data: the bars are the phases, gaps and TTFT of the results."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from pytest_coldstart import figures  # noqa: E402
+from pytest_coldstart.figures import (KIND_ACHIEVED, KIND_FLOOR, KIND_GAP, KIND_PHASE, KIND_REPORTED,  # noqa: E402
+                                      KIND_TTFT, comparison, efficiency_chart, median_run, unaccounted_gaps,
+                                      waterfall)
+from pytest_coldstart.results import RunResult, load_results  # noqa: E402
+from pytest_coldstart.timeline import Phase  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def cpu_lane() -> list[RunResult]:
+    return load_results(RESULTS / "cpu-lane")
+
+
+def h100() -> list[RunResult]:
+    return load_results(RESULTS / "h100-llama70b")
+
+
+def is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 10_000
+
+
+def test_waterfall_draws_every_observed_phase_where_it_happened(tmp_path: Path) -> None:
+    result = next(r for r in cpu_lane() if r.optimization == "baseline" and r.exit_status == "ok")
+    info = waterfall(result, tmp_path / "wf.png")
+    assert is_png(info.path)
+    drawn = [(b.label, b.start_s, b.duration_s) for b in info.of_kind(KIND_PHASE)]
+    expected = [(p.name, p.start_s, p.duration_s) for p in result.phases if p.observed]
+    assert drawn == expected and len(drawn) == 10
+    assert info.notes == ("weights_download: not observed", "cuda_graphs: not observed")
+    assert info.title == "tiny-llama / baseline / vllm r0: ready in 122.3 s, cache cold"
+
+
+def test_waterfall_shows_vllms_own_durations_beside_the_measured_ones(tmp_path: Path) -> None:
+    result = next(r for r in h100() if r.optimization == "baseline")
+    info = waterfall(result, tmp_path / "wf.png")
+    reported = {b.row: b for b in info.of_kind(KIND_REPORTED)}
+    assert set(reported) == {"weights_download", "weights_load", "torch_compile", "cuda_graphs"}
+    by_name = {p.name: p for p in result.phases}
+    for name, bar in reported.items():
+        assert bar.duration_s == by_name[name].reported_s
+        assert bar.start_s + bar.duration_s == pytest.approx(by_name[name].end_s)  # ends where the phase ended
+    assert reported["torch_compile"].duration_s == pytest.approx(61.84)
+
+
+def test_waterfall_marks_unaccounted_gaps_and_they_add_up(tmp_path: Path) -> None:
+    for result in (r for r in cpu_lane() if r.exit_status == "ok"):
+        info = waterfall(result, tmp_path / f"{result.optimization}.png")
+        gaps = info.of_kind(KIND_GAP)
+        assert gaps, "the CPU lane has a gap between weights_load and torch_compile"
+        assert sum(b.duration_s for b in gaps) == pytest.approx(result.unaccounted_s, abs=1e-5)
+        load = next(p for p in result.phases if p.name == "weights_load")
+        assert any(b.start_s == pytest.approx(load.end_s) for b in gaps)
+        [ttft] = info.of_kind(KIND_TTFT)
+        assert (ttft.start_s, ttft.duration_s) == (result.total_ready_s, result.ttft_s)
+
+
+def test_waterfall_of_a_failed_start(tmp_path: Path) -> None:
+    failed = next(r for r in cpu_lane() if r.exit_status != "ok")
+    info = waterfall(failed, tmp_path / "failed.png")
+    assert is_png(info.path)
+    assert "FAILED (server_exited), last phase config" in info.title
+    assert [b.label for b in info.of_kind(KIND_PHASE)] == ["imports", "config"]
+    assert not info.of_kind(KIND_TTFT) and not info.of_kind(KIND_GAP)
+
+
+def test_unaccounted_gaps_between_before_and_after_phases() -> None:
+    base = cpu_lane()[0]
+    phases = (Phase("imports", 1.0, 2.0, 1.0, "arrival"), Phase("config", None, None, None, "not_observed"),
+              Phase("engine_init", 3.5, 5.0, 1.5, "arrival"))
+    result = replace(base, phases=phases, total_ready_s=6.0, unaccounted_s=3.5)
+    assert unaccounted_gaps(result) == [(0.0, 1.0), (2.0, 3.5), (5.0, 6.0)]
+    assert unaccounted_gaps(replace(result, total_ready_s=None)) == [(0.0, 1.0), (2.0, 3.5)]
+
+
+def test_comparison_stacks_each_optimizations_median_run_by_phase(tmp_path: Path) -> None:
+    results = h100()
+    info = comparison(results, tmp_path / "cmp.png")
+    assert is_png(info.path)
+    rows = list(dict.fromkeys(b.row for b in info.bars))
+    assert rows == [f"{o} (ray-serve-llm)" for o in
+                    ("baseline", "runai_streamer", "runai_streamer_sharded", "compile_cache", "all")]
+    for result in results:
+        row = f"{result.optimization} (ray-serve-llm)"
+        bars = [(b.label, b.duration_s) for b in info.bars if b.row == row and b.kind == KIND_PHASE]
+        assert bars == [(p.name, p.duration_s) for p in result.phases if p.observed]
+    download = {b.row: b.duration_s for b in info.bars if b.label == "weights_download"}
+    assert download == {"baseline (ray-serve-llm)": 198.0, "compile_cache (ray-serve-llm)": 218.0}
+
+
+def test_comparison_of_the_cpu_lane_adds_up_to_ready(tmp_path: Path) -> None:
+    info = comparison(cpu_lane(), tmp_path / "cmp.png")
+    assert info.notes == ("baseline: median of 1 successful run(s), 1 failed",
+                          "compile_cache: median of 1 successful run(s)")
+    for result in (r for r in cpu_lane() if r.exit_status == "ok"):
+        bars = [b for b in info.bars if b.row == result.optimization and b.kind != KIND_TTFT]
+        assert sum(b.duration_s for b in bars) == pytest.approx(result.total_ready_s, abs=1e-5)
+        assert max(b.start_s + b.duration_s for b in bars) == pytest.approx(result.total_ready_s)
+
+
+def test_comparison_draws_one_model() -> None:
+    with pytest.raises(ValueError, match="one model"):
+        comparison(cpu_lane() + h100(), Path("unused.png"))
+
+
+def test_median_run_is_a_real_run_not_a_mix() -> None:
+    ok = next(r for r in cpu_lane() if r.exit_status == "ok")
+    runs = [replace(ok, total_ready_s=t, repeat_index=i) for i, t in enumerate((90.0, 60.0, 120.0, 70.0))]
+    assert median_run(runs).total_ready_s == 70.0  # median_low of four
+    assert median_run([r for r in cpu_lane() if r.exit_status != "ok"]) is None
+
+
+def test_efficiency_chart_plots_achieved_against_floor(tmp_path: Path) -> None:
+    results = cpu_lane() + h100()
+    info = efficiency_chart(results, tmp_path / "eff.png")
+    assert is_png(info.path)
+    achieved = {b.row: b.duration_s for b in info.of_kind(KIND_ACHIEVED)}
+    floors = {b.row: (b.label, b.duration_s) for b in info.of_kind(KIND_FLOOR)}
+    sharded = next(r for r in results if r.optimization == "runai_streamer_sharded")
+    key = "llama-3-70b / runai_streamer_sharded (ray-serve-llm)"
+    assert achieved[key] == pytest.approx(sharded.efficiency.achieved_gbps)
+    assert floors[key] == ("floor (configured)", pytest.approx(6.013))
+    assert floors["tiny-llama / baseline"][0] == "floor (probe)"
+    assert len(achieved) == 7
+
+
+def test_no_efficiency_no_chart(tmp_path: Path) -> None:
+    assert efficiency_chart(load_results(RESULTS / "pre-efficiency"), tmp_path / "eff.png") is None
+    assert not (tmp_path / "eff.png").exists()
+
+
+def test_phase_colours_are_distinct_and_never_the_gap_red() -> None:
+    from pytest_coldstart.timeline import PHASE_NAMES
+
+    colours = [figures.phase_colour(n) for n in PHASE_NAMES]
+    assert len(set(colours)) == len(PHASE_NAMES)
+    assert figures._GAP_COLOUR not in colours and "black" not in colours
