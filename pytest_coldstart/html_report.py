@@ -78,8 +78,8 @@ def _run_section(result: RunResult, figure: Any) -> str:
     rows += [("unaccounted", "", "", _num(result.unaccounted_s), "", ""),
              ("total_ready_s", "", "", _num(result.total_ready_s), "", "harness"),
              ("ttft_s (after ready)", "", "", _num(result.ttft_s, 3), "", "harness")]
-    parts = [f'<h3 id="{_slug(result.model, result.optimization, result.launcher, result.repeat_index, result.started_at)}">'
-             f"{_e(figure.title)}</h3>", _img(figure.path, figure.title)]
+    anchor = _slug(result.model, result.optimization, result.launcher, result.repeat_index, result.started_at)
+    parts = [f'<h3 id="{anchor}">{_e(figure.title)}</h3>', _img(figure.path, figure.title)]
     if result.efficiency is not None:
         parts.append(f"<p>{_e(result.efficiency.describe())}</p>")
     cache = result.reported.get("compile_cache_detail")
@@ -87,8 +87,8 @@ def _run_section(result: RunResult, figure: Any) -> str:
         parts.append(f"<p>torch.compile cache: {_e(cache)}</p>")
     if result.exit_status != "ok" and result.error:
         parts.append(f'<pre class="fail">{_e(result.error[:4000])}</pre>')
-    parts.append(f"<details><summary>phase table</summary>"
-                 f"{_table(('phase', 'start s', 'end s', 'duration s', 'vLLM reported s', 'source'), rows, (1, 2, 3, 4))}"
+    table = _table(("phase", "start s", "end s", "duration s", "vLLM reported s", "source"), rows, (1, 2, 3, 4))
+    parts.append(f"<details><summary>phase table</summary>{table}"
                  f"<p class=muted>log: {_e(result.log_path)}</p></details>")
     return "\n".join(parts)
 
