@@ -15,7 +15,7 @@ pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-H100_LOGS = SHARED / "logs" / "ray-serve-llm-h100"
+H100_LOGS = Path(__file__).resolve().parent / "data" / "ray-serve-llm-h100"
 DATA = Path(__file__).resolve().parent / "data"
 
 
