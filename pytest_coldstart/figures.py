@@ -65,13 +65,20 @@ def _pyplot() -> Any:
     return plt
 
 
-#: One colour per phase, none of them the gap's red or TTFT's black (tab10/tab20 hues, reds left out).
+#: One colour per phase, none of them the gap's red or TTFT's black (the tab20 hues, reds left out).
 _PHASE_COLOURS = ("#1f77b4", "#aec7e8", "#ff7f0e", "#17becf", "#2ca02c", "#98df8a", "#9467bd", "#c5b0d5",
-                  "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f")
+                  "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#ffbb78", "#9edae5", "#c49c94", "#f7b6d2",
+                  "#dbdb8d", "#c7c7c7")
 
 
-def phase_colour(name: str) -> str:
-    index = PHASE_NAMES.index(name) if name in PHASE_NAMES else len(PHASE_NAMES) - 1
+def phase_order(results: Sequence[RunResult]) -> tuple[str, ...]:
+    """Phase names in order of first appearance: each launcher has its own table (vLLM's, Ray Serve's)."""
+    names = tuple(dict.fromkeys(p.name for r in results for p in r.phases))
+    return names or PHASE_NAMES
+
+
+def phase_colour(name: str, order: Sequence[str] = PHASE_NAMES) -> str:
+    index = list(order).index(name) if name in order else len(order)
     return _PHASE_COLOURS[index % len(_PHASE_COLOURS)]
 
 
@@ -133,7 +140,8 @@ def waterfall(result: RunResult, path: Path) -> FigureInfo:
     if result.ttft_s is not None and result.total_ready_s is not None:
         bars.append(Bar("ttft", "ttft", result.total_ready_s, result.ttft_s, KIND_TTFT))
 
-    rows = [*PHASE_NAMES, "unaccounted", "ttft"]
+    order = phase_order([result])
+    rows = [*order, "unaccounted", "ttft"]
     y = {row: i for i, row in enumerate(rows)}
     fig, ax = plt.subplots(figsize=(11, 0.42 * len(rows) + 1.8))
     end_s = max([b.start_s + b.duration_s for b in bars] + [result.total_ready_s or 0.0, 1e-3])
@@ -143,7 +151,7 @@ def waterfall(result: RunResult, path: Path) -> FigureInfo:
             ax.barh(y[bar.row] + 0.3, max(bar.duration_s, visible), left=bar.start_s, height=0.22, color="none",
                     edgecolor="black", hatch="////", linewidth=0.8)
             continue
-        colour = {KIND_GAP: _GAP_COLOUR, KIND_TTFT: "black"}.get(bar.kind, phase_colour(bar.label))
+        colour = {KIND_GAP: _GAP_COLOUR, KIND_TTFT: "black"}.get(bar.kind, phase_colour(bar.label, order))
         ax.barh(y[bar.row], max(bar.duration_s, visible), left=bar.start_s, height=0.5, color=colour,
                 hatch="xx" if bar.kind == KIND_GAP else None, edgecolor="white" if bar.kind == KIND_GAP else None)
         if bar.kind == KIND_GAP:
@@ -158,7 +166,7 @@ def waterfall(result: RunResult, path: Path) -> FigureInfo:
                 label += f"  (vLLM: {reported[0].duration_s:.3g} s)"
             last = max(b.start_s + max(b.duration_s, visible) for b in measured)
             ax.text(last + end_s * 0.006, y[row], label, va="center", fontsize=8)
-        elif row in PHASE_NAMES:
+        elif row in order:
             ax.text(end_s * 0.006, y[row], "not observed", va="center", fontsize=8, style="italic", color="grey")
     if result.total_ready_s is not None:
         ax.axvline(result.total_ready_s, color="black", linestyle="--", linewidth=0.8)
@@ -234,11 +242,12 @@ def comparison(results: Sequence[RunResult], path: Path) -> FigureInfo:
         ends[row] = (f"ready {chosen.total_ready_s:.1f} s" if chosen.total_ready_s is not None
                      else f"{end_s(chosen):.1f} s to end of {last} (no ready in the log)")
     rows = [row for row in groups if any(b.row == row for b in bars)]
+    order = phase_order(results)
     fig, ax = plt.subplots(figsize=(11, 0.7 * max(1, len(rows)) + 2.2))
     longest = max([b.start_s + b.duration_s for b in bars] + [1e-3])
     seen: set[str] = set()
     for bar in bars:
-        colour = {KIND_GAP: _GAP_COLOUR, KIND_TTFT: "black"}.get(bar.kind, phase_colour(bar.label))
+        colour = {KIND_GAP: _GAP_COLOUR, KIND_TTFT: "black"}.get(bar.kind, phase_colour(bar.label, order))
         ax.barh(rows.index(bar.row), bar.duration_s, left=bar.start_s, height=0.6, color=colour,
                 edgecolor="white", linewidth=0.5, hatch="xx" if bar.kind == KIND_GAP else None,
                 label=None if bar.label in seen else bar.label)

@@ -23,9 +23,9 @@ from typing import Any
 
 from pytest_coldstart.efficiency import efficiency_markdown, format_bytes, format_gbps, median_efficiency
 from pytest_coldstart.errors import ConfigError
+from pytest_coldstart.figures import phase_order
 from pytest_coldstart.redact import MASK, Redactor, is_secret_name
 from pytest_coldstart.results import RunResult, load_results
-from pytest_coldstart.timeline import PHASE_NAMES
 
 ENV_KEYS = ("vllm", "vllm_distribution", "torch", "ray", "python", "pytest_coldstart", "gpu_name", "gpu_count",
             "cpu_model", "cpu_cores", "ram_gib", "git_commit")
@@ -99,11 +99,12 @@ def _model_table(runs: Sequence[RunResult]) -> str:
         groups.setdefault(f"{r.optimization}/{r.launcher}", []).append(r)
     headers = ["phase (median s)", *groups]
     rows = []
-    for name in [*PHASE_NAMES, "unaccounted", "total_ready_s", "ttft_s"]:
+    phases = phase_order(runs)
+    for name in [*phases, "unaccounted", "total_ready_s", "ttft_s"]:
         row: list[object] = [name]
         for group in groups.values():
             ok = [r for r in group if r.exit_status == "ok"]
-            if name in PHASE_NAMES:
+            if name in phases:
                 values = [r.phase_durations().get(name) for r in ok]
             else:
                 values = [getattr(r, name if name != "unaccounted" else "unaccounted_s") for r in ok]

@@ -114,3 +114,20 @@ def test_report_after_a_real_cpu_lane_bench(cpu_lane_results, tmp_path: Path) ->
     for result in results:
         assert result.efficiency.describe().split(";")[0] in page
     assert "| tiny-llama | compile_cache | vllm |" in efficiency_markdown(results)
+
+
+def test_report_tables_follow_the_launchers_phases(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from pytest_coldstart.results import write_result
+    from pytest_coldstart.timeline import Phase
+
+    base = next(r for r in load_results(RESULTS / "cpu-lane") if r.exit_status == "ok")
+    ray = replace(base, launcher="ray-serve", total_ready_s=9.0, unaccounted_s=0.0,
+                  phases=(Phase("replica_scheduling", 0.0, 4.0, 4.0, "arrival"),
+                          Phase("replica_init", 4.0, 9.0, 5.0, "arrival")))
+    write_result(tmp_path / "results", ray)
+    info = build_report(tmp_path / "results", tmp_path / "r.html")
+    page = info.path.read_text()
+    assert "<td>replica_scheduling</td><td class=n>4.00</td>" in page
+    assert "<td>imports</td>" not in page  # no rows for phases this launcher does not have

@@ -147,3 +147,30 @@ def test_phase_colours_are_distinct_and_never_the_gap_red() -> None:
     colours = [figures.phase_colour(n) for n in PHASE_NAMES]
     assert len(set(colours)) == len(PHASE_NAMES)
     assert figures._GAP_COLOUR not in colours and "black" not in colours
+
+
+def ray_serve_run() -> RunResult:
+    """A launcher with its own phase table (Ray Serve LLM names its phases differently)."""
+    base = next(r for r in cpu_lane() if r.exit_status == "ok")
+    phases = (Phase("ingress_scale_up", 0.0, 4.0, 4.0, "arrival"), Phase("autoscale", None, None, None, "not_observed"),
+              Phase("replica_scheduling", 4.0, 9.0, 5.0, "arrival"), Phase("replica_init", 9.0, 30.0, 21.0, "arrival"),
+              Phase("weights_load", 30.0, 31.0, 1.0, "arrival", 0.8), Phase("first_token", 32.0, 33.0, 1.0, "harness"))
+    return replace(base, launcher="ray-serve", phases=phases, total_ready_s=33.0, unaccounted_s=1.0, ttft_s=None)
+
+
+def test_figures_follow_the_launchers_own_phase_table(tmp_path: Path) -> None:
+    ray = ray_serve_run()
+    info = waterfall(ray, tmp_path / "ray.png")
+    assert is_png(info.path)
+    assert [b.label for b in info.of_kind(KIND_PHASE)] == ["ingress_scale_up", "replica_scheduling", "replica_init",
+                                                          "weights_load", "first_token"]
+    assert info.notes == ("autoscale: not observed",)
+    assert [(b.start_s, b.duration_s) for b in info.of_kind(KIND_GAP)] == [(31.0, 1.0)]
+    both = comparison([ray, *[r for r in cpu_lane() if r.optimization == "baseline"]], tmp_path / "cmp.png")
+    assert {b.row for b in both.bars} == {"baseline", "baseline (ray-serve)"}
+    assert figures.phase_order([ray])[:3] == ("ingress_scale_up", "autoscale", "replica_scheduling")
+
+
+def test_phase_colours_stay_distinct_for_long_phase_tables() -> None:
+    order = [f"phase{i}" for i in range(18)]
+    assert len({figures.phase_colour(n, order) for n in order}) == 18
