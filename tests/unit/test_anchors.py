@@ -13,7 +13,7 @@ from pytest_coldstart.timeline import timeline_from_log
 
 REPO = Path(__file__).resolve().parents[2]
 ANCHORS = REPO / "benchmarks" / "h100_anchors.toml"
-H100_LOGS = REPO.parent / "shared" / "logs" / "ray-serve-llm-h100"
+H100_LOGS = REPO / "tests" / "data" / "ray-serve-llm-h100"  # vendored copy of shared/logs/ray-serve-llm-h100
 BEGIN, END = "<!-- coldstart anchors: begin -->\n", "<!-- coldstart anchors: end -->"
 
 

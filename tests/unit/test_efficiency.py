@@ -27,7 +27,7 @@ from pytest_coldstart.timeline import Phase, timeline_from_log
 DATA = Path(__file__).resolve().parents[1] / "data"
 RESULTS = DATA / "results"
 REPO = Path(__file__).resolve().parents[2]
-H100_LOGS = REPO.parent / "shared" / "logs" / "ray-serve-llm-h100"
+H100_LOGS = DATA / "ray-serve-llm-h100"  # vendored copy of shared/logs/ray-serve-llm-h100
 
 
 def phase(name: str, start: float | None, end: float | None, reported: float | None = None,

@@ -1,6 +1,6 @@
 """Regenerate tests/data/results/h100-llama70b/runs/*.json from the published Ray Serve LLM logs.
 
-    .venv/bin/python tests/data/results/make_h100_results.py ../shared/logs/ray-serve-llm-h100
+    .venv/bin/python tests/data/results/make_h100_results.py tests/data/ray-serve-llm-h100
 
 Phases come from the logs' own 1 s timestamps (``timeline_from_log``); the logs have no /health
 line, so total_ready_s and TTFT are not observed. Efficiency uses models.toml's llama-3-70b
