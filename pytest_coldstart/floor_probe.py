@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.clock import Clock, SystemClock
-from pytest_coldstart.efficiency import FLOOR_CONFIGURED, FLOOR_PROBE, GB, FloorBandwidth, LoadEfficiency, assess
+from pytest_coldstart.efficiency import (FLOOR_CONFIGURED, FLOOR_PROBE, GB, FloorBandwidth, LoadEfficiency, assess,
+                                         load_time)
 from pytest_coldstart.errors import ConfigError
 from pytest_coldstart.registry import ModelSpec, split_source
 
@@ -188,6 +189,10 @@ class FloorResolver:
     def assess_run(self, model: ModelSpec, optimization: str, phases: Sequence[Any],
                    reported: Mapping[str, Any]) -> LoadEfficiency:
         """The efficiency object a run's result carries (the probe runs after the server stopped)."""
+        if load_time(phases, reported)[0] is None:  # a start that never loaded: no reason to probe
+            kind, _ = split_source(model.source_for(optimization))
+            return assess(model.weight_bytes, phases, reported, configured_floor(model, kind), source_kind=kind,
+                          floor_note="floor not probed")
         floor, kind, why = self.floor(model, optimization)
         return assess(model.weight_bytes, phases, reported, floor, source_kind=kind, floor_note=why)
 

@@ -323,3 +323,10 @@ def test_floor_command_probes_s3(moto_endpoint) -> None:
     bad = subprocess.run([sys.executable, "-m", "pytest_coldstart.cli", "floor", "--s3-url", "weights"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "expected s3://BUCKET/KEY" in bad.stderr
+
+
+def test_a_start_that_never_loaded_is_not_probed(tmp_path: Path) -> None:
+    spec = ModelSpec("m", "generated:tiny", "m", weight_bytes=10**6)
+    eff = FloorResolver(tmp_path / "probe").assess_run(spec, "baseline", [phase("weights_load", None, None)], {})
+    assert eff.load_s is None and "not observed" in eff.note and "floor not probed" in eff.note
+    assert not (tmp_path / "probe").exists()
