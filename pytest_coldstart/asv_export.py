@@ -39,12 +39,10 @@ from typing import Any
 from pytest_coldstart.commits import Commit
 from pytest_coldstart.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.results import RunResult
-from pytest_coldstart.samples import (MACHINE_KEYS, METRICS, CaseKey, CaseSamples, SampleSet, cases_from_runs,
-                                      machine_identity)
+from pytest_coldstart.samples import (MACHINE_KEYS, METRICS, SERIES_VERSION, CaseKey, CaseSamples, SampleSet,
+                                      cases_from_runs, machine_identity)
 from pytest_coldstart.timeline import PHASE_RULES
 
-#: Bump (here, with a note in the README) only to start every series afresh.
-SERIES_VERSION = "1"
 PARAM_NAMES = ("model", "optimization", "launcher")
 ENV_NAME = "coldstart"
 FAILED_METRIC = "failed_starts"
@@ -236,6 +234,9 @@ def record(runs: Sequence[RunResult], results_dir: Path, commit: Commit, *, mach
         ledger = results_dir / name / LEDGER
         seen = set(ledger.read_text().split()) if ledger.is_file() else set()
         fresh = [r for r in runs if run_id(r) not in seen]
+        target = results_dir / asv.results.get_filename(name, commit.hash, ENV_NAME)
+        if not fresh:  # every run is in the history already (under this or another commit)
+            return RecordOutcome(target, name, commit, 0, len(runs))
         bench_path = results_dir / "benchmarks.json"
         benchmarks = _load_json(bench_path, 2) if bench_path.is_file() else {}
         old = _existing(results_dir, name, commit)
@@ -253,7 +254,6 @@ def record(runs: Sequence[RunResult], results_dir: Path, commit: Commit, *, mach
         for bench, metric in BENCHMARK_NAMES.items():
             result.add_result(benchmark_entry(metric, params),
                               _merged(old, bench, metric, params, cases), record_samples=True)
-        target = results_dir / asv.results.get_filename(name, commit.hash, ENV_NAME)
         staging = Path(tempfile.mkdtemp(dir=results_dir, prefix=".coldstart-staging-"))
         try:
             result.save(str(staging))
@@ -350,8 +350,6 @@ def load_commit(results_dir: Path, commit_hash: str, machine: str) -> SampleSet:
                           f"{results_dir} --coldstart-commit {commit_hash})")
     if len(hashes) > 1:
         raise ConfigError(f"commit prefix {commit_hash!r} is ambiguous in {results_dir}: {', '.join(sorted(hashes))}")
-    bench_path = results_dir / "benchmarks.json"
-    benchmarks = _load_json(bench_path, 2) if bench_path.is_file() else {}
     cases: dict[CaseKey, dict[str, Any]] = {}
     for res in loaded:
         for bench in res.get_all_result_keys():
@@ -371,18 +369,13 @@ def load_commit(results_dir: Path, commit_hash: str, machine: str) -> SampleSet:
                     case["failed"] += int(values[j] or 0)
                 elif samples[j]:
                     case["samples"][metric] = case["samples"].get(metric, ()) + tuple(samples[j])
-    expected = {b: e.get("version") for b, e in benchmarks.items() if b in BENCHMARK_NAMES}
     out = {}
     for key, raw in sorted(cases.items()):
         ok = len(raw["samples"].get("total_ready_s", ()))
         if ok == 0 and raw["failed"] == 0:
             continue
-        versions = {}
-        for metric, version in raw["versions"].items():
-            current = expected.get(benchmark_name(metric))
-            # A result whose version differs from benchmarks.json is one asv itself
-            # no longer shows; say so rather than compare it silently.
-            versions[metric] = version if current in (None, version) else f"{version} (benchmarks.json: {current})"
+        # The version each value was recorded under; compare refuses to mix versions.
+        versions = {m: v for m, v in raw["versions"].items() if m in raw["samples"]}
         out[key] = CaseSamples(key, raw["samples"], ok + raw["failed"], raw["failed"],
                                ("failed (asv keeps only the count; see the run's log)",) * raw["failed"], versions)
     reqs = loaded[0]._requirements or {}  # asv has no public accessor for requirements (0.6.6)

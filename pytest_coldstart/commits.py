@@ -55,6 +55,11 @@ def resolve(repo: Path, ref: str) -> Commit:
     except ConfigError:
         full = ""
     if not full:
+        try:
+            _git(repo, "rev-parse", "--git-dir")
+        except ConfigError:
+            raise ConfigError(f"{repo} is not a git repository: results are recorded against commits of the "
+                              "repository asv.conf.json names; run from a clone") from None
         raise ConfigError(f"unknown commit {ref!r} in {repo}: not a branch, tag or hash git knows "
                           f"(fetch it, e.g. `git fetch origin {ref}`, or pass a full hash)")
     return Commit(full, int(_git(repo, "show", "-s", "--format=%ct", full)) * 1000)

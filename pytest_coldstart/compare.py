@@ -48,10 +48,20 @@ CASE_ROW = "(case)"
 
 @dataclass(frozen=True)
 class Threshold:
-    """A change counts only if it exceeds both: ``rel`` (0.10 = 10 %) and ``floor_s`` seconds."""
+    """A change counts only if it exceeds both: ``rel`` (0.10 = 10 %) and ``floor_s`` seconds.
+
+    ``ratio_rel`` replaces ``rel`` when the ratio rule decides alone (too few
+    starts for the test): it must also absorb the run-to-run noise the test
+    would otherwise account for. ``None`` means ``rel``.
+    """
 
     rel: float
     floor_s: float
+    ratio_rel: float | None = None
+
+    @property
+    def ratio_rel_or_rel(self) -> float:
+        return self.rel if self.ratio_rel is None else self.ratio_rel
 
 
 @dataclass(frozen=True)
@@ -81,20 +91,24 @@ def _number(where: str, key: str, value: object, low: float, high: float) -> flo
 def _threshold(where: str, raw: object, base: Threshold) -> Threshold:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table with rel_threshold and/or abs_floor_s")
-    unknown = set(raw) - {"rel_threshold", "abs_floor_s"}
+    unknown = set(raw) - {"rel_threshold", "abs_floor_s", "ratio_rel_threshold"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: rel_threshold, abs_floor_s")
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: rel_threshold, abs_floor_s, "
+                          "ratio_rel_threshold")
+    ratio = raw.get("ratio_rel_threshold", base.ratio_rel)
     return Threshold(_number(where, "rel_threshold", raw.get("rel_threshold", base.rel), 0, 10),
-                     _number(where, "abs_floor_s", raw.get("abs_floor_s", base.floor_s), 0, 1e6))
+                     _number(where, "abs_floor_s", raw.get("abs_floor_s", base.floor_s), 0, 1e6),
+                     None if ratio is None else _number(where, "ratio_rel_threshold", ratio, 0, 10))
 
 
 def load_config(path: Path | None) -> CompareConfig:
     """Read a compare TOML (missing path = built-in defaults)::
 
         alpha = 0.05
-        min_samples = 3
+        min_samples = 4
         [default]
-        rel_threshold = 0.10
+        rel_threshold = 0.10        # with the test
+        ratio_rel_threshold = 0.25  # without it (fewer starts)
         abs_floor_s = 1.0
         [metrics.ttft_s]
         abs_floor_s = 0.05
@@ -158,11 +172,13 @@ def decide(base: Sequence[float], head: Sequence[float], threshold: Threshold, *
     """The verdict for one metric with samples on both sides."""
     mb, mh = statistics.median(base), statistics.median(head)
     delta = mh - mb
-    slower = delta > threshold.floor_s and mh > mb * (1 + threshold.rel)
-    faster = -delta > threshold.floor_s and mh * (1 + threshold.rel) < mb
+    use_test = len(base) >= min_samples and len(head) >= min_samples and min_p_value(len(base), len(head)) < alpha
+    rel = threshold.rel if use_test else threshold.ratio_rel_or_rel
+    slower = delta > threshold.floor_s and mh > mb * (1 + rel)
+    faster = -delta > threshold.floor_s and mh * (1 + rel) < mb
     pct = f"{delta:+.2f} s ({(mh / mb - 1) * 100:+.0f} %)" if mb > 0 else f"{delta:+.2f} s"
-    limits = f"+{threshold.rel * 100:.0f} % and {threshold.floor_s:g} s"
-    if len(base) >= min_samples and len(head) >= min_samples and min_p_value(len(base), len(head)) < alpha:
+    limits = f"+{rel * 100:.0f} % and {threshold.floor_s:g} s"
+    if use_test:
         p = _p(head, base, "greater" if delta >= 0 else "less")
         if slower and p < alpha:
             return Decision(REGRESSED, TEST_MWU, p, f"{pct}, beyond {limits}, p={p:.3g} < {alpha:g}")

@@ -85,14 +85,19 @@ def _software(label: str, software: Mapping[str, object]) -> str:
     return f"{label}" + (f" ({', '.join(parts)})" if parts else "")
 
 
+def _limits(t: object) -> str:
+    rel, floor_s, ratio = t.rel, t.floor_s, t.ratio_rel_or_rel  # type: ignore[attr-defined]
+    few = f" (+{ratio * 100:.0f} % with fewer starts)" if ratio != rel else ""
+    return f"+{rel * 100:.0f} %{few} and {floor_s:g} s"
+
+
 def _rule(c: Comparison) -> str:
     cfg = c.config
-    per = ", ".join(f"{m}: +{t.rel * 100:.0f} % / {t.floor_s:g} s" for m, t in sorted(cfg.metrics.items()))
-    return (f"A metric regresses when its head median is more than +{cfg.default.rel * 100:.0f} % **and** "
-            f"{cfg.default.floor_s:g} s above the base median{f' (per metric: {per})' if per else ''}; with "
-            f"≥ {cfg.min_samples} starts on both sides a one-sided Mann–Whitney U test must also give "
-            f"p < {cfg.alpha:g}. A phase missing or a start failing in the head is a regression. "
-            f"Thresholds: {cfg.source}.")
+    per = "; ".join(f"{m}: {_limits(t)}" for m, t in sorted(cfg.metrics.items()))
+    return (f"A metric regresses when its head median exceeds the base median by more than "
+            f"{_limits(cfg.default)}{f' (per metric: {per})' if per else ''}; with ≥ {cfg.min_samples} starts on "
+            f"both sides a one-sided Mann–Whitney U test must also give p < {cfg.alpha:g}. A phase missing or a "
+            f"start failing in the head is a regression. Thresholds: {cfg.source}.")
 
 
 def render_markdown(c: Comparison) -> str:

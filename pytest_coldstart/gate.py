@@ -97,6 +97,9 @@ def load_side(ref: str, *, repo: Path, asv_dir: Path, machine: str | None, other
             return from_results_dir(path)
         raise ConfigError(f"{path} is a directory without runs/: not a results directory "
                           "(pass the --coldstart-results directory of a benchmark run)")
+    if "/" in ref and not _HEX.fullmatch(ref) and not path.exists():
+        raise ConfigError(f"no such results directory: {ref} (pass the --coldstart-results directory of a run, "
+                          "or a commit recorded in asv)")
     if not asv_dir.is_dir():
         raise ConfigError(f"{ref!r} is not a results directory, and there are no asv results at {asv_dir} to look "
                           "it up as a commit (pass --asv-results DIR)")
@@ -129,7 +132,9 @@ def compare_session(results: list[RunResult], settings: HistorySettings, budgets
         config = load_config(settings.compare_config)
     except ColdstartError as exc:
         return unusable(base.label, "this session", str(exc))
-    return compare(base, head, config, budgets)
+    # The session decides which cases it runs (--model/--optimization): cases of the base it did not
+    # run are left out with a note, not treated as partial input.
+    return compare(base, head, config, budgets, only_common=True)
 
 
 def load_session_base(settings: HistorySettings) -> SampleSet:
@@ -204,12 +209,13 @@ def _record_cmd(args: argparse.Namespace) -> int:
 
 
 def _publish_cmd(args: argparse.Namespace) -> int:
-    site = publish(Path(args.config), html_dir=Path(args.html_dir) if args.html_dir else None)
+    vendor = Path(args.vendor_dir) if args.self_contained else None
+    site = publish(Path(args.config), html_dir=Path(args.html_dir) if args.html_dir else None, vendor_dir=vendor)
     print(f"site written to {site}; serve it with `asv preview` or any static web server")
     return 0
 
 
-def publish(config_path: Path, html_dir: Path | None = None) -> Path:
+def publish(config_path: Path, html_dir: Path | None = None, vendor_dir: Path | None = None) -> Path:
     """``asv publish`` for the commits git knows, with every local sweep branch included.
 
     Plain ``asv publish`` fails on a result whose commit git cannot find
@@ -254,6 +260,10 @@ def publish(config_path: Path, html_dir: Path | None = None) -> Path:
     if not known:
         raise ConfigError(f"no results in {results_dir} belong to commits in {repo}")
     Publish.run(conf, range_spec=sorted(known), pull=False)
+    if vendor_dir is not None:
+        from pytest_coldstart.asv_site import fetch_vendor, localize
+
+        localize(Path(conf.html_dir), fetch_vendor(vendor_dir))
     return Path(conf.html_dir)
 
 
@@ -319,4 +329,8 @@ def add_commands(sub: Any) -> None:
                                    "branches added so a version sweep shows on the site.")
     p.add_argument("--config", default="asv.conf.json", help="default: asv.conf.json")
     p.add_argument("--html-dir", help="output directory (default: html_dir of the config)")
+    p.add_argument("--self-contained", action="store_true",
+                   help="serve jQuery, flot and bootstrap from the site instead of CDNs (for viewing offline; "
+                   "fetched once with npm into --vendor-dir)")
+    p.add_argument("--vendor-dir", default=".coldstart/asv-vendor", help="default: .coldstart/asv-vendor")
     p.set_defaults(func=_publish_cmd)

@@ -23,6 +23,11 @@ from pytest_coldstart.timeline import PHASE_NAMES
 TOTAL_METRICS: tuple[str, ...] = ("unaccounted_s", "total_ready_s", "ttft_s")
 METRICS: tuple[str, ...] = PHASE_NAMES + TOTAL_METRICS
 
+#: Version of the metric definitions above, written as each asv benchmark's
+#: ``version``. Bump it (with a README note) only to start every series afresh:
+#: asv hides results of another version, and compare refuses to mix them.
+SERIES_VERSION = "1"
+
 #: Environment keys that identify the hardware. Results measured on machines
 #: that differ in any of them are not comparable (software versions may differ:
 #: that is what an upgrade PR changes).
@@ -109,7 +114,8 @@ def cases_from_runs(results: Iterable[RunResult]) -> dict[CaseKey, CaseSamples]:
             for metric, value in run_metrics(run).items():
                 samples.setdefault(metric, []).append(value)
         cases[key] = CaseSamples(key, {m: tuple(v) for m, v in samples.items()}, len(runs), len(failed),
-                                 tuple(_first_line(r.error, r.exit_status) for r in failed))
+                                 tuple(_first_line(r.error, r.exit_status) for r in failed),
+                                 dict.fromkeys(samples, SERIES_VERSION))
     return cases
 
 

@@ -102,7 +102,12 @@ def install_steps(python: Path, version: str, repo: Path, *, need_vllm: bool) ->
 
 def run_logged(argv: list[str], log: Path, *, timeout_s: float, cwd: Path | None = None,
                env: dict[str, str] | None = None) -> int:
-    """Run *argv* in its own session, output appended to *log*; TERM, grace, KILL on timeout or Ctrl-C."""
+    """Run *argv* in its own session, output appended to *log*; INT, TERM, KILL on timeout or Ctrl-C.
+
+    SIGINT first: pytest turns it into KeyboardInterrupt and unwinds, so the
+    runner stops the vLLM server it started (that server has a session of its
+    own; a signal to our child's group would not reach it).
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as fh:
         fh.write(f"$ {' '.join(argv)}\n")
@@ -112,7 +117,7 @@ def run_logged(argv: list[str], log: Path, *, timeout_s: float, cwd: Path | None
         try:
             return proc.wait(timeout=timeout_s)
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            for sig, wait_s in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 5.0)):
+            for sig, wait_s in ((signal.SIGINT, 60.0), (signal.SIGTERM, GRACE_S), (signal.SIGKILL, 5.0)):
                 try:
                     os.killpg(proc.pid, sig)
                 except ProcessLookupError:

@@ -1,0 +1,155 @@
+"""The GitHub Actions workflows: valid against GitHub's workflow schema (offline, the copy
+check-jsonschema vendors), and shaped the way the README promises."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import REPO
+
+jsonschema = pytest.importorskip("jsonschema")
+yaml = pytest.importorskip("ruamel.yaml")
+pytest.importorskip("check_jsonschema")
+
+WORKFLOWS = REPO / ".github" / "workflows"
+NAMES = ("coldstart-nightly.yml", "coldstart-pr.yml", "cpu-lane.yml")
+
+
+def _load(name: str) -> dict[str, Any]:
+    return yaml.YAML(typ="safe", pure=True).load((WORKFLOWS / name).read_text())
+
+
+def _schema() -> dict[str, Any]:
+    vendored = resources.files("check_jsonschema.builtin_schemas.vendor") / "github-workflows.json"
+    return json.loads(vendored.read_text())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_valid_against_the_github_workflow_schema(name: str) -> None:
+    validator = jsonschema.Draft7Validator(_schema())
+    errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(_load(name))]
+    assert not errors, errors
+
+
+def test_schema_rejects_a_broken_workflow(tmp_path: Path) -> None:
+    # The check must be able to fail: a job without runs-on or steps is invalid.
+    broken = _load("cpu-lane.yml")
+    broken["jobs"]["test"].pop("runs-on")
+    validator = jsonschema.Draft7Validator(_schema())
+    assert list(validator.iter_errors(broken))
+
+
+def test_check_jsonschema_cli_agrees() -> None:
+    proc = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
+                           *(str(WORKFLOWS / n) for n in NAMES)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _runs_on(job: dict[str, Any]) -> list[str]:
+    value = job.get("runs-on", [])
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _script(job: dict[str, Any]) -> str:
+    return "\n".join(str(step.get("run", "")) for step in job.get("steps", []))
+
+
+def test_nightly_runs_on_the_h100_pool_and_persists_history() -> None:
+    wf = _load("coldstart-nightly.yml")
+    triggers = wf[True] if True in wf else wf["on"]  # YAML 1.1 reads `on` as true
+    assert "schedule" in triggers and "workflow_dispatch" in triggers
+    bench = wf["jobs"]["bench"]
+    assert {"self-hosted", "8xH100"} <= set(_runs_on(bench))
+    assert "model" in bench["strategy"]["matrix"]
+    assert "permissions" not in bench, "the GPU job must not get write access"
+    history = wf["jobs"]["history"]
+    assert "self-hosted" not in _runs_on(history)
+    assert history["permissions"] == {"contents": "write"}
+    script = _script(history)
+    assert 'git push origin "HEAD:$RESULTS_BRANCH"' in script
+    assert "coldstart record" in script and "coldstart publish" in script
+    assert any(s.get("uses", "").startswith("actions/upload-pages-artifact") for s in history["steps"])
+    deploy = wf["jobs"]["deploy"]
+    assert deploy["environment"]["name"] == "github-pages"
+    assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in deploy["steps"])
+
+
+def test_pr_gate_never_runs_fork_code_on_the_self_hosted_runner() -> None:
+    wf = _load("coldstart-pr.yml")
+    triggers = wf[True] if True in wf else wf["on"]
+    assert "pull_request_target" not in triggers, "pull_request_target would hand fork code our secrets"
+    for name, job in wf["jobs"].items():
+        if "self-hosted" in _runs_on(job):
+            assert "github.event.pull_request.head.repo.full_name == github.repository" in job.get("if", ""), name
+            assert job.get("environment"), f"{name}: needs an environment with required reviewers"
+    assert "!= github.repository" in wf["jobs"]["fork-notice"]["if"]
+
+
+def test_pr_gate_pairs_base_and_head_and_fails_on_regression() -> None:
+    job = _load("coldstart-pr.yml")["jobs"]["paired"]
+    script = _script(job)
+    assert 'for side in base head' in script, "base and head must alternate on the same runner"
+    assert "merge-base" in script
+    assert "compare runs-base runs-head" in script and "--markdown comment.md" in script
+    assert "base/benchmarks/compare.toml" in script, "the PR must not choose its own thresholds"
+    assert re.search(r"1\) echo .*; exit 1 ;;", script) and "exit 2" in script
+    comment = _load("coldstart-pr.yml")["jobs"]["comment"]
+    assert comment["permissions"] == {"pull-requests": "write"}
+    from pytest_coldstart.compare_report import MARKER
+
+    assert MARKER in comment["steps"][-1]["with"]["script"]
+
+
+def test_cpu_lane_runs_make_test_on_a_hosted_runner() -> None:
+    wf = _load("cpu-lane.yml")
+    for job in wf["jobs"].values():
+        assert _runs_on(job) == ["ubuntu-latest"]
+    assert "make test" in _script(wf["jobs"]["test"])
+    assert "make bench" in _script(wf["jobs"]["bench"])
+
+
+def _commands(prefix: str) -> list[list[str]]:
+    found = []
+    for name in NAMES:
+        text = (WORKFLOWS / name).read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            idx = line.find(prefix)
+            if idx >= 0:
+                try:
+                    found.append(shlex.split(line[idx:].split("||")[0].split(">>")[0]))
+                except ValueError:
+                    continue
+    return found
+
+
+def test_coldstart_commands_in_workflows_exist() -> None:
+    from pytest_coldstart.cli import build_parser
+
+    parser = build_parser()
+    subs = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    commands = _commands("coldstart ") + _commands('"$cli" ')
+    assert commands
+    for argv in commands:
+        sub = argv[1]
+        if sub in ("compare", "record", "publish", "summary") and "--help" not in argv:
+            options = {o for a in subs[sub]._actions for o in a.option_strings}
+            used = {a.split("=")[0] for a in argv[2:] if a.startswith("--")}
+            assert used <= options, (argv, used - options)
+
+
+def test_pytest_options_in_workflows_exist() -> None:
+    from pytest_coldstart.plugin import _OPTIONS
+
+    known = {flag for flag, *_ in _OPTIONS} | {"-p", "-rA", "-m"}
+    for name in NAMES:
+        for flag in re.findall(r"(--(?:coldstart-[a-z-]+|model|optimization|launcher))\b", (WORKFLOWS / name).read_text()):
+            assert flag in known, (name, flag)
