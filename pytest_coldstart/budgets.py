@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pytest_coldstart.errors import ConfigError
 from pytest_coldstart.results import RunResult
+from pytest_coldstart.ray_timeline import RAY_PHASE_NAMES
 from pytest_coldstart.timeline import PHASE_NAMES
 
 if sys.version_info >= (3, 11):
@@ -16,8 +17,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TOTAL_KEYS = ("total_ready_s", "ttft_s")
-BUDGET_KEYS = PHASE_NAMES + TOTAL_KEYS
+BUDGET_KEYS = PHASE_NAMES + tuple(n for n in RAY_PHASE_NAMES if n not in PHASE_NAMES) + TOTAL_KEYS
 WILDCARD = "*"
+#: ``[model."OPT@LAUNCHER"]`` (OPT may be ``*``) overrides ``[model.OPT]`` for one launcher:
+#: a Ray scale-from-zero TTFT is a whole cold start, a vLLM TTFT is one request.
+LAUNCHER_SEP = "@"
 
 OK, OVER, UNBUDGETED, NOT_OBSERVED = "ok", "over", "unbudgeted", "not observed"
 
@@ -45,10 +49,13 @@ class Budgets:
     table: dict[str, dict[str, dict[str, float]]]
     path: str = ""
 
-    def for_case(self, model: str, optimization: str) -> dict[str, float]:
+    def for_case(self, model: str, optimization: str, launcher: str | None = None) -> dict[str, float]:
         per_model = self.table.get(model, {})
         merged = dict(per_model.get(WILDCARD, {}))
         merged.update(per_model.get(optimization, {}))
+        if launcher:
+            merged.update(per_model.get(f"{WILDCARD}{LAUNCHER_SEP}{launcher}", {}))
+            merged.update(per_model.get(f"{optimization}{LAUNCHER_SEP}{launcher}", {}))
         return merged
 
 
@@ -68,7 +75,9 @@ def load_budgets(path: Path, *, known_models: set[str] | None = None,
         if not isinstance(per_model, dict):
             raise ConfigError(f"{path}: [{model}] must be a table of optimizations")
         for opt, phases in per_model.items():
-            if opt != WILDCARD and known_optimizations is not None and opt not in known_optimizations:
+            _check_launcher(path, model, opt)
+            base = opt.partition(LAUNCHER_SEP)[0]
+            if base != WILDCARD and known_optimizations is not None and base not in known_optimizations:
                 raise ConfigError(f"{path}: unknown optimization [{model}.{opt}]; known: "
                                   f"{', '.join(sorted(known_optimizations))} or \"*\"")
             if not isinstance(phases, dict):
@@ -83,15 +92,26 @@ def load_budgets(path: Path, *, known_models: set[str] | None = None,
     return Budgets(table, str(path))
 
 
+def _check_launcher(path: Path, model: str, opt: str) -> None:
+    from pytest_coldstart.launchers import KNOWN_LAUNCHERS
+
+    launcher = opt.partition(LAUNCHER_SEP)[2]
+    if LAUNCHER_SEP in opt and launcher not in KNOWN_LAUNCHERS:
+        raise ConfigError(f"{path}: [{model}.\"{opt}\"]: unknown launcher {launcher!r}; known: "
+                          f"{', '.join(KNOWN_LAUNCHERS)}")
+
+
 def check_budgets(budgets: Budgets, result: RunResult) -> list[BudgetCheck]:
     """A row per phase plus total and TTFT. A budgeted phase that was not
     observed is shown as such and does not fail: we cannot say it was slow."""
-    limits = budgets.for_case(result.model, result.optimization)
+    limits = budgets.for_case(result.model, result.optimization, result.launcher)
     measured: dict[str, float | None] = dict(result.phase_durations())
     measured["total_ready_s"] = result.total_ready_s
     measured["ttft_s"] = result.ttft_s
     checks = []
-    for name in BUDGET_KEYS:
+    # The result's own phases in its order (a launcher has its own table), then the totals.
+    names = [n for n in dict.fromkeys(p.name for p in result.phases) if n in BUDGET_KEYS] + list(TOTAL_KEYS)
+    for name in names:
         limit, value = limits.get(name), measured.get(name)
         if value is None:
             status = NOT_OBSERVED

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pytest_coldstart.sweep",  # sweep
     "pytest_coldstart.s3source",  # s3 upload-model, s3 shard
     "pytest_coldstart.compile_cache",  # cache push, cache pull
+    "pytest_coldstart.ray_report",  # ray-timeline
 )
 
 DESCRIPTION = """\

@@ -83,7 +83,24 @@ _OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str, str], ...] = (
     ("--coldstart-compare-to", "coldstart_compare_to", str, "",
      "Compare this session's starts with REF (a results directory, or a commit recorded in asv) using "
      "benchmarks/compare.toml; a regression fails the session (exit 1). Default: off"),
+    # Ray Serve LLM launcher (launchers/ray_serve.py).
+    ("--ray-address", "coldstart_ray_address", str, "",
+     "--launcher ray-serve: join this Ray cluster (e.g. ray://head:10001 or auto) instead of starting a local "
+     "Ray; only the benchmark's app is deleted afterwards. Default: a local Ray per start"),
+    ("--ray-replicas", "coldstart_ray_replicas", lambda v: _ray_replicas(v), "0,0,1",
+     "--launcher ray-serve: MIN,INITIAL,MAX replicas of the LLM deployment's autoscaling_config; the first "
+     "request scales it from INITIAL. Default: %(default)s (scale from zero)"),
 )
+
+
+def _ray_replicas(value: str) -> str:
+    from pytest_coldstart.launchers.ray_serve import parse_replicas
+
+    try:
+        parse_replicas(value)
+    except ColdstartError as exc:
+        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. {exc}") from None
+    return value
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -125,6 +142,8 @@ class ColdstartState:
             results_dir=root / _option(config, "coldstart_results"),
             workdir=root / _option(config, "coldstart_workdir"),
             repo_dir=root, timeout_s=_option(config, "coldstart_timeout"), port=_option(config, "coldstart_port"),
+            launcher_options=(("ray_address", _option(config, "coldstart_ray_address")),
+                              ("ray_replicas", _option(config, "coldstart_ray_replicas"))),
         )
         self.errors: list[str] = []
         self.history = HistorySettings.from_options(
@@ -158,16 +177,20 @@ class ColdstartState:
     def results(self) -> list[RunResult]:
         return self._runner.results if self._runner else []
 
-    def cases(self) -> list[Case]:
-        """Model x optimization x launcher x repeat, every name checked."""
-        for launcher in self.launchers:
+    def cases(self, launchers: tuple[str, ...] | None = None) -> list[Case]:
+        """Model x optimization x launcher x repeat, every name checked.
+
+        *launchers* overrides ``--launcher`` (a test's ``@pytest.mark.coldstart(launcher=...)``).
+        """
+        launchers = launchers or self.launchers
+        for launcher in launchers:
             get_launcher(launcher)
         cases = []
         for model_name in self.models:
             model = self.registry.model(model_name)
             for opt in self.optimizations or model.optimizations:
                 self.registry.optimization(opt)
-                for launcher in self.launchers:
+                for launcher in launchers:
                     cases.extend(Case(model_name, opt, launcher, i) for i in range(self.repeat))
         return cases
 
@@ -187,7 +210,8 @@ def _state(config: pytest.Config) -> ColdstartState:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "coldstart: a cold-start benchmark (uses the `coldstart` fixture)")
+    config.addinivalue_line("markers", "coldstart: a cold-start benchmark (uses the `coldstart` fixture); "
+                            "coldstart(launcher='ray-serve') pins the test to launchers, overriding --launcher")
     state = ColdstartState(config)
     config.stash[STATE_KEY] = state
     register_history(config, state, state.history)
@@ -204,8 +228,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "coldstart_case" not in metafunc.fixturenames:
         return
     state = _state(metafunc.config)
+    marker = metafunc.definition.get_closest_marker("coldstart")
     try:
-        cases = state.cases()
+        pinned = marker.kwargs.get("launcher") if marker else None
+        wanted = _names(pinned if isinstance(pinned, str) else ",".join(pinned)) if pinned else None
+        cases = state.cases(wanted)
+    except argparse.ArgumentTypeError as exc:
+        state.errors.append(f"{metafunc.definition.nodeid}: @pytest.mark.coldstart(launcher=...): {exc}")
+        cases = []
     except ColdstartError as exc:
         state.errors.append(str(exc))
         cases = []

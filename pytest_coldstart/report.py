@@ -12,6 +12,7 @@ from rich.table import Table
 
 from pytest_coldstart.budgets import OVER, BudgetCheck, Budgets, check_budgets
 from pytest_coldstart.efficiency import efficiency_line
+from pytest_coldstart.ray_report import ray_notes
 from pytest_coldstart.results import RunResult
 from pytest_coldstart.timeline import PHASE_NAMES, Timeline
 
@@ -51,7 +52,7 @@ def render_summary(results: Sequence[RunResult], budgets: Budgets | None = None)
     if not ok:
         table.add_row("(no successful run)", "", "", "", "", first.error.splitlines()[0] if first.error else "")
         return _render(table)
-    limits = budgets.for_case(first.model, first.optimization) if budgets else {}
+    limits = budgets.for_case(first.model, first.optimization, first.launcher) if budgets else {}
     checks = [check_budgets(budgets, r) if budgets else [] for r in ok]
 
     def status(name: str) -> str:
@@ -60,7 +61,8 @@ def render_summary(results: Sequence[RunResult], budgets: Budgets | None = None)
             return f"OVER in {sum(c.status == OVER for c in rows)}/{len(ok)}"
         return "ok" if name in limits and rows else ("unbudgeted" if name not in limits else "")
 
-    for name in PHASE_NAMES:
+    # A launcher's own phase table (ray-serve: scheduling, replica init, ...).
+    for name in tuple(dict.fromkeys(p.name for r in ok for p in r.phases)) or PHASE_NAMES:
         median, spread = _median([r.phase_durations().get(name) for r in ok])
         reported, _ = _median([next((p.reported_s for p in r.phases if p.name == name), None) for r in ok])
         table.add_row(name, _s(median), spread, "" if reported is None else f"{reported:.2f}",
@@ -76,6 +78,8 @@ def render_summary(results: Sequence[RunResult], budgets: Budgets | None = None)
     cache_notes = {str(r.reported.get("compile_cache_detail")) for r in ok if r.reported.get("compile_cache_detail")}
     for note in sorted(cache_notes):
         text += f"\n  torch.compile cache: {note}"
+    for note in ray_notes(ok):
+        text += f"\n  {note}"
     line = efficiency_line(ok)
     return f"{text}\n{line}" if line else text
 

@@ -29,7 +29,7 @@ from pytest_coldstart.launchers.process import session_members
 from pytest_coldstart.redact import redact_env
 from pytest_coldstart.registry import ModelSpec, OptimizationSpec, Registry, split_source
 from pytest_coldstart.results import RunResult, check_writable, write_result
-from pytest_coldstart.ttft import TTFTSample, measure_ttft
+from pytest_coldstart.ttft import TTFTSample
 
 #: (case id, phase in progress or a note, seconds since spawn)
 ProgressFn = Callable[[str, str, float], None]
@@ -46,6 +46,8 @@ class Settings:
     timeout_s: float = 900.0
     port: int = 0
     python: str = sys.executable
+    #: Passed to the launcher as is (``ray-serve``: ray_address, ray_replicas).
+    launcher_options: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,8 @@ class ColdStartRunner:
         return LaunchSpec(model_ref=prepared.model_ref, served_name=model.served_name, port=port,
                           log_path=self.settings.results_dir / "logs" / log_name, timeout_s=self.settings.timeout_s,
                           tensor_parallel_size=model.tensor_parallel_size, max_model_len=model.max_model_len,
-                          engine_args=prepared.engine_args, env=prepared.env, python=self.settings.python)
+                          engine_args=prepared.engine_args, env=prepared.env, python=self.settings.python,
+                          launcher_options=dict(self.settings.launcher_options))
 
     def _populate_compile_cache(self, case: Case, prepared: _Prepared) -> None:
         """Fill the compile cache with one unmeasured start, unless already complete.
@@ -207,6 +210,9 @@ class ColdStartRunner:
         server = get_launcher(case.launcher).start(spec, self.clock)
         try:
             server.wait_ready(lambda phase, t: self._say(case, f"populate: {phase}", t))
+            if server.starts_on_first_request:  # Ray scale-from-zero: compiling happens on the first request
+                server.first_token(spec.served_name, timeout_s=self.settings.timeout_s,
+                                   progress=lambda phase, t: self._say(case, f"populate: {phase}", t))
         except LaunchError as exc:
             raise LaunchError(f"populating the torch.compile cache failed: {exc.summary}", last_phase=exc.last_phase,
                               elapsed_s=exc.elapsed_s, log_tail=exc.log_tail, log_path=exc.log_path,
@@ -253,8 +259,8 @@ class ColdStartRunner:
             try:
                 server.wait_ready(lambda phase, t: self._say(case, phase, t))
                 self._say(case, "ready; measuring time to first token", server.ready_s or 0.0)
-                live.ttft = measure_ttft(server.base_url, spec.served_name, self.clock,
-                                         timeout_s=min(300.0, self.settings.timeout_s))
+                live.ttft = server.first_token(spec.served_name, timeout_s=min(300.0, self.settings.timeout_s),
+                                               progress=lambda phase, t: self._say(case, phase, t))
                 yield live
             except ServerExitedError as exc:
                 error, status = exc, "server_exited"

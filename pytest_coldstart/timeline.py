@@ -202,6 +202,8 @@ def build_timeline(
     source: str,
     spawn_s: float | None = None,
     ready_s: float | None = None,
+    rules: Sequence[PhaseRule] = PHASE_RULES,
+    extra_events: dict[str, list[tuple[float, dict[str, str]]]] | None = None,
 ) -> Timeline:
     """Assemble phases from records stamped in seconds.
 
@@ -209,8 +211,13 @@ def build_timeline(
     :param spawn_s: when the process was spawned (live runs); None offline.
     :param ready_s: when ``/health`` first answered 200 (live runs). Offline the
         first logged ``GET /health ... 200`` stands in for it, if present.
+    :param rules: the phase table (``ray_timeline.RAY_PHASE_RULES`` for Ray Serve LLM).
+    :param extra_events: events the caller recognised itself (e.g. from process
+        prefixes), already reduced to the occurrences that count, same time base.
     """
     events = _collect(stamped, ready_s)
+    for name, occurrences in (extra_events or {}).items():
+        events.setdefault(name, []).extend(occurrences)
     if spawn_s is not None:
         events["spawn"] = [(spawn_s, {})]
     harness = {"spawn"}
@@ -232,7 +239,7 @@ def build_timeline(
     started: str | None = None
     prev_end: float | None = None
     last_end = float("-inf")
-    for rule in PHASE_RULES:
+    for rule in rules:
         end = when(rule.ends, first=False)
         start = when(rule.starts, first=True) if rule.starts else None
         start_s = start[0] if start else prev_end

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pytest_coldstart.errors import ConfigError
 from pytest_coldstart.launchers.base import Launcher
 
-KNOWN_LAUNCHERS = ("vllm",)
+KNOWN_LAUNCHERS = ("vllm", "ray-serve")
 
 
 def get_launcher(kind: str) -> Launcher:
@@ -14,4 +14,8 @@ def get_launcher(kind: str) -> Launcher:
         from pytest_coldstart.launchers.vllm import VllmLauncher
 
         return VllmLauncher()
+    if kind == "ray-serve":
+        from pytest_coldstart.launchers.ray_serve import RayServeLauncher
+
+        return RayServeLauncher()
     raise ConfigError(f"unknown launcher {kind!r}; known launchers: {', '.join(KNOWN_LAUNCHERS)}")

@@ -14,6 +14,7 @@ from pytest_coldstart.clock import Clock
 from pytest_coldstart.errors import PortInUseError, ReadinessTimeout, ServerExitedError
 from pytest_coldstart.launchers.process import OwnedProcess
 from pytest_coldstart.timeline import Timeline, timeline_from_stamped
+from pytest_coldstart.ttft import TTFTSample, measure_ttft
 
 #: Called while a start runs: (phase in progress, seconds since spawn).
 ProgressFn = Callable[[str, float], None]
@@ -37,6 +38,8 @@ class LaunchSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
     python: str = "python"
+    #: Launcher-specific plain values (``ray-serve``: ray_address, ray_replicas).
+    launcher_options: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -45,6 +48,10 @@ class LaunchSpec:
 
 class Server:
     """A started server process plus the HTTP readiness check."""
+
+    #: True when "ready" still has no model replica and the first request starts
+    #: it (Ray Serve scale-from-zero): the compile-cache populate must send one.
+    starts_on_first_request = False
 
     def __init__(self, spec: LaunchSpec, process: OwnedProcess, clock: Clock) -> None:
         self.spec = spec
@@ -100,6 +107,10 @@ class Server:
             hint = "raise --coldstart-timeout, or look at the phase that stalled in the log"
         return cls(summary, last_phase=self.timeline().last_phase_reached, elapsed_s=self.process.elapsed_s(),
                    log_tail=tail, log_path=str(self.spec.log_path), exit_code=self.exit_code, hint=hint)
+
+    def first_token(self, served_name: str, *, timeout_s: float, progress: ProgressFn | None = None) -> TTFTSample:
+        """Time the first streamed completion of the ready server."""
+        return measure_ttft(self.base_url, served_name, self.clock, timeout_s=timeout_s)
 
     def stop(self) -> int | None:
         code = self.process.stop()

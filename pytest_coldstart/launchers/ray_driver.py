@@ -16,18 +16,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-#: Every line the harness acts on starts with this.
+#: Every line the harness acts on starts with this (``ray_timeline.EVENT_PREFIX``).
 EVENT_PREFIX = "[coldstart-ray]"
+#: Copied Serve log-file lines start with this (``ray_timeline.SERVE_LOG_PREFIX``).
+SERVE_LOG_PREFIX = "[serve-log]"
 STATUS_POLL_S = 0.25
-EXIT_BAD_CONFIG = 2
+TAIL_POLL_S = 0.1
 EXIT_DEPLOY_FAILED = 3
+SERVE_SHUTDOWN_TIMEOUT_S = 15.0
+# Serve logs these with `log_to_stderr=False` (Ray 2.43-2.60): they reach only
+# logs/serve/*.log, never the driver console, so the driver copies them.
+FILE_ONLY_RE = re.compile(r"started successfully on node|Started initializing replica|"
+                          r"Finished initializing replica")
 
 
 def emit(event: str, **data: Any) -> None:
@@ -72,7 +80,8 @@ def build_app(config: dict[str, Any], gpus: float) -> Any:
             "min_replicas": config["min_replicas"], "initial_replicas": config["initial_replicas"],
             "max_replicas": config["max_replicas"],
         }},
-        "runtime_env": {"env_vars": config["env_vars"]},
+        "runtime_env": {"env_vars": {name: os.environ[name] for name in config["env_var_names"]
+                                     if name in os.environ}},
         # Ray LLM writes vLLM's request logs and engine stats otherwise; they add
         # nothing to a cold start and cost CPU on the 2-core lane.
         "log_engine_metrics": False,
@@ -99,7 +108,7 @@ class Driver:
     def start(self) -> None:
         import ray
 
-        emit("ray_init_start", address=self.config.get("ray_address") or "local")
+        emit("ray_init_start", address=self.config.get("ray_address") or "local", pid=os.getpid())
         kwargs: dict[str, Any] = {"log_to_driver": True, "include_dashboard": False}
         if self.local:
             # Ray sizes the node by cores (2 here); vLLM's CPU bundle, the
@@ -117,8 +126,12 @@ class Driver:
         nodes = [{"ip": n.get("NodeManagerAddress"), "metrics_port": n.get("MetricsExportPort")}
                  for n in ray.nodes() if n.get("Alive")]
         gpus = float(ray.cluster_resources().get("GPU", 0))
-        emit("ray_ready", ray_version=ray.__version__, session_dir=_session_dir(), nodes=nodes, gpus=gpus,
+        session_dir = _session_dir()
+        emit("ray_ready", ray_version=ray.__version__, session_dir=session_dir, nodes=nodes, gpus=gpus,
              job_id=context.get_job_id())
+        if session_dir:
+            threading.Thread(target=tail_serve_logs, args=(Path(session_dir) / "logs" / "serve", self.stop_requested),
+                             name="serve-log-tail", daemon=True).start()
 
         from ray import serve
 
@@ -129,7 +142,7 @@ class Driver:
         self._serve_started = True
         app = build_app(self.config, gpus)
         serve.run(app, name=self.app_name, route_prefix="/", blocking=False)
-        emit("app_ready", deployments=self._deployments())
+        emit("app_ready", deployments=self._deployments(), url=_root_url())
 
     def _deployments(self) -> dict[str, dict[str, Any]]:
         from ray import serve
@@ -159,24 +172,71 @@ class Driver:
                 last = current
         return 0
 
+    def _serve_down(self) -> None:
+        try:
+            _serve_down_impl(self.local, self.app_name)
+        except Exception as exc:  # noqa: BLE001 - still shut Ray down
+            emit("shutdown_error", step="serve", error=f"{type(exc).__name__}: {exc}")
+
     def shutdown(self) -> None:
         """serve.shutdown (local) or serve.delete (shared cluster), then ray.shutdown."""
         emit("shutdown_start")
-        try:
-            if self._serve_started:
-                from ray import serve
-
-                if self.local:
-                    serve.shutdown()
-                else:  # never take down a cluster's other applications
-                    serve.delete(self.app_name)
-        except Exception as exc:  # noqa: BLE001 - still shut Ray down
-            emit("shutdown_error", step="serve", error=f"{type(exc).__name__}: {exc}")
+        if self._serve_started:
+            # Bounded: after a failed start the ingress drains the still-open
+            # first request for its graceful_shutdown_timeout_s (20 s, Ray 2.60)
+            # while the controller keeps retrying the replica. A local Ray is
+            # ours, so ray.shutdown() may stop what is left.
+            worker = threading.Thread(target=self._serve_down, name="serve-shutdown", daemon=True)
+            worker.start()
+            worker.join(SERVE_SHUTDOWN_TIMEOUT_S)
+            if worker.is_alive():
+                emit("shutdown_error", step="serve", error=f"not done after {SERVE_SHUTDOWN_TIMEOUT_S:.0f} s; "
+                     "ray.shutdown() stops the rest")
         if self._ray_started:
             import ray
 
             ray.shutdown()
         emit("shutdown_done")
+
+
+def tail_serve_logs(directory: Path, stop: threading.Event) -> None:
+    """Copy the file-only Serve lines (replica started, replica initializing) to stdout."""
+    offsets: dict[Path, int] = {}
+    while not stop.wait(TAIL_POLL_S):
+        for path in sorted(directory.glob("*.log")) if directory.is_dir() else []:
+            try:
+                with path.open("rb") as fh:
+                    fh.seek(offsets.get(path, 0))
+                    chunk = fh.read()
+            except OSError:
+                continue
+            # Only whole lines; a half-written one is read again next time.
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            offsets[path] = offsets.get(path, 0) + len(complete)
+            for raw in complete.decode("utf-8", "replace").splitlines():
+                if FILE_ONLY_RE.search(raw):
+                    sys.stdout.write(f"{SERVE_LOG_PREFIX} {raw}\n")
+            sys.stdout.flush()
+
+
+def _serve_down_impl(local: bool, app_name: str) -> None:
+    from ray import serve
+
+    if local:
+        serve.shutdown()
+    else:  # never take down a cluster's other applications
+        serve.delete(app_name)
+
+
+def _root_url() -> str | None:
+    """Where the Serve proxy listens: on an existing cluster Serve may already
+    run with its own http_options, and ours are then not applied (Ray 2.60)."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        return str(_get_global_client().root_url)
+    except Exception:  # noqa: BLE001 - the launcher falls back to the port it asked for
+        return None
 
 
 def _text(value: object) -> str:
@@ -195,11 +255,11 @@ def _session_dir() -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pytest_coldstart.launchers.ray_driver")
-    parser.add_argument("config", help="JSON file written by the ray-serve launcher")
+    parser.add_argument("--config-json", required=True,
+                        help="JSON written by the ray-serve launcher (ray_serve.driver_config); env var values "
+                             "are read from this process's environment, never passed here")
     args = parser.parse_args(argv)
-    with open(args.config, encoding="utf-8") as fh:
-        config = json.load(fh)
-    driver = Driver(config)
+    driver = Driver(json.loads(args.config_json))
 
     def on_signal(signum: int, _frame: object) -> None:
         driver.stop_requested.set()
