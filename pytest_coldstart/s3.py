@@ -76,8 +76,17 @@ def retry_config() -> dict[str, Any]:
     return {"mode": mode, "total_max_attempts": attempts}
 
 
+def _require_boto3() -> Any:
+    try:
+        import boto3
+    except ImportError:
+        raise ConfigError("the S3 optimizations need boto3 and the Run:ai streamer: "
+                          "pip install -e '.[s3]'") from None
+    return boto3
+
+
 def _session_and_credentials() -> tuple[Any, Any]:
-    import boto3
+    boto3 = _require_boto3()
     from botocore.exceptions import BotoCoreError
 
     try:
@@ -134,7 +143,8 @@ def explain(exc: BaseException, action: str, client: Any) -> S3Error:
         status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         attempts = cause.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
         if code == "NoSuchBucket":
-            msg = f"{action}: bucket does not exist at {where}; create it or fix the s3:// URI"
+            msg = (f"{action}: bucket does not exist at {where}; create it (`coldstart s3 upload-model "
+                   "--create-bucket ...`) or fix the s3:// URI")
         elif code in ("NoSuchKey", "404", "NotFound"):
             msg = f"{action}: no such object at {where}"
         elif code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):

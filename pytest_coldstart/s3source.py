@@ -124,7 +124,6 @@ def ensure_source(model: ModelSpec, engine_args: Sequence[str], uri_text: str, *
             meta = {"model": model.name, "source_digest": digest}
             if kind == KIND_SHARDED:
                 meta.update(shard_format=SHARD_FORMAT, vllm=vllm_version)
-            if kind == KIND_SHARDED:
                 spec = ShardSpec(generated_dir, model.tensor_parallel_size, model.max_model_len,
                                  engine_args=model.engine_args)
                 report = shard_and_upload(client, spec, uri, workdir=workdir, env=env, python=python, meta=meta,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("boto3", reason="the s3 extra is not installed: pip install -e .[s3]")
+
 from pytest_coldstart import compile_cache as cc
 from pytest_coldstart import s3
 from pytest_coldstart.errors import ConfigError
@@ -100,3 +102,28 @@ def test_corrupt_or_half_pushed_cache_is_never_used(bucket: str, tmp_path: Path)
 def test_push_refuses_an_empty_root(bucket: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="holds no torch_compile_cache"):
         cc.push(s3.make_client(), tmp_path, _key(), s3.S3Uri(bucket, "cc"))
+
+
+def test_cli_push_then_pull_by_model_name(bucket: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pytest_coldstart.cli", "cache", *args, "--model", "tiny-llama",
+                               "--workdir", str(tmp_path / "work"), f"s3://{bucket}/cc"], capture_output=True,
+                              text=True, timeout=120, cwd=REPO, env=dict(os.environ))
+
+    miss = cli("pull", "--cache-dir", str(tmp_path / "pulled"))
+    assert miss.returncode == 1 and "miss: no compile cache pushed for this key" in miss.stdout
+    assert not (tmp_path / "pulled").exists()
+    pushed = cli("push", "--cache-dir", str(_fake_cache_root(tmp_path / "root")))
+    assert pushed.returncode == 0, pushed.stderr
+    assert f"s3://{bucket}/cc/tiny-llama/vllm-" in pushed.stdout
+    pulled = cli("pull", "--cache-dir", str(tmp_path / "pulled"))
+    assert pulled.returncode == 0, pulled.stderr
+    assert (tmp_path / "pulled" / "torch_compile_cache" / "inductor_cache" / "fx.bin").read_bytes() == b"graph" * 500
+    no_local = cli("push")
+    assert no_local.returncode == 2 and "no complete local compile cache" in no_local.stderr

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("boto3", reason="the s3 extra is not installed: pip install -e .[s3]")
+
 from pytest_coldstart import s3
 from pytest_coldstart.errors import ConfigError
 from pytest_coldstart.registry import load_registry

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("boto3", reason="the s3 extra is not installed: pip install -e .[s3]")
 from tests.s3.s3_faults import FaultPlan, FaultProxy
 
 from pytest_coldstart import s3, s3source, tinymodel
