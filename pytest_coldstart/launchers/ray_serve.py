@@ -119,6 +119,7 @@ class RayServer(Server):
         self.request_sent_s: float | None = None
         self.first_token_s: float | None = None
         self.metrics: dict[str, object] = {}
+        self._scanned = 0
         # Epoch seconds minus harness seconds: maps Serve's ms timestamps onto
         # the arrival clock (meaningful only when Ray runs on this machine).
         self.wall_offset_s = clock.wall().timestamp() - clock.monotonic_s() + process.spawn_s
@@ -128,9 +129,6 @@ class RayServer(Server):
         """The Serve proxy: the port we asked for, or on a joined cluster the one Serve reports."""
         url = (self._driver_event("app_ready") or {}).get("url")
         return str(url).rstrip("/") if url and not self.local else self.spec.base_url
-
-    def _events(self) -> dict[str, tuple[float, dict[str, str]]]:
-        return ray_events(stamp_live(self.process.lines(), self.wall_offset_s if self.local else None))
 
     def _driver_event(self, name: str) -> dict[str, Any] | None:
         for line in self.process.lines():
@@ -224,7 +222,11 @@ class RayServer(Server):
             self.exit_code = code
             raise self._failure(ServerExitedError, f"Ray Serve driver exited with code {code} during the "
                                 f"scale-from-zero start, in phase {self.timeline().phase_in_progress!r}")
-        if "rayllm_replica_failed" in self._events():
+        lines = self.process.lines()
+        # Only the lines since the last look: this runs every 0.1 s for minutes.
+        fresh = stamp_live(lines[self._scanned:], None)
+        self._scanned = len(lines)
+        if "rayllm_replica_failed" in ray_events(fresh):
             timeline = self.timeline()
             self.clock.sleep(TRACEBACK_WAIT_S)  # the traceback arrives a moment after the first line
             raise self._failure(ReplicaFailedError, f"the LLM replica failed during phase "

@@ -250,3 +250,15 @@ def test_cli_ray_timeline(capsys):
     assert not looks_like_ray_log(plain.read_text(encoding="utf-8"))
     assert cli_main(["ray-timeline", str(plain)]) == 2
     assert "coldstart timeline" in capsys.readouterr().err
+
+
+def test_failure_cause_is_the_last_exception_line_of_the_traceback():
+    from pytest_coldstart.launchers.ray_serve import failure_cause
+
+    lines = ["(ServeController pid=10) ERROR 2026-01-01 12:00:39,000 controller 10 -- Exception in Replica(id='x', "
+             "deployment='LLMServer:m', app='coldstart'), the replica will be stopped.",
+             "(ServeController pid=10)   File \"vllm_engine.py\", line 222, in _get_vllm_engine_config",
+             "(ServeController pid=10) RuntimeError: Failed to create vLLM engine config: Repo id must be ...",
+             "[coldstart-ray] status {}"]
+    assert failure_cause(lines) == "RuntimeError: Failed to create vLLM engine config: Repo id must be ..."
+    assert failure_cause(["nothing useful"]) == "see the replica's traceback in the log"
