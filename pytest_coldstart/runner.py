@@ -155,7 +155,7 @@ class ColdStartRunner:
             root = run_root / "vllm_cache"
             prepared.cache["state"] = "cold"
         else:
-            root = self._compile_cache_dir(model, opt, model_ref, args)
+            root = self._compile_cache_dir(model, opt, model_ref, args, case.launcher)
             store, why = compile_cache.choose_store(model.compile_cache_uri)
             prepared.cache.update(store=store, store_reason=why)
             if store == "s3":  # the measured start gets what S3 returns, in a fresh root
@@ -170,10 +170,11 @@ class ColdStartRunner:
         return prepared
 
     def _compile_cache_dir(self, model: ModelSpec, opt: OptimizationSpec, model_ref: str,
-                           args: tuple[str, ...]) -> Path:
+                           args: tuple[str, ...], launcher: str = "vllm") -> Path:
         # vLLM hashes config + code into the cache path itself; our key only
-        # makes sure a cache from another vLLM/torch or other args is never reused.
-        key_inputs = {"model": model.name, "model_ref": model_ref, "args": list(args),
+        # makes sure a cache from another vLLM/torch, other args or another
+        # launcher (Ray's engine config differs) is never reused.
+        key_inputs = {"model": model.name, "model_ref": model_ref, "args": list(args), "launcher": launcher,
                       "vllm": self.environment.get("vllm"), "torch": self.environment.get("torch"),
                       "tiny_revision": tinymodel.TINY_MODEL_REVISION}
         key = hashlib.sha256(json.dumps(key_inputs, sort_keys=True).encode()).hexdigest()[:12]

@@ -128,7 +128,7 @@ MARKERS: tuple[Marker, ...] = tuple(
          r"Graph capturing finished in " + _NUM.format("cuda_graph_capture_s") + r" secs?(?:, took " + _NUM.format("cuda_graph_gib") + " GiB)?")
     + _m("init_engine_done",
          r"init engine \(profile, create kv cache, warmup model\) took " + _NUM.format("init_engine_s") + r" (?:seconds|s)")
-    + _m("api_start", r"Starting vLLM (?:API )?server", r"Supported_?tasks: ")
+    + _m("api_start", r"Starting vLLM (?:API )?server", r"Supported[_ ]tasks: ")
     + _m("app_started", r"^Application startup complete\.")
     + _m("health_ok", r'"GET /health HTTP/[\d.]+" 200')
     # Ray Serve (section 6.2); the Ray launcher builds its phases on these.
