@@ -322,7 +322,7 @@ def _ran(old: Any, combo: tuple[str, ...]) -> bool:
         return False
     params = old.get_result_params("health.failed_starts")
     values = old.get_result_value("health.failed_starts", params)
-    known = dict(zip(_combos(params), values))
+    known = dict(zip(_combos(params), values, strict=True))
     value = known.get(combo)
     return value is not None and not _isnan(value)
 

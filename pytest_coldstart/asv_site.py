@@ -115,7 +115,7 @@ def localize(html_dir: Path, vendor_dir: Path) -> list[str]:
     for page in sorted(html_dir.glob("*.html")):
         text = page.read_text(encoding="utf-8")
 
-        def local(match: re.Match[str]) -> str:
+        def local(match: re.Match[str], page: Path = page) -> str:
             kind, url = match.group(1), match.group(2)
             asset = next((a for a in ASSETS if a.url_part in url), None)
             if asset is None:

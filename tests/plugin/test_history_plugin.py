@@ -101,7 +101,7 @@ def test_bad_history_options_stop_before_any_cold_start(pytester: pytest.Pyteste
 def test_records_the_session_into_asv(pytester: pytest.Pytester, tmp_path: Path) -> None:
     _suite(pytester, tag="-asv")
     asv_dir = tmp_path / "asv-results"
-    result = pytester.runpytest_subprocess(*_args(f"--coldstart-asv={asv_dir}", f"--coldstart-commit=HEAD",
+    result = pytester.runpytest_subprocess(*_args(f"--coldstart-asv={asv_dir}", "--coldstart-commit=HEAD",
                                                   "--coldstart-machine=ci-cpu", f"--rootdir={REPO}"))
     out = result.stdout.str()
     assert result.ret == 0, out

@@ -200,7 +200,7 @@ def test_publish_skips_unknown_commits_and_shows_the_sweep(repo: Path, runs: lis
     record(runs, repo / "results", head)
     record([_edit(r) for r in runs], repo / "results", commits.Commit("f" * 40, head.date_ms))  # a PR nobody fetched
     pins = commits.pin_commits(repo, ["0.30.0", "0.31.0"])
-    for i, version in enumerate(pins):
+    for version in pins:
         record([_edit(r, vllm=version) for r in runs], repo / "results", pins[version])
     site = publish(repo / "asv.conf.json")
     assert "skipping results of 1 commit(s) git does not know: ffffffff" in capsys.readouterr().err
