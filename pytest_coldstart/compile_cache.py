@@ -57,12 +57,15 @@ class CacheKey:
 
 
 def make_key(model: str, *, model_ref: str, engine_args: tuple[str, ...], tensor_parallel_size: int,
-             max_model_len: int | None, assets_dir: str, vllm: str | None, torch: str | None) -> CacheKey:
+             max_model_len: int | None, assets_dir: str, vllm: str | None, torch: str | None,
+             launcher: str = "vllm") -> CacheKey:
     if not vllm or not torch:
         raise ConfigError("cannot key a compile cache without the vLLM and torch versions (is vllm installed?)")
     inputs = json.dumps({"model": model, "model_ref": model_ref, "engine_args": list(engine_args),
                          "tensor_parallel_size": tensor_parallel_size, "max_model_len": max_model_len,
-                         "assets_dir": assets_dir, "vllm": vllm, "torch": torch}, sort_keys=True)
+                         "assets_dir": assets_dir, "vllm": vllm, "torch": torch,
+                         # Ray Serve LLM builds a different engine config than `vllm serve`.
+                         "launcher": launcher}, sort_keys=True)
     return CacheKey(model, vllm, torch, hashlib.sha256(inputs.encode()).hexdigest()[:16], inputs)
 
 
@@ -228,14 +231,14 @@ def fetch_for_run(runner: ColdStartRunner, case: Case, prepared: Any) -> None:
 
 # ---- CLI: coldstart cache push | pull ---------------------------------------------------------------------
 
-def case_key(runner: ColdStartRunner, model: Any, opt: Any, model_ref: str) -> CacheKey:
+def case_key(runner: ColdStartRunner, model: Any, opt: Any, model_ref: str, *, launcher: str = "vllm") -> CacheKey:
     """The S3 key of the compile cache a start of *model* under *opt* would use."""
     from pytest_coldstart.hygiene import assets_dir_for
 
     return make_key(model.name, model_ref=model_ref, engine_args=model.engine_args + opt.engine_args,
                     tensor_parallel_size=model.tensor_parallel_size, max_model_len=model.max_model_len,
                     assets_dir=str(assets_dir_for(runner.settings.workdir, model.name, opt.name)),
-                    vllm=runner.environment.get("vllm"), torch=runner.environment.get("torch"))
+                    vllm=runner.environment.get("vllm"), torch=runner.environment.get("torch"), launcher=launcher)
 
 
 def _case_key(args: argparse.Namespace) -> tuple[CacheKey, Path]:
@@ -253,8 +256,8 @@ def _case_key(args: argparse.Namespace) -> tuple[CacheKey, Path]:
         ref = str((settings.workdir / "models" / ref).resolve())
     elif kind == "local":
         ref = str(Path(ref).expanduser().resolve())
-    local = runner._compile_cache_dir(model, opt, ref, model.engine_args + opt.engine_args)
-    return case_key(runner, model, opt, ref), local
+    local = runner._compile_cache_dir(model, opt, ref, model.engine_args + opt.engine_args, args.launcher)
+    return case_key(runner, model, opt, ref, launcher=args.launcher), local
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
@@ -292,6 +295,7 @@ def add_commands(subparsers: Any) -> None:
         c.add_argument("uri", metavar="S3_URI", help="s3://BUCKET/PREFIX, the cache base")
         c.add_argument("--model", required=True, help="a model name from models.toml")
         c.add_argument("--optimization", default="compile_cache", help="default: compile_cache")
+        c.add_argument("--launcher", default="vllm", help="the launcher the cache is for (default: vllm)")
         c.add_argument("--cache-dir", default="", help="the VLLM_CACHE_ROOT to push from / pull into "
                        "(default: the suite's local compile cache for the case)")
         c.add_argument("--registry", default="benchmarks", help="default: benchmarks")

@@ -160,7 +160,7 @@ class ColdStartRunner:
             prepared.cache.update(store=store, store_reason=why)
             if store == "s3":  # the measured start gets what S3 returns, in a fresh root
                 root = run_root / "vllm_cache"
-                key = compile_cache.case_key(self, model, opt, model_ref)
+                key = compile_cache.case_key(self, model, opt, model_ref, launcher=case.launcher)
                 prepared.cache.update(uri=model.compile_cache_uri, key=dataclasses.asdict(key))
         local_dir = Path(model_ref) if model_ref.startswith("/") and Path(model_ref).is_dir() else None
         prepared.hygiene = hygiene.plan(opt.cache, compile_root=root, run_root=run_root, local_model_dir=local_dir,

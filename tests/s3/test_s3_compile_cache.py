@@ -38,6 +38,9 @@ def test_key_carries_versions_model_and_args() -> None:
     assert _key(vllm="0.31.0").digest != key.digest
     assert _key(torch="2.12.0").digest != key.digest
     assert _key(args=("--enforce-eager",)).digest != key.digest
+    other = cc.make_key("tiny-llama", model_ref="/m/tiny", engine_args=(), tensor_parallel_size=1, max_model_len=512,
+                        assets_dir="/w/assets", vllm="0.32.0", torch="2.13.0+cpu", launcher="ray-serve")
+    assert other.digest != key.digest
     assert _key() == key
     with pytest.raises(ConfigError, match="vLLM and torch versions"):
         _key(vllm="")
