@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -170,6 +172,7 @@ class ColdstartState:
     def runner(self) -> ColdStartRunner:
         if self._runner is None:
             self._runner = ColdStartRunner(self.settings, self.registry, progress=self._progress)
+            _stop_servers_on_sigterm()
         return self._runner
 
     @property
@@ -202,6 +205,24 @@ class ColdstartState:
         with capture.global_and_fixture_disabled():
             reporter.ensure_newline()
             reporter.write_line(f"[coldstart] {case_id}: {phase} ({elapsed_s:.0f} s since spawn)")
+
+
+def _stop_servers_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt while cold starts run.
+
+    Servers run in sessions of their own, so a CI cancel (SIGTERM to pytest)
+    would otherwise kill pytest without its cleanup and orphan them; as an
+    interrupt, the runner's context managers stop every server first.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return  # someone else owns SIGTERM; leave it alone
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}: stopping cold-start servers")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _state(config: pytest.Config) -> ColdstartState:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -47,8 +48,21 @@ def run_bench(results_dir: Path, *args: str, timeout_s: float = 1200) -> BenchRu
     """Run the benchmark suite in a subprocess, exactly as a user would."""
     cmd = [sys.executable, "-m", "pytest", str(REPO / "benchmarks"), "-m", "coldstart", "-p", "no:cacheprovider",
            f"--rootdir={REPO}", f"--coldstart-results={results_dir}", *args]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
-    return BenchRun(results_dir, proc.returncode, proc.stdout + proc.stderr)
+    # Own session, and on timeout or interrupt a SIGTERM first: the plugin turns it
+    # into an interrupt that stops the inner servers (their own sessions) before exit.
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout_s)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        raise
+    return BenchRun(results_dir, proc.returncode, output)
 
 
 @pytest.fixture(scope="session")

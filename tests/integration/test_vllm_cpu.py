@@ -162,3 +162,29 @@ def test_port_taken_fails_before_spawning(tmp_path):
         with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1 is already in use"):
             runner.run(Case("tiny-llama", "baseline"))
     assert not (tmp_path / "results" / "logs").exists()  # nothing was started
+
+
+def test_sigterm_to_pytest_stops_the_server_it_started(tmp_path):
+    """A CI cancel sends SIGTERM to pytest; the server (its own session) must not outlive it."""
+    import subprocess
+    import sys
+    import time
+
+    workdir = tmp_path / "work"
+    cmd = [sys.executable, "-m", "pytest", str(REPO / "benchmarks"), "-m", "coldstart", "-p", "no:cacheprovider",
+           f"--rootdir={REPO}", f"--coldstart-results={tmp_path / 'results'}", f"--coldstart-workdir={workdir}",
+           "--optimization=baseline"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watch = ServerWatch(workdir)
+    deadline = time.monotonic() + 180
+    while not watch.pids and time.monotonic() < deadline and proc.poll() is None:
+        watch("", "", 0.0)
+        time.sleep(0.5)
+    assert watch.pids, "the benchmark never started a server"
+    time.sleep(3)
+    assert watch.leftovers(), "server session should be alive before the signal"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert watch.leftovers() == [], output[-3000:]
+    assert "KeyboardInterrupt" in output or "stopping cold-start servers" in output
