@@ -98,5 +98,9 @@ class HistoryPlugin:
 
 def register(config: pytest.Config, state: Any, settings: gate.HistorySettings) -> None:
     """Called from ``plugin.pytest_configure`` when a history option is set."""
+    # Never on an xdist worker: the controller alone records and judges (as pytest's own
+    # cacheprovider skips its writes there).
+    if hasattr(config, "workerinput"):
+        return
     if settings.asv_dir is not None or settings.compare_to:
         config.pluginmanager.register(HistoryPlugin(state, settings), PLUGIN_NAME)

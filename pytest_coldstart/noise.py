@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import statistics
 import sys
@@ -68,6 +69,7 @@ class Figures:
     ab_detected: int
     ab_named: int
     target: str
+    ab_total: int = 0
 
     @property
     def false_alarm_rate(self) -> float:
@@ -81,53 +83,64 @@ class Figures:
     def named_rate(self) -> float:
         return self.ab_named / self.ab_trials if self.ab_trials else float("nan")
 
-
-def _draws(n_pool: int, k: int, trials: int, rng: random.Random) -> list[tuple[int, ...]]:
-    """Every k-subset when there are at most *trials* of them, else *trials* random ones."""
-    combos = list(itertools.combinations(range(n_pool), k)) if _ncr(n_pool, k) <= trials else None
-    if combos is not None:
-        return combos
-    return [tuple(sorted(rng.sample(range(n_pool), k))) for _ in range(trials)]
+    @property
+    def total_rate(self) -> float:
+        """How often total_ready_s alone would have caught it."""
+        return self.ab_total / self.ab_trials if self.ab_trials else float("nan")
 
 
-def _ncr(n: int, k: int) -> int:
-    import math
+def _splits(n_pool: int, n: int, trials: int, rng: random.Random) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(base, head) index tuples of n disjoint starts each: every ordered split when there are at most
+    *trials* of them, else *trials* uniform random ones."""
+    total = math.comb(n_pool, 2 * n) * math.comb(2 * n, n) if 2 * n <= n_pool else 0
+    if total == 0:
+        return []
+    if total <= trials:
+        out = []
+        for chosen in itertools.combinations(range(n_pool), 2 * n):
+            for base in itertools.combinations(chosen, n):
+                out.append((base, tuple(i for i in chosen if i not in base)))
+        return out
+    picks = []
+    for _ in range(trials):
+        chosen = rng.sample(range(n_pool), 2 * n)
+        picks.append((tuple(chosen[:n]), tuple(chosen[n:])))
+    return picks
 
-    return math.comb(n, k) if 0 <= k <= n else 0
+
+def _pairs(n_a: int, n_b: int, n: int, trials: int, rng: random.Random) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """n starts from each pool: all combinations when few enough, else random ones."""
+    if n > n_a or n > n_b:
+        return []
+    if math.comb(n_a, n) * math.comb(n_b, n) <= trials:
+        return list(itertools.product(itertools.combinations(range(n_a), n), itertools.combinations(range(n_b), n)))
+    return [(tuple(rng.sample(range(n_a), n)), tuple(rng.sample(range(n_b), n))) for _ in range(trials)]
 
 
 def figures(a: Sequence[Run], b: Sequence[Run], n: int, config: CompareConfig, *, target: str,
             trials: int = 2000, seed: int = 1234) -> Figures:
     """A/A false alarms and A/B detection at *n* starts per side.
 
-    A/A uses disjoint draws (a start is never compared with itself); with
+    A/A compares disjoint draws (a start is never compared with itself); with
     ``2n > len(a)`` there are no A/A trials at that n.
     """
     rng = random.Random(seed)
-    aa_alarms, per_metric, aa_trials = 0, dict.fromkeys(METRICS, 0), 0
-    if 2 * n <= len(a):
-        for chosen in _draws(len(a), 2 * n, trials, rng):
-            order = list(chosen)
-            rng.shuffle(order)
-            base, head = [a[i] for i in order[:n]], [a[i] for i in order[n:]]
-            bad = _failing(base, head, config)
-            aa_trials += 1
-            aa_alarms += bool(bad)
-            for metric in bad:
-                per_metric[metric] = per_metric.get(metric, 0) + 1
-    detected = named = ab_trials = 0
-    if n <= len(a) and n <= len(b):
-        draws_a, draws_b = _draws(len(a), n, trials, rng), _draws(len(b), n, trials, rng)
-        pairs = list(itertools.product(draws_a, draws_b))
-        if len(pairs) > trials:
-            pairs = rng.sample(pairs, trials)
-        for ia, ib in pairs:
-            bad = _failing([a[i] for i in ia], [b[i] for i in ib], config)
-            ab_trials += 1
-            detected += bool(bad)
-            named += target in bad
-    return Figures(n, aa_trials, aa_alarms, {m: c for m, c in per_metric.items() if c}, ab_trials, detected, named,
-                   target)
+    aa_alarms, per_metric = 0, dict.fromkeys(METRICS, 0)
+    aa = _splits(len(a), n, trials, rng)
+    for base, head in aa:
+        bad = _failing([a[i] for i in base], [a[i] for i in head], config)
+        aa_alarms += bool(bad)
+        for metric in bad:
+            per_metric[metric] = per_metric.get(metric, 0) + 1
+    detected = named = total = 0
+    ab = _pairs(len(a), len(b), n, trials, rng)
+    for ia, ib in ab:
+        bad = _failing([a[i] for i in ia], [b[i] for i in ib], config)
+        detected += bool(bad)
+        named += target in bad
+        total += "total_ready_s" in bad
+    return Figures(n, len(aa), aa_alarms, {m: c for m, c in per_metric.items() if c}, len(ab), detected, named,
+                   target, total)
 
 
 def spread(runs: Sequence[Run]) -> dict[str, dict[str, float]]:
@@ -165,7 +178,8 @@ def study_report(a_results: Sequence[RunResult], b_results: Sequence[RunResult],
     rows = [figures(a, b, n, config, target=target, trials=trials) for n in sizes]
     return {
         "config": {"alpha": config.alpha, "min_samples": config.min_samples, "rel": config.default.rel,
-                   "floor_s": config.default.floor_s, "source": config.source},
+                   "ratio_rel": config.default.ratio_rel_or_rel, "floor_s": config.default.floor_s,
+                   "source": config.source},
         "pools": {"baseline_ok": len(a), "baseline_failed": len(a_results) - len(a), "slowed_ok": len(b),
                   "slowed_failed": len(b_results) - len(b)},
         "machine": machine_identity(a_results[0].environment), "vllm": a_results[0].environment.get("vllm"),
@@ -176,24 +190,29 @@ def study_report(a_results: Sequence[RunResult], b_results: Sequence[RunResult],
         "spread_a": spread(a), "spread_b": spread(b),
         "by_n": [{"n": f.n, "aa_trials": f.aa_trials, "aa_alarms": f.aa_alarms,
                   "false_alarm_rate": f.false_alarm_rate, "aa_alarm_metrics": dict(f.aa_alarm_metrics),
-                  "ab_trials": f.ab_trials, "power": f.power, "named_rate": f.named_rate} for f in rows],
+                  "ab_trials": f.ab_trials, "power": f.power, "named_rate": f.named_rate,
+                  "total_rate": f.total_rate} for f in rows],
     }
 
 
 def render_report(report: Mapping[str, Any]) -> str:
     """The study as markdown (for the README section)."""
     s = report["slowdown"]
-    lines = [f"Pools: {report['pools']['baseline_ok']} baseline and {report['pools']['slowed_ok']} slowed cold starts "
+    c = report["config"]
+    rule = (f"Rule ({c['source']}): +{c['rel'] * 100:.0f} % with the test (n >= {c['min_samples']}, p < {c['alpha']:g}), "
+            f"+{c['ratio_rel'] * 100:.0f} % without it, floor {c['floor_s']:g} s.")
+    lines = [rule, "", f"Pools: {report['pools']['baseline_ok']} baseline and {report['pools']['slowed_ok']} slowed cold starts "
              f"(vLLM {report['vllm']}, {report['machine'].get('cpu_cores')} cores). The slowdown costs "
              f"{s['target_increase_s']:+.1f} s in `{s['target_phase']}`; total median "
              f"{s['total_median_a_s']:.1f} s -> {s['total_median_b_s']:.1f} s ({s['total_increase'] * 100:+.0f} %).",
              "", "| starts per side | A/A comparisons | false alarms | A/B comparisons | detected | "
-             f"`{s['target_phase']}` named |", "|---:|---:|---:|---:|---:|---:|"]
+             f"`{s['target_phase']}` named | `total_ready_s` flagged |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for row in report["by_n"]:
         aa = (f"{row['aa_alarms']} ({row['false_alarm_rate'] * 100:.1f} %)" if row["aa_trials"] else "—")
         worst = ", ".join(f"{m} {c}" for m, c in sorted(row["aa_alarm_metrics"].items(), key=lambda x: -x[1])[:3])
         lines.append(f"| {row['n']} | {row['aa_trials'] or '—'} | {aa}{f' ({worst})' if worst else ''} | "
-                     f"{row['ab_trials']} | {row['power'] * 100:.0f} % | {row['named_rate'] * 100:.0f} % |")
+                     f"{row['ab_trials']} | {row['power'] * 100:.0f} % | {row['named_rate'] * 100:.0f} % | "
+                     f"{row['total_rate'] * 100:.0f} % |")
     lines += ["", "| metric | median s | min-max s | CV |", "|---|---:|---:|---:|"]
     for metric, v in report["spread_a"].items():
         lines.append(f"| {metric} | {v['median_s']:.2f} | {v['min_s']:.2f}-{v['max_s']:.2f} | {v['cv'] * 100:.1f} % |")

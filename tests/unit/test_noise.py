@@ -56,8 +56,8 @@ def test_resampling_counts_false_alarms_and_detections() -> None:
     config = CompareConfig(Threshold(0.10, 1.0, 0.5), {}, 0.05, 4)
     assert costliest_metric(a, b) == "memory_profiling"
     one = figures(a, b, 1, config, target="memory_profiling")
-    # 3 baseline runs: C(3, 2) = 3 disjoint 1-vs-1 A/A draws (each pair in a random order).
-    assert one.aa_trials == 3
+    # 3 baseline runs: C(3, 2) pairs x 2 orders = 6 ordered 1-vs-1 A/A comparisons, all enumerated.
+    assert one.aa_trials == 6
     assert one.ab_trials == 9 and one.named_rate == 1.0  # +5 s on a ~0.6 s phase: every pair catches it
     assert figures(a, b, 2, config, target="memory_profiling").aa_trials == 0  # 2+2 > 3 runs: no A/A at n=2
     # A/A alarms are real verdicts: with a 1 % ratio threshold and no floor, noise alone trips the gate.
@@ -75,3 +75,22 @@ def test_study_report_renders(tmp_path: Path) -> None:
     assert "| 1 |" in text and "`memory_profiling` named" in text
     with pytest.raises(ConfigError, match="need at least 2"):
         study_report(RUNS[:1], slowed, CompareConfig(), [1])
+
+
+def test_the_real_study_backs_the_defaults() -> None:
+    """tests/data/noise-study holds the 10 + 10 quiet cold starts the README's table comes from."""
+    from pytest_coldstart.compare import load_config
+
+    study = DATA / "noise-study"
+    a, b = load_results(study / "baseline"), load_results(study / "slowed")
+    assert len(pool(a)) == 10 and len(pool(b)) == 10
+    assert all("786432" in r.server_argv for r in b) and not any("786432" in r.server_argv for r in a)
+    config = load_config(REPO / "benchmarks" / "compare.toml")
+    report = study_report(a, b, config, [1])
+    assert report["slowdown"]["target_phase"] == "memory_profiling"
+    assert 4.0 < report["slowdown"]["target_increase_s"] < 6.0
+    one = report["by_n"][0]
+    assert (one["aa_trials"], one["aa_alarms"]) == (90, 0)  # every ordered same-code pair passes
+    assert (one["ab_trials"], one["named_rate"]) == (100, 1.0)  # every slowed pair fails, naming the phase
+    conditions = [json.loads(line) for line in (study / "conditions.jsonl").read_text().splitlines()]
+    assert len(conditions) == 20 and all(c["other_vllm"] == 0 for c in conditions)
