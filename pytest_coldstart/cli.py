@@ -11,8 +11,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_coldstart.errors import ColdstartError
+
+if TYPE_CHECKING:
+    from pytest_coldstart.timeline import Timeline
 
 #: Modules that add subcommands: each defines ``add_commands(subparsers)`` and
 #: sets ``func`` (args -> exit code) on its parsers.
@@ -45,22 +49,34 @@ def _make_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _timeline(args: argparse.Namespace) -> int:
-    from pytest_coldstart.report import render_timeline
-    from pytest_coldstart.timeline import timeline_from_log
-
-    path = Path(args.logfile)
+def read_log(path: Path, command: str) -> str | None:
+    """The text of a saved log, or None after telling the user why not (exit 2)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        return path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        print(f"coldstart timeline: cannot read {path}: {exc.strerror}", file=sys.stderr)
-        return 2
-    timeline = timeline_from_log(text)
-    if args.json:
+        print(f"coldstart {command}: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return None
+
+
+def print_timeline(timeline: Timeline, path: Path, as_json: bool, title: str) -> None:
+    """``--json``: the timeline as JSON; otherwise the phase table."""
+    from pytest_coldstart.report import render_timeline
+
+    if as_json:
         json.dump({"log": str(path), **timeline.to_dict()}, sys.stdout, indent=2)
         print()
     else:
-        print(render_timeline(timeline, title=f"{path.name} (times from the log's own 1 s timestamps)"))
+        print(render_timeline(timeline, title=title))
+
+
+def _timeline(args: argparse.Namespace) -> int:
+    from pytest_coldstart.timeline import timeline_from_log
+
+    path = Path(args.logfile)
+    text = read_log(path, "timeline")
+    if text is None:
+        return 2
+    print_timeline(timeline_from_log(text), path, args.json, f"{path.name} (times from the log's own 1 s timestamps)")
     return 0
 
 

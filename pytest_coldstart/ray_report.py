@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,28 +24,22 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _ray_timeline_command(args: argparse.Namespace) -> int:
-    from pytest_coldstart.report import render_timeline
+    from pytest_coldstart.cli import print_timeline, read_log
 
     path = Path(args.logfile)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        print(f"coldstart ray-timeline: cannot read {path}: {exc.strerror}", file=sys.stderr)
+    text = read_log(path, "ray-timeline")
+    if text is None:
         return 2
     if not looks_like_ray_log(text):
         print(f"coldstart ray-timeline: {path} has no Ray Serve lines ((ServeReplica:...) prefixes or "
               "[coldstart-ray] events); for a plain vLLM log use `coldstart timeline`", file=sys.stderr)
         return 2
     timeline = ray_timeline_from_log(text)
-    if args.json:
-        json.dump({"log": str(path), **timeline.to_dict()}, sys.stdout, indent=2)
-        print()
-    else:
-        print(render_timeline(timeline, title=f"{path.name} (Ray Serve LLM; t = 0 at the first request "
-                                              "when the log says when it was sent)"))
-        if timeline.total_ready_s is None:
-            print("total (request sent -> first token): not observed; only logs saved by --launcher ray-serve "
-                  "record when the first request was sent")
+    print_timeline(timeline, path, args.json, f"{path.name} (Ray Serve LLM; t = 0 at the first request "
+                                              "when the log says when it was sent)")
+    if not args.json and timeline.total_ready_s is None:
+        print("total (request sent -> first token): not observed; only logs saved by --launcher ray-serve "
+              "record when the first request was sent")
     return 0
 
 
