@@ -20,6 +20,11 @@ H100_LOGS = Path(__file__).resolve().parent / "data" / "ray-serve-llm-h100"
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def git(repo: Path, *args: str) -> str:
+    """Run git in *repo* and return its trimmed stdout (test repositories)."""
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
 def vllm_available() -> bool:
     try:
         import importlib.util

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,11 @@ from pytest_coldstart.results import RunResult, load_results
 from pytest_coldstart.samples import CaseKey, from_runs
 from pytest_coldstart.timeline import PHASE_NAMES
 
-from ..conftest import DATA, REPO
+from ..conftest import DATA, REPO, git
 
 asv = pytest.importorskip("asv.results")
 
 RUNS = DATA / "compare" / "runs"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
 
 
 @pytest.fixture

