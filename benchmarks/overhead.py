@@ -29,10 +29,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pytest_coldstart.launchers.base import LaunchSpec, free_port  # noqa: E402
-from pytest_coldstart.launchers.vllm import vllm_argv, vllm_env  # noqa: E402
-from pytest_coldstart.registry import load_registry  # noqa: E402
-from pytest_coldstart.runner import Case, ColdStartRunner, Settings  # noqa: E402
+from pytest_coldstart.launch.base import LaunchSpec, free_port  # noqa: E402
+from pytest_coldstart.launch.vllm import vllm_argv, vllm_env  # noqa: E402
+from pytest_coldstart.model.registry import load_registry  # noqa: E402
+from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings  # noqa: E402
 
 
 def bare_launch(runner: ColdStartRunner, case: Case, workdir: Path) -> float:

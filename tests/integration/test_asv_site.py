@@ -24,10 +24,11 @@ from typing import Any
 
 import pytest
 
-from pytest_coldstart import asv_export, commits
-from pytest_coldstart.asv_site import missing
-from pytest_coldstart.gate import publish
-from pytest_coldstart.results import load_results
+from pytest_coldstart.history import asv_store as asv_export
+from pytest_coldstart.history import commits
+from pytest_coldstart.history.asv_site import missing
+from pytest_coldstart.history.gate import publish
+from pytest_coldstart.model.result import load_results
 
 from ..conftest import REPO, BenchRun
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from pytest_coldstart.cli import main
-from pytest_coldstart.noise import slowed_registry
-from pytest_coldstart.results import load_results
+from pytest_coldstart.history.noise import slowed_registry
+from pytest_coldstart.model.result import load_results
 from tests.conftest import REPO, BenchRun, requires_vllm, run_bench
 
 pytestmark = [pytest.mark.integration, requires_vllm]

@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from pytest_coldstart.efficiency import FLOOR_PROBE, efficiency_markdown  # noqa: E402
-from pytest_coldstart.html_report import build_report  # noqa: E402
-from pytest_coldstart.results import load_results  # noqa: E402
+from pytest_coldstart.model.efficiency import FLOOR_PROBE, efficiency_markdown  # noqa: E402
+from pytest_coldstart.report.html import build_report  # noqa: E402
+from pytest_coldstart.model.result import load_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "tests" / "data" / "results"
@@ -119,8 +119,8 @@ def test_report_after_a_real_cpu_lane_bench(cpu_lane_results, tmp_path: Path) ->
 def test_report_tables_follow_the_launchers_phases(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from pytest_coldstart.results import write_result
-    from pytest_coldstart.timeline import Phase
+    from pytest_coldstart.model.result import write_result
+    from pytest_coldstart.logs.timeline import Phase
 
     base = next(r for r in load_results(RESULTS / "cpu-lane") if r.exit_status == "ok")
     ray = replace(base, launcher="ray-serve", total_ready_s=9.0, unaccounted_s=0.0,

@@ -9,11 +9,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_coldstart.errors import PortInUseError, ReadinessTimeout, ServerExitedError
-from pytest_coldstart.launchers.process import session_members
-from pytest_coldstart.registry import load_registry
-from pytest_coldstart.results import load_results
-from pytest_coldstart.runner import Case, ColdStartRunner, Settings
+from pytest_coldstart.model.errors import PortInUseError, ReadinessTimeout, ServerExitedError
+from pytest_coldstart.launch.process import session_members
+from pytest_coldstart.model.registry import load_registry
+from pytest_coldstart.model.result import load_results
+from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
 from tests.conftest import REPO, requires_vllm, run_bench
 
 pytestmark = [pytest.mark.integration, requires_vllm]

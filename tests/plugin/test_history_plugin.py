@@ -24,7 +24,7 @@ INJECT = """
 import json
 from pathlib import Path
 from pytest_coldstart.plugin import _state
-from pytest_coldstart.results import RunResult
+from pytest_coldstart.model.result import RunResult
 
 def test_cold(coldstart, request):
     state = _state(request.config)

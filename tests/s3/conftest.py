@@ -99,7 +99,7 @@ def s3_env(moto_endpoint: S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> S3Endp
 @pytest.fixture
 def bucket(s3_env: S3Endpoint) -> str:
     """A fresh bucket per test."""
-    from pytest_coldstart import s3
+    from pytest_coldstart.optimize import s3
 
     name = "t-" + secrets.token_hex(6)
     s3.ensure_bucket(s3.make_client(), name)

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("boto3", reason="the s3 extra is not installed: pip install -e .[s3]")
 
-from pytest_coldstart.errors import ConfigError
-from pytest_coldstart.registry import load_registry
-from pytest_coldstart.runner import Case, ColdStartRunner, Settings
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.registry import load_registry
+from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
 from tests.conftest import REPO
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart.errors import ConfigError
-from pytest_coldstart.shard import ShardError, ShardSpec, save_sharded
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.optimize.shard import ShardError, ShardSpec, save_sharded
 from tests.conftest import requires_vllm
 
 

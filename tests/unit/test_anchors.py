@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart.anchors import load_anchors, paper_rows, render
+from pytest_coldstart.report.anchors import load_anchors, paper_rows, render
 from pytest_coldstart.cli import main
-from pytest_coldstart.errors import ConfigError
-from pytest_coldstart.timeline import timeline_from_log
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.logs.timeline import timeline_from_log
 
 REPO = Path(__file__).resolve().parents[2]
 ANCHORS = REPO / "benchmarks" / "h100_anchors.toml"

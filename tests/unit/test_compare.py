@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart.budgets import Budgets
+from pytest_coldstart.model.budgets import Budgets
 from pytest_coldstart.cli import main
-from pytest_coldstart.compare import (MISSING, REGRESSED, CompareConfig, Threshold, compare, decide, load_config,
+from pytest_coldstart.history.compare import (MISSING, REGRESSED, CompareConfig, Threshold, compare, decide, load_config,
                                       min_p_value)
-from pytest_coldstart.compare_report import MARKER, append_step_summary, render_markdown, render_text
-from pytest_coldstart.errors import ConfigError
-from pytest_coldstart.samples import CaseKey, CaseSamples, SampleSet
+from pytest_coldstart.report.compare import MARKER, append_step_summary, render_markdown, render_text
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.history.samples import CaseKey, CaseSamples, SampleSet
 
 from ..conftest import DATA, REPO
 

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart.clock import FakeClock
-from pytest_coldstart.efficiency import (BASIS_STREAM, FLOOR_CONFIGURED, FLOOR_PROBE, FloorBandwidth,
+from pytest_coldstart.model.clock import FakeClock
+from pytest_coldstart.model.efficiency import (BASIS_STREAM, FLOOR_CONFIGURED, FLOOR_PROBE, FloorBandwidth,
                                          LoadEfficiency, assess, efficiency_line, efficiency_markdown, load_time,
                                          median_efficiency)
-from pytest_coldstart.errors import ConfigError, SchemaVersionError
-from pytest_coldstart.floor_probe import FloorResolver, configured_floor, probe_local_disk, probe_s3
-from pytest_coldstart.registry import ModelSpec, load_registry
-from pytest_coldstart.report import render_summary
-from pytest_coldstart.results import load_result, load_results, write_result
-from pytest_coldstart.timeline import Phase, timeline_from_log
+from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
+from pytest_coldstart.measure.floors import FloorResolver, configured_floor, probe_local_disk, probe_s3
+from pytest_coldstart.model.registry import ModelSpec, load_registry
+from pytest_coldstart.report.tables import render_summary
+from pytest_coldstart.model.result import load_result, load_results, write_result
+from pytest_coldstart.logs.timeline import Phase, timeline_from_log
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 RESULTS = DATA / "results"

@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from pytest_coldstart import figures  # noqa: E402
-from pytest_coldstart.figures import (KIND_ACHIEVED, KIND_FLOOR, KIND_GAP, KIND_PHASE, KIND_REPORTED,  # noqa: E402
+from pytest_coldstart.report import figures# noqa: E402
+from pytest_coldstart.report.figures import (KIND_ACHIEVED, KIND_FLOOR, KIND_GAP, KIND_PHASE, KIND_REPORTED,  # noqa: E402
                                       KIND_TTFT, comparison, efficiency_chart, median_run, unaccounted_gaps,
                                       waterfall)
-from pytest_coldstart.results import RunResult, load_results  # noqa: E402
-from pytest_coldstart.timeline import Phase  # noqa: E402
+from pytest_coldstart.model.result import RunResult, load_results  # noqa: E402
+from pytest_coldstart.logs.timeline import Phase  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -142,7 +142,7 @@ def test_no_efficiency_no_chart(tmp_path: Path) -> None:
 
 
 def test_phase_colours_are_distinct_and_never_the_gap_red() -> None:
-    from pytest_coldstart.timeline import PHASE_NAMES
+    from pytest_coldstart.logs.timeline import PHASE_NAMES
 
     colours = [figures.phase_colour(n) for n in PHASE_NAMES]
     assert len(set(colours)) == len(PHASE_NAMES)

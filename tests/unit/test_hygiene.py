@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart import hygiene
+from pytest_coldstart.optimize import hygiene
 
 
 def _model(tmp_path: Path) -> Path:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart.compare import CompareConfig, Threshold
-from pytest_coldstart.errors import ConfigError
-from pytest_coldstart.noise import (costliest_metric, figures, pool, render_report, slowed_registry,
+from pytest_coldstart.history.compare import CompareConfig, Threshold
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.history.noise import (costliest_metric, figures, pool, render_report, slowed_registry,
                                     study_report)
-from pytest_coldstart.registry import load_registry
-from pytest_coldstart.results import RunResult, load_results
+from pytest_coldstart.model.registry import load_registry
+from pytest_coldstart.model.result import RunResult, load_results
 
 from ..conftest import DATA, REPO
 
@@ -79,7 +79,7 @@ def test_study_report_renders(tmp_path: Path) -> None:
 
 def test_the_real_study_backs_the_defaults() -> None:
     """tests/data/noise-study holds the 10 + 10 quiet cold starts the README's table comes from."""
-    from pytest_coldstart.compare import load_config
+    from pytest_coldstart.history.compare import load_config
 
     study = DATA / "noise-study"
     a, b = load_results(study / "baseline"), load_results(study / "slowed")

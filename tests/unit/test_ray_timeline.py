@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart.budgets import check_budgets, load_budgets
+from pytest_coldstart.model.budgets import check_budgets, load_budgets
 from pytest_coldstart.cli import main as cli_main
-from pytest_coldstart.errors import ConfigError
-from pytest_coldstart.launchers.base import LaunchSpec
-from pytest_coldstart.launchers.ray_serve import driver_config, parse_replicas, replica_metrics
-from pytest_coldstart.ray_timeline import (
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.launch.base import LaunchSpec
+from pytest_coldstart.launch.ray_serve import driver_config, parse_replicas, replica_metrics
+from pytest_coldstart.logs.ray import (
     RAY_PHASE_NAMES,
     looks_like_ray_log,
     ray_timeline_from_log,
     ray_timeline_live,
 )
-from pytest_coldstart.results import RunResult
-from pytest_coldstart.timeline import StampedLine, timeline_from_log
+from pytest_coldstart.model.result import RunResult
+from pytest_coldstart.logs.timeline import StampedLine, timeline_from_log
 from tests.conftest import DATA, H100_LOGS, REPO
 
 H100 = sorted(H100_LOGS.glob("*.log"))
@@ -174,7 +174,7 @@ def test_before_the_request_nothing_is_observed_but_the_deploy_is_reported():
 
 
 def test_replica_failure_is_recognised_from_status_and_controller():
-    from pytest_coldstart.ray_timeline import ray_events, stamp_live
+    from pytest_coldstart.logs.ray import ray_events, stamp_live
 
     status = StampedLine(40.0, '[coldstart-ray] status {"app": "RUNNING", "deployments": {"LLMServer:m": {"status": '
                                '"UPSCALING", "replicas": {"STARTING": 1}, "message": "A replica failed to start with '
@@ -253,7 +253,7 @@ def test_cli_ray_timeline(capsys):
 
 
 def test_failure_cause_is_the_last_exception_line_of_the_traceback():
-    from pytest_coldstart.launchers.ray_serve import failure_cause
+    from pytest_coldstart.launch.ray_serve import failure_cause
 
     lines = ["(ServeController pid=10) ERROR 2026-01-01 12:00:39,000 controller 10 -- Exception in Replica(id='x', "
              "deployment='LLMServer:m', app='coldstart'), the replica will be stopped.",

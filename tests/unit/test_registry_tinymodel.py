@@ -5,11 +5,11 @@ import json
 import pytest
 from safetensors import safe_open
 
-from pytest_coldstart.errors import ConfigError
-from pytest_coldstart.redact import Redactor, redact_env
-from pytest_coldstart.registry import load_registry
-from pytest_coldstart.runner import ColdStartRunner, Settings
-from pytest_coldstart.tinymodel import checkpoint_digest, is_tiny_model, make_tiny_model
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.redact import Redactor, redact_env
+from pytest_coldstart.model.registry import load_registry
+from pytest_coldstart.measure.runner import ColdStartRunner, Settings
+from pytest_coldstart.optimize.tinymodel import checkpoint_digest, is_tiny_model, make_tiny_model
 from tests.conftest import REPO
 
 

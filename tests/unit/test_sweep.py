@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart import commits
-from pytest_coldstart.errors import ConfigError
-from pytest_coldstart.sweep import (CONFLICTING, bench_argv, choose_python, ensure_venv, install_steps,
+from pytest_coldstart.history import commits
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.history.sweep import (CONFLICTING, bench_argv, choose_python, ensure_venv, install_steps,
                                     installed_vllm, parse_venv, parse_versions, run_logged)
 
 from ..conftest import REPO, git, requires_vllm
@@ -127,7 +127,7 @@ def test_run_logged_stops_the_child_on_timeout(tmp_path: Path) -> None:
 
 
 def test_has_plugin_is_not_fooled_by_the_current_directory(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_coldstart.sweep import has_plugin
+    from pytest_coldstart.history.sweep import has_plugin
 
     monkeypatch.chdir(REPO)  # `python -c "import pytest_coldstart"` would succeed from here
     bare = Path(sys.base_prefix) / "bin" / "python3"

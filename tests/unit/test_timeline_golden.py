@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from pytest_coldstart.timeline import PHASE_NAMES, REPORTED_KEYS, timeline_from_log
+from pytest_coldstart.logs.timeline import PHASE_NAMES, REPORTED_KEYS, timeline_from_log
 from tests.conftest import DATA, H100_LOGS
 
 VERSION = "0.1.dev10446+g2dcd12d35"

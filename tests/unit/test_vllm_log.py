@@ -2,7 +2,7 @@ from datetime import datetime
 
 import pytest
 
-from pytest_coldstart.vllm_log import match_markers, parse_line
+from pytest_coldstart.logs.grammar import match_markers, parse_line
 
 
 def test_ray_nested_prefixes_ansi_and_repeated():

@@ -104,7 +104,7 @@ def test_pr_gate_pairs_base_and_head_and_fails_on_regression() -> None:
     assert re.search(r"1\) echo .*; exit 1 ;;", script) and "exit 2" in script
     comment = _load("coldstart-pr.yml")["jobs"]["comment"]
     assert comment["permissions"] == {"pull-requests": "write"}
-    from pytest_coldstart.compare_report import MARKER
+    from pytest_coldstart.report.compare import MARKER
 
     assert MARKER in comment["steps"][-1]["with"]["script"]
 

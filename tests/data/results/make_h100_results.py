@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from pytest_coldstart.efficiency import FLOOR_CONFIGURED, FloorBandwidth, assess
-from pytest_coldstart.results import SCHEMA_VERSION, RunResult
-from pytest_coldstart.timeline import timeline_from_log
+from pytest_coldstart.model.efficiency import FLOOR_CONFIGURED, FloorBandwidth, assess
+from pytest_coldstart.model.result import SCHEMA_VERSION, RunResult
+from pytest_coldstart.logs.timeline import timeline_from_log
 
 #: log file -> (optimization, source kind, floor GB/s: coldstart-anchors.md 3.2)
 LOGS = {

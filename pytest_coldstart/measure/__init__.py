@@ -1,0 +1,1 @@
+"""The runner: plan -> prepare -> launch -> ready -> TTFT -> stop -> result; environment and floors."""

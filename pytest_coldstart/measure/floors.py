@@ -1,0 +1,228 @@
+"""Floor bandwidth of a weight source: configured in models.toml, or a short probe.
+
+Local disk: write a scratch file next to the weights, fsync it, drop it from
+the page cache with ``posix_fadvise(POSIX_FADV_DONTNEED)`` (no root needed:
+clean pages of a file we opened), read it back and time the read. S3: time
+ranged GETs of one object through a boto3 client (any endpoint, e.g. a
+moto_server on 127.0.0.1). The best of a few passes is the floor: a floor is
+the fastest the source delivers, not its average.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_coldstart.model.clock import Clock, SystemClock
+from pytest_coldstart.model.efficiency import (FLOOR_CONFIGURED, FLOOR_PROBE, GB, FloorBandwidth, LoadEfficiency, assess,
+                                         load_time)
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.registry import ModelSpec, split_source
+
+MiB = 2**20
+DEFAULT_PROBE_BYTES = 128 * MiB
+DEFAULT_PASSES = 3
+_CHUNK = 8 * MiB
+_LOCAL_KINDS = frozenset({"generated", "local"})
+
+
+def _resident_fraction(fd: int, size: int) -> float | None:
+    """Share of the file's pages in the page cache (mincore(2)); None if unknown."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name or size == 0:
+        return None
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        page = mmap.PAGESIZE
+        pages = (size + page - 1) // page
+        with mmap.mmap(fd, size, access=mmap.ACCESS_COPY) as mapped:
+            vec = (ctypes.c_ubyte * pages)()
+            view = ctypes.c_char.from_buffer(mapped)
+            try:
+                if libc.mincore(ctypes.c_void_p(ctypes.addressof(view)), ctypes.c_size_t(size), vec) != 0:
+                    return None
+                return sum(b & 1 for b in vec) / pages
+            finally:
+                del view  # the buffer export must go before the mmap closes
+    except (OSError, ValueError, AttributeError, BufferError):
+        return None
+
+
+def _timed_read(path: Path, clock: Clock) -> tuple[float, int, float | None]:
+    """Evict *path* from the page cache, then read it sequentially: (seconds, bytes, resident share before)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        resident = _resident_fraction(fd, os.fstat(fd).st_size)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        start = clock.monotonic_s()
+        total = 0
+        while chunk := os.read(fd, _CHUNK):
+            total += len(chunk)
+        return clock.monotonic_s() - start, total, resident
+    finally:
+        os.close(fd)
+
+
+def probe_local_disk(directory: Path, *, size_bytes: int = DEFAULT_PROBE_BYTES, passes: int = DEFAULT_PASSES,
+                     clock: Clock | None = None) -> FloorBandwidth:
+    """Read throughput of the filesystem under *directory* with the page cache evicted.
+
+    The scratch file is removed afterwards. Raises ``ConfigError`` if the
+    directory is not writable or the kernel has no ``posix_fadvise``.
+    """
+    clock = clock or SystemClock()
+    if not hasattr(os, "posix_fadvise"):
+        raise ConfigError("the local disk probe needs os.posix_fadvise (Linux); configure floor_gbps "
+                          "in benchmarks/models.toml instead")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".coldstart-floor-probe-")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the disk probe file in {directory} ({exc.strerror}); "
+                          "configure floor_gbps in benchmarks/models.toml instead") from None
+    path = Path(name)
+    try:
+        # Incompressible bytes: a filesystem that compresses or dedups must not flatter the disk.
+        block = os.urandom(MiB)
+        with os.fdopen(fd, "wb") as fh:
+            for _ in range(max(1, size_bytes // MiB)):
+                fh.write(block)
+            fh.flush()
+            os.fsync(fh.fileno())  # dirty pages cannot be dropped; clean ones can
+        samples = [_timed_read(path, clock) for _ in range(max(1, passes))]
+    finally:
+        path.unlink(missing_ok=True)
+    rates = [n / s / GB for s, n, _ in samples if s > 0]
+    if not rates:
+        raise ConfigError(f"disk probe in {directory} read too fast to time; configure floor_gbps instead")
+    best = max(rates)
+    resident = [r for _, _, r in samples if r is not None]
+    cache_note = ("page cache evicted before each pass" if not resident
+                  else f"page cache evicted before each pass (mincore: {max(resident):.0%} still resident)")
+    detail = (f"local disk read of {samples[0][1] // MiB} MiB in {directory}, best of {len(rates)} passes "
+              f"({', '.join(f'{r:.3g}' for r in rates)} GB/s), {cache_note}")
+    return FloorBandwidth(round(best, 6), FLOOR_PROBE, detail)
+
+
+def probe_s3(client: Any, bucket: str, key: str, *, range_bytes: int = 8 * MiB, max_bytes: int = 256 * MiB,
+             passes: int = 2, clock: Clock | None = None, endpoint: str = "") -> FloorBandwidth:
+    """Throughput of sequential ranged GETs of ``s3://bucket/key`` through a boto3 *client*.
+
+    This measures one connection, sequentially: a lower bound on what the
+    source can give (Run:ai streams with many). Configure the aggregate
+    figure in models.toml where it is known.
+    """
+    clock = clock or SystemClock()
+    size = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    if size == 0:
+        raise ConfigError(f"s3://{bucket}/{key} is empty; probe an object with the model's weights")
+    limit = min(size, max_bytes)
+    rates = []
+    for _ in range(max(1, passes)):
+        start = clock.monotonic_s()
+        got = 0
+        while got < limit:
+            end = min(got + range_bytes, limit) - 1
+            body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={got}-{end}")["Body"]
+            got += len(body.read())
+            body.close()
+        elapsed = clock.monotonic_s() - start
+        if elapsed > 0:
+            rates.append(got / elapsed / GB)
+    if not rates:
+        raise ConfigError(f"S3 probe of s3://{bucket}/{key} read too fast to time; configure floor_gbps instead")
+    where = f" at {endpoint}" if endpoint else ""
+    detail = (f"S3 ranged GET of {limit // MiB} MiB from s3://{bucket}/{key}{where} in {range_bytes // MiB} MiB "
+              f"ranges, one connection, best of {len(rates)} passes ({', '.join(f'{r:.3g}' for r in rates)} GB/s)")
+    return FloorBandwidth(round(max(rates), 6), FLOOR_PROBE, detail)
+
+
+def configured_floor(model: ModelSpec, kind: str) -> FloorBandwidth | None:
+    """``floor_gbps.<kind>`` of *model* in models.toml, if set."""
+    value = dict(getattr(model, "floor_gbps", ()) or ()).get(kind)
+    if value is None:
+        return None
+    return FloorBandwidth(float(value), FLOOR_CONFIGURED, f"models.toml [models.{model.name}] floor_gbps.{kind}")
+
+
+class FloorResolver:
+    """Floors for the runs of one session: configured ones as given, probes once per directory.
+
+    :param probe_dir: where the local disk probe writes its scratch file (same
+        filesystem as generated models: the workdir).
+    """
+
+    def __init__(self, probe_dir: Path, *, clock: Clock | None = None, probe_bytes: int = DEFAULT_PROBE_BYTES,
+                 passes: int = DEFAULT_PASSES) -> None:
+        self.probe_dir = probe_dir
+        self.clock = clock or SystemClock()
+        self.probe_bytes = probe_bytes
+        self.passes = passes
+        self._probes: dict[str, FloorBandwidth | str] = {}
+
+    def floor(self, model: ModelSpec, optimization: str) -> tuple[FloorBandwidth | None, str, str]:
+        """(floor or None, source kind, why there is none)."""
+        kind, _ = split_source(model.source_for(optimization))
+        configured = configured_floor(model, kind)
+        if configured is not None:
+            return configured, kind, ""
+        if kind not in _LOCAL_KINDS:
+            return None, kind, (f"no floor for {kind} sources: set floor_gbps.{kind} for {model.name} in "
+                                "benchmarks/models.toml (measure one with `coldstart floor`)")
+        key = str(self.probe_dir)
+        if key not in self._probes:
+            try:
+                self._probes[key] = probe_local_disk(self.probe_dir, size_bytes=self.probe_bytes,
+                                                     passes=self.passes, clock=self.clock)
+            except (ConfigError, OSError) as exc:
+                self._probes[key] = f"disk probe failed: {exc}"
+        probe = self._probes[key]
+        return (probe, kind, "") if isinstance(probe, FloorBandwidth) else (None, kind, probe)
+
+    def assess_run(self, model: ModelSpec, optimization: str, phases: Sequence[Any],
+                   reported: Mapping[str, Any]) -> LoadEfficiency:
+        """The efficiency object a run's result carries (the probe runs after the server stopped)."""
+        if load_time(phases, reported)[0] is None:  # a start that never loaded: no reason to probe
+            kind, _ = split_source(model.source_for(optimization))
+            return assess(model.weight_bytes, phases, reported, configured_floor(model, kind), source_kind=kind,
+                          floor_note="floor not probed")
+        floor, kind, why = self.floor(model, optimization)
+        return assess(model.weight_bytes, phases, reported, floor, source_kind=kind, floor_note=why)
+
+
+def _floor_command(args: Any) -> int:
+    if args.s3_url:
+        if not args.s3_url.startswith("s3://") or "/" not in args.s3_url[5:]:
+            raise ConfigError(f"--s3-url {args.s3_url!r}: expected s3://BUCKET/KEY of one object (a weights file)")
+        try:
+            import boto3
+        except ImportError:
+            raise ConfigError("the S3 probe needs boto3: pip install boto3") from None
+        bucket, key = args.s3_url[5:].split("/", 1)
+        client = boto3.client("s3", endpoint_url=args.endpoint_url or None)
+        floor = probe_s3(client, bucket, key, max_bytes=args.mib * MiB, endpoint=args.endpoint_url or "")
+        kind = "s3"
+    else:
+        floor = probe_local_disk(Path(args.dir), size_bytes=args.mib * MiB)
+        kind = "local"
+    print(f"{floor.gbps:.3g} GB/s  ({floor.detail})")
+    print(f"to use it: floor_gbps = {{ {kind} = {floor.gbps:.3g} }} under the model in benchmarks/models.toml")
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    p = subparsers.add_parser("floor", help="measure the floor bandwidth of a weight source",
+                              description="Local disk: read a scratch file with the page cache evicted "
+                                          "(posix_fadvise DONTNEED). S3: sequential ranged GETs of one object.")
+    p.add_argument("--dir", default=".coldstart/probe", help="directory on the disk to probe (default: %(default)s)")
+    p.add_argument("--s3-url", default=None, help="probe S3 instead: s3://BUCKET/KEY of one object")
+    p.add_argument("--endpoint-url", default=None, help="S3 endpoint (e.g. http://127.0.0.1:5000 for moto_server)")
+    p.add_argument("--mib", type=int, default=DEFAULT_PROBE_BYTES // MiB, help="MiB to read (default: %(default)s)")
+    p.set_defaults(func=_floor_command)

@@ -1,0 +1,155 @@
+"""Versioned run results: one JSON file per cold start, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_coldstart.model.efficiency import LoadEfficiency
+from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
+from pytest_coldstart.logs.timeline import Phase
+
+#: Bump on any incompatible change; readers refuse other versions with a next step.
+SCHEMA_VERSION = 1
+RUNS_DIR = "runs"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One measured cold start (or one failed attempt: ``exit_status != "ok"``)."""
+
+    model: str
+    optimization: str
+    launcher: str
+    cache_state: str
+    started_at: str
+    phases: tuple[Phase, ...]
+    reported: dict[str, Any]
+    total_ready_s: float | None
+    ttft_s: float | None
+    first_response_s: float | None
+    unaccounted_s: float | None
+    environment: dict[str, Any]
+    exit_status: str
+    log_path: str
+    repeat_index: int = 0
+    server_exit_code: int | None = None
+    error: str | None = None
+    last_phase: str | None = None
+    server_argv: tuple[str, ...] = ()
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
+    #: Weight-load efficiency vs the source's floor (efficiency.py); None in files from before it existed.
+    efficiency: LoadEfficiency | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.model, self.optimization, self.launcher)
+
+    def phase_durations(self) -> dict[str, float | None]:
+        return {p.name: p.duration_s for p in self.phases}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model, "optimization": self.optimization, "launcher": self.launcher,
+            "cache_state": self.cache_state, "repeat_index": self.repeat_index, "started_at": self.started_at,
+            "exit_status": self.exit_status, "server_exit_code": self.server_exit_code, "error": self.error,
+            "last_phase": self.last_phase, "total_ready_s": self.total_ready_s, "ttft_s": self.ttft_s,
+            "first_response_s": self.first_response_s, "unaccounted_s": self.unaccounted_s,
+            "phases": [p.to_dict() for p in self.phases], "reported": dict(self.reported),
+            "environment": dict(self.environment), "log_path": self.log_path,
+            "server_argv": list(self.server_argv), "env_overrides": dict(self.env_overrides),
+            "cache": dict(self.cache),
+            "efficiency": self.efficiency.to_dict() if self.efficiency is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        phases = tuple(Phase(p["name"], p["start_s"], p["end_s"], p["duration_s"], p["source"], p.get("reported_s"))
+                       for p in data["phases"])
+        return cls(
+            model=data["model"], optimization=data["optimization"], launcher=data["launcher"],
+            cache_state=data["cache_state"], started_at=data["started_at"], phases=phases,
+            reported=data["reported"], total_ready_s=data["total_ready_s"], ttft_s=data["ttft_s"],
+            first_response_s=data.get("first_response_s"), unaccounted_s=data["unaccounted_s"],
+            environment=data["environment"], exit_status=data["exit_status"], log_path=data["log_path"],
+            repeat_index=data.get("repeat_index", 0), server_exit_code=data.get("server_exit_code"),
+            error=data.get("error"), last_phase=data.get("last_phase"),
+            server_argv=tuple(data.get("server_argv", ())), env_overrides=data.get("env_overrides", {}),
+            cache=data.get("cache", {}),
+            efficiency=LoadEfficiency.from_dict(data["efficiency"]) if data.get("efficiency") else None,
+        )
+
+
+def check_writable(results_dir: Path) -> Path:
+    """Create ``results_dir/runs`` and prove we can write there, before any start."""
+    runs = results_dir / RUNS_DIR
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=runs, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"results directory {results_dir} is not writable ({exc.strerror}); "
+                          "pass --coldstart-results DIR with a writable directory") from None
+    return runs
+
+
+def write_result(results_dir: Path, result: RunResult) -> Path:
+    """Write *result* under ``results_dir/runs/`` atomically; never overwrites.
+
+    The JSON goes to a temp file in the same directory, is fsync'ed, then
+    renamed: a reader sees the old state or the whole new file, never half.
+    """
+    runs = check_writable(results_dir)
+    stamp = result.started_at.replace(":", "").replace("-", "").split(".")[0]
+    name = f"{stamp}_{result.model}_{result.optimization}_{result.launcher}_r{result.repeat_index}_{uuid.uuid4().hex[:6]}.json"
+    target = runs / name
+    fd, tmp = tempfile.mkstemp(dir=runs, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(result.to_dict(), fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, target)  # fails instead of replacing if the name exists
+    finally:
+        os.unlink(tmp)
+    return target
+
+
+def load_result(path: Path) -> RunResult:
+    """Read one results file, refusing corrupt files and other schema versions."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SchemaVersionError(f"{path}: not a readable results file ({exc}); "
+                                 "move it out of the results directory") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if not isinstance(version, int):
+        raise SchemaVersionError(f"{path}: no schema_version; not a pytest-coldstart results file")
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path}: written by a newer pytest-coldstart (schema {version}; this version reads "
+            f"{SCHEMA_VERSION}). Upgrade pytest-coldstart, or point --coldstart-results at another "
+            "directory. Nothing was written.")
+    if version < SCHEMA_VERSION:
+        raise SchemaVersionError(f"{path}: schema {version} is older than {SCHEMA_VERSION}; "
+                                 "re-run the benchmark or move the file aside")
+    try:
+        return RunResult.from_dict(data)
+    except (KeyError, TypeError) as exc:
+        raise SchemaVersionError(f"{path}: missing or malformed field {exc}; move it aside") from None
+
+
+def load_results(results_dir: Path) -> list[RunResult]:
+    """Every run under ``results_dir/runs``, oldest first; raises on the first bad file."""
+    runs = results_dir / RUNS_DIR
+    if not runs.is_dir():
+        return []
+    return [load_result(p) for p in sorted(runs.glob("*.json"))]

@@ -1,0 +1,252 @@
+"""A model's weights on S3, ready for the Run:ai streamer: upload, shard, verify.
+
+``runai_streamer`` streams the model's own safetensors from ``s3://``;
+``runai_streamer_sharded`` streams per-rank files that vLLM's
+``save_sharded_state`` wrote for the model's tensor-parallel size. Before a
+start the prefix must hold a *complete* upload (``s3.require_complete``): an
+interrupted upload or shard is refused with the command that fixes it. The
+generated tiny model is uploaded (or sharded and uploaded) on the spot, the
+way it is generated on the spot; a real model is uploaded once, deliberately,
+with ``coldstart s3 upload-model`` / ``coldstart s3 shard``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_coldstart.optimize import s3
+from pytest_coldstart.optimize import tinymodel
+from pytest_coldstart.model.clock import Clock, SystemClock
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.registry import ModelSpec
+from pytest_coldstart.optimize.shard import SHARD_FORMAT, ShardSpec, save_sharded
+
+if TYPE_CHECKING:
+    from pytest_coldstart.measure.runner import ColdStartRunner
+
+KIND_MODEL = "model"
+KIND_SHARDED = "sharded"
+
+
+def load_format(engine_args: Sequence[str]) -> str | None:
+    """The ``--load-format`` value in *engine_args* (``--load-format X`` or ``--load-format=X``)."""
+    args = list(engine_args)
+    for i, arg in enumerate(args):
+        if arg == "--load-format" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--load-format="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def source_kind(engine_args: Sequence[str]) -> str:
+    # vLLM 0.8.5+: runai_streamer_sharded = ShardedStateLoader over the Run:ai streamer.
+    return KIND_SHARDED if load_format(engine_args) in ("runai_streamer_sharded", "sharded_state") else KIND_MODEL
+
+
+def _next_step(kind: str, model: str, uri: str) -> str:
+    if kind == KIND_SHARDED:
+        return f"Run `coldstart s3 shard {model} {uri}` to (re)write it."
+    return f"Run `coldstart s3 upload-model MODEL_DIR {uri}` to (re)upload it."
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    """How the S3 source of one start was made ready."""
+
+    uri: str
+    kind: str
+    action: str  # "verified" | "uploaded" | "sharded+uploaded"
+    files: int
+    bytes_total: int
+    uploaded_files: int = 0
+    duration_s: float = 0.0
+
+    def to_record(self) -> dict[str, Any]:
+        return {"uri": self.uri, "kind": self.kind, "action": self.action, "files": self.files,
+                "bytes": self.bytes_total, "uploaded_files": self.uploaded_files, "duration_s": self.duration_s}
+
+
+def _total(manifest: dict[str, Any]) -> tuple[int, int]:
+    files = manifest["files"]
+    return len(files), sum(int(e.get("size", 0)) for e in files.values())
+
+
+def upload_model(client: Any, model_dir: Path, uri: s3.S3Uri, *, meta: dict[str, Any] | None = None,
+                 progress: Callable[[str], None] | None = None) -> s3.UploadReport:
+    if not (model_dir / "config.json").is_file():
+        raise ConfigError(f"{model_dir} is not a model directory (no config.json)")
+    if not list(model_dir.glob("*.safetensors")):
+        raise ConfigError(f"{model_dir} has no *.safetensors; the Run:ai streamer reads safetensors only")
+    return s3.upload_tree(client, model_dir, uri, kind=KIND_MODEL, meta=meta, progress=progress)
+
+
+def shard_and_upload(client: Any, spec: ShardSpec, uri: s3.S3Uri, *, workdir: Path, env: dict[str, str],
+                     python: str = sys.executable, meta: dict[str, Any] | None = None,
+                     progress: Callable[[str], None] | None = None) -> s3.UploadReport:
+    """Save the sharded state locally (atomic dir), then upload it with its manifest last."""
+    say = progress or (lambda _m: None)
+    out = workdir / "shards" / f"{spec.model_dir.name}-tp{spec.tensor_parallel_size}"
+    say(f"saving the sharded state of {spec.model_dir} at TP {spec.tensor_parallel_size} (an offline vLLM engine)")
+    save_sharded(spec, out, env=env, log_path=workdir / "shards" / f"{out.name}.log", python=python)
+    return s3.upload_tree(client, out, uri, kind=KIND_SHARDED,
+                          meta={"tensor_parallel_size": spec.tensor_parallel_size, **(meta or {})}, progress=progress)
+
+
+def ensure_source(model: ModelSpec, engine_args: Sequence[str], uri_text: str, *, generated_dir: Path | None,
+                  workdir: Path, env: dict[str, str], python: str = sys.executable, clock: Clock | None = None,
+                  vllm_version: str | None = None, progress: Callable[[str], None] | None = None) -> SourceReport:
+    """Make sure *uri_text* holds a complete upload this start can stream.
+
+    :param generated_dir: the locally generated checkpoint when the model is generated
+        (then a missing or outdated upload is redone here); None for real models.
+    :param vllm_version: the vLLM that will load it; shards hold vLLM's internal parameter
+        names (fused qkv_proj, ...), so shards saved by another vLLM are refused.
+    """
+    clock = clock or SystemClock()
+    started = clock.monotonic_s()
+    kind = source_kind(engine_args)
+    uri = s3.parse_uri(uri_text)
+    client = s3.make_client()
+    manifest = s3.read_manifest(client, uri)
+    if generated_dir is not None:
+        digest = tinymodel.checkpoint_digest(generated_dir)
+        fresh = (manifest is not None and manifest.get("kind") == kind and manifest.get("source_digest") == digest
+                 and (kind == KIND_MODEL or (manifest.get("tensor_parallel_size") == model.tensor_parallel_size
+                                             and manifest.get("shard_format") == SHARD_FORMAT
+                                             and manifest.get("vllm") == vllm_version)))
+        if not fresh:
+            meta = {"model": model.name, "source_digest": digest}
+            if kind == KIND_SHARDED:
+                meta.update(shard_format=SHARD_FORMAT, vllm=vllm_version)
+                spec = ShardSpec(generated_dir, model.tensor_parallel_size, model.max_model_len,
+                                 engine_args=model.engine_args)
+                report = shard_and_upload(client, spec, uri, workdir=workdir, env=env, python=python, meta=meta,
+                                          progress=progress)
+                action = "sharded+uploaded"
+            else:
+                report = upload_model(client, generated_dir, uri, meta=meta, progress=progress)
+                action = "uploaded"
+            files, size = _total(report.manifest)
+            return SourceReport(str(uri), kind, action, files, size, len(report.uploaded),
+                                round(clock.monotonic_s() - started, 3))
+    manifest = s3.require_complete(client, uri, kind=kind, next_step=_next_step(kind, model.name, str(uri)))
+    if kind == KIND_SHARDED and manifest.get("tensor_parallel_size") != model.tensor_parallel_size:
+        raise s3.S3Error(f"{uri} was sharded for TP {manifest.get('tensor_parallel_size')}, but {model.name} runs at "
+                         f"TP {model.tensor_parallel_size}. {_next_step(kind, model.name, str(uri))}")
+    if kind == KIND_SHARDED and vllm_version and manifest.get("vllm") not in (None, vllm_version):
+        raise s3.S3Error(f"{uri} was sharded by vLLM {manifest.get('vllm')}; this is vLLM {vllm_version}, whose "
+                         f"parameter layout may differ. {_next_step(kind, model.name, str(uri))}")
+    files, size = _total(manifest)
+    return SourceReport(str(uri), kind, "verified", files, size, 0, round(clock.monotonic_s() - started, 3))
+
+
+def resolve_for_runner(runner: ColdStartRunner, model: ModelSpec, optimization: str,
+                       uri: str) -> tuple[str, dict[str, str]]:
+    """``ColdStartRunner.resolve_model`` for an ``s3://`` source: ready it, hand vLLM the URI."""
+    from pytest_coldstart.model.registry import split_source
+
+    opt = runner.registry.optimization(optimization)
+    if load_format(model.engine_args + opt.engine_args) not in ("runai_streamer", "runai_streamer_sharded"):
+        raise ConfigError(f"{model.name}: the {optimization} source is {uri}, but only --load-format runai_streamer "
+                          "or runai_streamer_sharded can read s3:// weights; fix models.toml or optimizations.toml")
+    generated_dir = None
+    kind, ref = split_source(model.source)
+    if kind == "generated":
+        generated_dir = (runner.settings.workdir / "models" / ref).resolve()
+        if not tinymodel.is_tiny_model(generated_dir):
+            tinymodel.make_tiny_model(generated_dir)
+    work = runner.settings.workdir.resolve()
+    env = {**os.environ, **dict(model.env), "VLLM_CACHE_ROOT": str(work / "cache" / "shard"), "HF_HUB_OFFLINE": "1"}
+    report = ensure_source(model, model.engine_args + opt.engine_args, uri, generated_dir=generated_dir,
+                           workdir=work, env=env, python=runner.settings.python, clock=runner.clock,
+                           vllm_version=runner.environment.get("vllm"),
+                           progress=lambda msg: runner.progress and runner.progress(f"{model.name}-{optimization}", msg, 0.0))
+    runner.source_reports[(model.name, optimization)] = report.to_record()
+    # Nothing comes from the hub: vLLM mirrors config + tokenizer from the bucket.
+    # RUNAI_STREAMER_LOG_TO_STDERR=1 makes runai-model-streamer (0.15+) print its
+    # "Overall time to stream" summary, which vLLM's logging config drops otherwise.
+    return uri, {"HF_HUB_OFFLINE": "1", "RUNAI_STREAMER_LOG_TO_STDERR": "1"}
+
+
+# ---- CLI: coldstart s3 upload-model | shard ------------------------------------------------------------
+
+def _print_upload(report: s3.UploadReport) -> None:
+    print(f"{report.uri}: uploaded {len(report.uploaded)} file(s) ({report.bytes_uploaded} bytes), "
+          f"skipped {len(report.skipped)} unchanged, deleted {len(report.deleted)} stale; manifest written")
+
+
+def _cmd_upload(args: argparse.Namespace) -> int:
+    client = s3.make_client()
+    uri = s3.parse_uri(args.uri)
+    if args.create_bucket:
+        s3.ensure_bucket(client, uri.bucket)
+    report = upload_model(client, Path(args.model_dir), uri, progress=print)
+    _print_upload(report)
+    return 0
+
+
+def _cmd_shard(args: argparse.Namespace) -> int:
+    from pytest_coldstart.model.registry import load_registry, split_source
+
+    registry = load_registry(Path(args.registry))
+    model = registry.model(args.model)
+    kind, ref = split_source(model.source)
+    if kind == "generated":
+        model_dir = Path(args.workdir) / "models" / ref
+        if not tinymodel.is_tiny_model(model_dir):
+            tinymodel.make_tiny_model(model_dir)
+    elif kind == "local":
+        model_dir = Path(ref).expanduser()
+    else:
+        if not args.model_dir:
+            raise ConfigError(f"{model.name} comes from {model.source}; pass --model-dir with a local copy")
+        model_dir = Path(args.model_dir)
+    if args.model_dir:
+        model_dir = Path(args.model_dir)
+    tp = args.tensor_parallel_size or model.tensor_parallel_size
+    client = s3.make_client()
+    uri = s3.parse_uri(args.uri)
+    if args.create_bucket:
+        s3.ensure_bucket(client, uri.bucket)
+    spec = ShardSpec(model_dir.resolve(), tp, model.max_model_len, engine_args=model.engine_args)
+    from pytest_coldstart.measure.environment import collect_environment
+
+    vllm = collect_environment(Path.cwd()).get("vllm")
+    report = shard_and_upload(client, spec, uri, workdir=Path(args.workdir), env=dict(os.environ), progress=print,
+                              meta={"model": model.name, "shard_format": SHARD_FORMAT, "vllm": vllm})
+    _print_upload(report)
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    p = subparsers.add_parser("s3", help="put model weights on S3 for the Run:ai streamer optimizations",
+                              description="Endpoint and credentials come from the standard AWS chain "
+                                          "(AWS_ENDPOINT_URL, AWS_PROFILE, AWS_ACCESS_KEY_ID/...); they are never "
+                                          "printed. Uploads skip unchanged files and write a manifest last, so an "
+                                          "interrupted upload is never used.")
+    sub = p.add_subparsers(dest="s3_command", required=True, metavar="S3_COMMAND")
+    up = sub.add_parser("upload-model", help="upload a local model directory (boto3 managed transfer)")
+    up.add_argument("model_dir", metavar="MODEL_DIR")
+    up.add_argument("uri", metavar="S3_URI", help="s3://BUCKET/PREFIX")
+    up.add_argument("--create-bucket", action="store_true", help="create the bucket if it does not exist")
+    up.set_defaults(func=_cmd_upload)
+    sh = sub.add_parser("shard", help="save vLLM's sharded state for the model's TP size, then upload it",
+                        description="Starts an offline vLLM engine at the model's tensor-parallel size (from "
+                                    "models.toml, or --tensor-parallel-size), writes one safetensors file set per "
+                                    "rank plus config/tokenizer, and uploads them for "
+                                    "--load-format runai_streamer_sharded.")
+    sh.add_argument("model", metavar="MODEL", help="a model name from models.toml")
+    sh.add_argument("uri", metavar="S3_URI", help="s3://BUCKET/PREFIX")
+    sh.add_argument("--model-dir", default="", help="local checkpoint to shard (default: the model's local source)")
+    sh.add_argument("--tensor-parallel-size", type=int, default=0, help="default: the model's, from models.toml")
+    sh.add_argument("--registry", default="benchmarks", help="directory with models.toml (default: benchmarks)")
+    sh.add_argument("--workdir", default=".coldstart", help="scratch directory (default: .coldstart)")
+    sh.add_argument("--create-bucket", action="store_true", help="create the bucket if it does not exist")
+    sh.set_defaults(func=_cmd_shard)

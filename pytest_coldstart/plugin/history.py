@@ -1,0 +1,107 @@
+"""pytest side of the history and the gate: ``--coldstart-asv`` and ``--coldstart-compare-to``.
+
+Registered by ``plugin.pytest_configure`` when either option is set; it only
+turns pytest objects into plain values and calls ``gate``:
+
+* ``pytest_collection_finish`` checks REF, the commit and asv up front, so a
+  typo fails in seconds instead of after an hour of cold starts;
+* ``pytest_runtestloop`` (wrapper) compares after the last test and fails the
+  session through ``session.testsfailed``: exit 1 and a table, no traceback
+  (raising from ``pytest_terminal_summary`` would print one);
+* ``pytest_sessionfinish`` records into asv (persisting belongs there);
+* ``pytest_terminal_summary`` only prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_coldstart.history import gate
+from pytest_coldstart.report.compare import append_step_summary, render_markdown, render_text
+from pytest_coldstart.model.errors import ColdstartError
+
+if TYPE_CHECKING:
+    from pytest_coldstart.history.asv_store import RecordOutcome
+    from pytest_coldstart.history.compare import Comparison
+    from pytest_coldstart.history.samples import SampleSet
+
+PLUGIN_NAME = "coldstart-history"
+
+
+class HistoryPlugin:
+    """Per-session state of the history options; ``state`` is plugin.ColdstartState."""
+
+    def __init__(self, state: Any, settings: gate.HistorySettings) -> None:
+        self.state = state
+        self.settings = settings
+        self.base: SampleSet | None = None
+        self.comparison: Comparison | None = None
+        self.recorded: RecordOutcome | None = None
+        self.errors: list[str] = []
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not any("coldstart" in getattr(i, "fixturenames", ()) for i in session.items):
+            return
+        s = self.settings
+        try:
+            if s.asv_dir is not None:
+                from pytest_coldstart.history import asv_store as asv_export
+                from pytest_coldstart.history import commits
+
+                asv_export._asv()
+                commits.resolve(s.repo_dir, s.commit)
+                s.asv_dir.mkdir(parents=True, exist_ok=True)
+            if s.compare_to:
+                self.base = gate.load_session_base(s)
+        except (ColdstartError, OSError) as exc:
+            flag = "--coldstart-compare-to" if s.compare_to and s.asv_dir is None else "coldstart history options"
+            raise pytest.UsageError(f"{flag}: {exc}") from None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        outcome = yield
+        if self.base is not None and self.state.results:
+            try:
+                budgets = self.state.budgets
+            except ColdstartError:
+                budgets = None
+            self.comparison = gate.compare_session(self.state.results, self.settings, budgets, self.base)
+            if self.comparison.exit_code:
+                session.testsfailed += 1
+        return outcome
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.settings.asv_dir is not None and self.state.results:
+            try:
+                self.recorded = gate.record_session(self.state.results, self.settings)
+            except ColdstartError as exc:
+                self.errors.append(f"asv history not written: {exc}")
+                if session.exitstatus == pytest.ExitCode.OK:
+                    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self.comparison is not None:
+            append_step_summary(render_markdown(self.comparison))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.comparison is not None:
+            terminalreporter.write_sep("=", f"coldstart comparison with {self.settings.compare_to}")
+            terminalreporter.write_line(render_text(self.comparison))
+        if self.recorded is not None:
+            r = self.recorded
+            terminalreporter.write_line(f"asv: recorded {r.added_runs} run(s) for commit {r.commit.short} on "
+                                        f"{r.machine}: {r.path}")
+        for error in self.errors:
+            terminalreporter.write_line(f"coldstart: {error}", red=True)
+
+
+def register(config: pytest.Config, state: Any, settings: gate.HistorySettings) -> None:
+    """Called from ``plugin.pytest_configure`` when a history option is set."""
+    # Never on an xdist worker: the controller alone records and judges (as pytest's own
+    # cacheprovider skips its writes there).
+    if hasattr(config, "workerinput"):
+        return
+    if settings.asv_dir is not None or settings.compare_to:
+        config.pluginmanager.register(HistoryPlugin(state, settings), PLUGIN_NAME)

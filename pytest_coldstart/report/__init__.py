@@ -1,0 +1,1 @@
+"""What people read: terminal tables, PR markdown, figures, the HTML report, efficiency, anchors."""

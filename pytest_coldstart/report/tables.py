@@ -1,0 +1,123 @@
+"""Readable tables: per-case phase summary, budget breaches, offline timelines."""
+
+from __future__ import annotations
+
+import io
+import statistics
+from collections.abc import Sequence
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from pytest_coldstart.model.budgets import OVER, BudgetCheck, Budgets, check_budgets
+from pytest_coldstart.model.efficiency import efficiency_line
+from pytest_coldstart.report.ray import ray_notes
+from pytest_coldstart.model.result import RunResult
+from pytest_coldstart.logs.timeline import PHASE_NAMES, Timeline
+
+NOT_OBSERVED = "not observed"
+
+
+def _render(table: Table, width: int = 120) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, force_terminal=False, soft_wrap=False).print(table)
+    return buffer.getvalue().rstrip("\n")
+
+
+def _s(value: float | None) -> str:
+    return NOT_OBSERVED if value is None else f"{value:.2f}"
+
+
+def _median(values: Sequence[float | None]) -> tuple[float | None, str]:
+    seen = [v for v in values if v is not None]
+    if not seen:
+        return None, ""
+    spread = f"{min(seen):.2f}-{max(seen):.2f}" if len(seen) > 1 else ""
+    if len(seen) < len(values):
+        spread = f"{spread} (seen {len(seen)}/{len(values)})".strip()
+    return statistics.median(seen), spread
+
+
+def render_summary(results: Sequence[RunResult], budgets: Budgets | None = None) -> str:
+    """One phase table for the runs of one (model, optimization, launcher): medians over repeats."""
+    ok = [r for r in results if r.exit_status == "ok"]
+    first = results[0]
+    title = (f"{first.model} / {first.optimization} / {first.launcher}: "
+             f"{len(ok)} of {len(results)} run(s) ok, cache {first.cache_state}")
+    table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
+    for column, justify in (("phase", "left"), ("median s", "right"), ("range s", "right"),
+                            ("vLLM reported s", "right"), ("budget s", "right"), ("status", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    if not ok:
+        table.add_row("(no successful run)", "", "", "", "", first.error.splitlines()[0] if first.error else "")
+        return _render(table)
+    limits = budgets.for_case(first.model, first.optimization, first.launcher) if budgets else {}
+    checks = [check_budgets(budgets, r) if budgets else [] for r in ok]
+
+    def status(name: str) -> str:
+        rows = [c for run_checks in checks for c in run_checks if c.name == name]
+        if any(c.status == OVER for c in rows):
+            return f"OVER in {sum(c.status == OVER for c in rows)}/{len(ok)}"
+        return "ok" if name in limits and rows else ("unbudgeted" if name not in limits else "")
+
+    # A launcher's own phase table (ray-serve: scheduling, replica init, ...).
+    for name in tuple(dict.fromkeys(p.name for r in ok for p in r.phases)) or PHASE_NAMES:
+        median, spread = _median([r.phase_durations().get(name) for r in ok])
+        reported, _ = _median([next((p.reported_s for p in r.phases if p.name == name), None) for r in ok])
+        table.add_row(name, _s(median), spread, "" if reported is None else f"{reported:.2f}",
+                      _budget(limits.get(name)), status(name) if median is not None else "")
+    for name, values in (("unaccounted", [r.unaccounted_s for r in ok]),
+                         ("total_ready_s", [r.total_ready_s for r in ok]),
+                         ("ttft_s", [r.ttft_s for r in ok]),
+                         ("first_response_s", [r.first_response_s for r in ok])):
+        median, spread = _median(values)
+        table.add_row(name, _s(median), spread, "", _budget(limits.get(name)),
+                      status(name) if name in ("total_ready_s", "ttft_s") else "", end_section=name == "unaccounted")
+    text = _render(table)
+    cache_notes = {str(r.reported.get("compile_cache_detail")) for r in ok if r.reported.get("compile_cache_detail")}
+    for note in sorted(cache_notes):
+        text += f"\n  torch.compile cache: {note}"
+    for note in ray_notes(ok):
+        text += f"\n  {note}"
+    line = efficiency_line(ok)
+    return f"{text}\n{line}" if line else text
+
+
+def _budget(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def render_breaches(checks: Sequence[BudgetCheck], title: str) -> str:
+    """The failure message of a budget breach: every over-budget row, plus the rest."""
+    table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
+    for column, justify in (("phase", "left"), ("budget s", "right"), ("measured s", "right"),
+                            ("over by s", "right"), ("status", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for check in sorted(checks, key=lambda c: c.status != OVER):
+        over = check.over_by_s
+        table.add_row(check.name, _budget(check.budget_s), _s(check.measured_s) if check.measured_s is not None
+                      else NOT_OBSERVED, "" if over is None else f"+{over:.2f}", check.status.upper()
+                      if check.status == OVER else check.status)
+    return _render(table)
+
+
+def render_timeline(timeline: Timeline, title: str = "") -> str:
+    """The phases of one start as a table (``coldstart timeline``)."""
+    table = Table(title=title or None, box=box.SIMPLE_HEAVY, title_justify="left")
+    for column, justify in (("phase", "left"), ("start s", "right"), ("end s", "right"),
+                            ("duration s", "right"), ("vLLM reported s", "right"), ("source", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for p in timeline.phases:
+        table.add_row(p.name, "" if p.start_s is None else f"{p.start_s:.2f}",
+                      "" if p.end_s is None else f"{p.end_s:.2f}", _s(p.duration_s),
+                      "" if p.reported_s is None else f"{p.reported_s:.2f}", p.source)
+    table.add_row("unaccounted", "", "", "" if timeline.unaccounted_s is None else f"{timeline.unaccounted_s:.2f}",
+                  "", "", end_section=True)
+    table.add_row("total_ready_s", "", "", _s(timeline.total_ready_s) if timeline.total_ready_s is not None
+                  else "not observed (no /health line in the log)", "", "")
+    lines = [_render(table)]
+    reported = {k: v for k, v in timeline.reported.items() if v is not None}
+    if reported:
+        lines.append("vLLM self-reported: " + ", ".join(f"{k}={v}" for k, v in reported.items()))
+    return "\n".join(lines)
