@@ -38,6 +38,7 @@ from typing import Any
 
 from pytest_coldstart.history.commits import Commit
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
+from pytest_coldstart.model.files import atomic_path
 from pytest_coldstart.model.result import RunResult
 from pytest_coldstart.history.samples import (MACHINE_KEYS, METRICS, SERIES_VERSION, CaseKey, CaseSamples, SampleSet,
                                       cases_from_runs, machine_identity)
@@ -54,7 +55,8 @@ _TOTAL_DOCS = {
 }
 
 
-def _asv() -> Any:
+def require_asv() -> Any:
+    """The asv package, or a ConfigError saying how to install it."""
     try:
         import asv.results
         import asv.runner
@@ -129,7 +131,7 @@ def requirements(environment: Mapping[str, Any]) -> dict[str, str]:
 
 def run_id(result: RunResult) -> str:
     """Stable id of one run, so exporting the same run twice adds its samples once."""
-    text = "|".join((result.started_at, *result.key, str(result.repeat_index), result.log_path))
+    text = "|".join((result.started_at, *result.key.astuple(), str(result.repeat_index), result.log_path))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -156,20 +158,13 @@ def _locked(results_dir: Path) -> Iterator[None]:
 
 
 def _write_json_atomic(path: Path, data: Any, api_version: int) -> None:
-    asv = _asv()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        asv.util.write_json(tmp, data, api_version)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    asv = require_asv()
+    with atomic_path(path) as tmp:
+        asv.util.write_json(str(tmp), data, api_version)
 
 
 def _load_json(path: Path, api_version: int) -> Any:
-    asv = _asv()
+    asv = require_asv()
     try:
         return asv.util.load_json(str(path), api_version=api_version)
     except asv.util.UserError as exc:
@@ -190,7 +185,7 @@ def _check_machine(results_dir: Path, name: str, info: dict[str, str]) -> None:
 
 
 def _existing(results_dir: Path, machine: str, commit: Commit) -> Any:
-    asv = _asv()
+    asv = require_asv()
     path = results_dir / asv.results.get_filename(machine, commit.hash, ENV_NAME)
     if not path.is_file():
         return None
@@ -220,7 +215,7 @@ def record(runs: Sequence[RunResult], results_dir: Path, commit: Commit, *, mach
     Samples already recorded for the same commit are kept and the new ones
     appended (asv's ``--append-samples``); runs recorded before are skipped.
     """
-    asv = _asv()
+    asv = require_asv()
     if not runs:
         raise ConfigError("no cold-start runs to record; run the benchmarks first")
     identities = {tuple(machine_identity(r.environment).items()) for r in runs}
@@ -277,7 +272,7 @@ def _merged(old: Any, bench: str, metric: str, params: list[list[str]],
     ``None`` (asv: failed) where every start of a case failed, NaN (asv:
     skipped) where starts succeeded but never observed the phase.
     """
-    asv = _asv()
+    asv = require_asv()
     combos = _combos(params)
     old_samples: list[Any] = [None] * len(combos)
     old_values: list[Any] = [None] * len(combos)
@@ -343,7 +338,7 @@ def commits_with_results(results_dir: Path, machine: str) -> list[str]:
 
 def load_commit(results_dir: Path, commit_hash: str, machine: str) -> SampleSet:
     """The samples recorded for *commit_hash* (full or a prefix) on *machine*."""
-    asv = _asv()
+    asv = require_asv()
     prefix = commit_hash[:8]
     files = [p for p in sorted((results_dir / machine).glob("*.json"))
              if p.name != "machine.json" and p.name.split("-")[0].startswith(prefix)]

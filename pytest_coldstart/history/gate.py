@@ -1,4 +1,4 @@
-"""The history and the PR gate from the command line and from a pytest session.
+"""The history and the PR gate as calls: what ``coldstart compare/record/publish`` and the plugin run.
 
 ``coldstart compare BASE HEAD``: each side is a results directory (the
 plugin's ``--coldstart-results``) or a commit recorded in the asv results.
@@ -10,21 +10,19 @@ Exit codes everywhere: 0 ok, 1 regression, 2 unusable input.
 
 from __future__ import annotations
 
-import argparse
+import json
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.history import asv_store as asv_export
-from pytest_coldstart.history import commits
-from pytest_coldstart.model.budgets import Budgets, load_budgets
+from pytest_coldstart.history import asv_store, commits
 from pytest_coldstart.history.compare import CompareConfig, Comparison, compare, load_config, unusable
-from pytest_coldstart.report.compare import append_step_summary, render_markdown, render_text, write_markdown
-from pytest_coldstart.model.errors import ColdstartError, ConfigError
-from pytest_coldstart.model.result import RunResult, load_results
 from pytest_coldstart.history.samples import SampleSet, from_results_dir, from_runs, is_results_dir
+from pytest_coldstart.model.budgets import Budgets
+from pytest_coldstart.model.errors import ColdstartError, ConfigError
+from pytest_coldstart.model.result import RunResult
 
 DEFAULT_ASV_RESULTS = Path("results")
 DEFAULT_COMPARE_CONFIG = Path("benchmarks/compare.toml")
@@ -59,14 +57,14 @@ class HistorySettings:
 
 
 def _pick_machine(asv_dir: Path, prefixes: list[str], machine: str | None) -> str:
-    known = asv_export.machines(asv_dir)
+    known = asv_store.machines(asv_dir)
     if machine:
         if machine not in known:
             raise ConfigError(f"no machine {machine!r} in {asv_dir}; machines with results: "
                               f"{', '.join(known) or 'none'}")
         return machine
     having = [m for m in known if all(any(c.startswith(p[:8]) or p.startswith(c)
-                                          for c in asv_export.commits_with_results(asv_dir, m)) for p in prefixes)]
+                                          for c in asv_store.commits_with_results(asv_dir, m)) for p in prefixes)]
     if len(having) == 1:
         return having[0]
     if not having:
@@ -106,7 +104,7 @@ def load_side(ref: str, *, repo: Path, asv_dir: Path, machine: str | None, other
                           "it up as a commit (pass --asv-results DIR)")
     full = commit_hash(repo, ref)
     wanted = [full] + ([commit_hash(repo, other)] if other and not Path(other).is_dir() else [])
-    return asv_export.load_commit(asv_dir, full, _pick_machine(asv_dir, wanted, machine))
+    return asv_store.load_commit(asv_dir, full, _pick_machine(asv_dir, wanted, machine))
 
 
 def run_compare(base: str | SampleSet, head: str | SampleSet, *, repo: Path, asv_dir: Path,
@@ -151,71 +149,19 @@ def load_session_base(settings: HistorySettings) -> SampleSet:
                      machine=settings.machine)
 
 
-def record_session(results: list[RunResult], settings: HistorySettings) -> asv_export.RecordOutcome:
+def check_record_target(settings: HistorySettings) -> None:
+    """``--coldstart-asv``: asv importable, the commit known, the directory creatable (before any start)."""
+    assert settings.asv_dir is not None
+    asv_store.require_asv()
+    commits.resolve(settings.repo_dir, settings.commit)
+    settings.asv_dir.mkdir(parents=True, exist_ok=True)
+
+
+def record_session(results: list[RunResult], settings: HistorySettings) -> asv_store.RecordOutcome:
     """``--coldstart-asv``: add this session's runs to the asv history at the chosen commit."""
     assert settings.asv_dir is not None
     commit = commits.resolve(settings.repo_dir, settings.commit)
-    return asv_export.record(results, settings.asv_dir, commit, machine=settings.machine)
-
-
-def _compare_cmd(args: argparse.Namespace) -> int:
-    repo = Path(args.repo)
-    try:
-        config = load_config(Path(args.config) if args.config else None)
-        config = _override(config, args)
-        budgets = load_budgets(Path(args.budgets)) if args.budgets else None
-    except ColdstartError as exc:
-        comparison = unusable(args.base, args.head, str(exc))
-    else:
-        comparison = run_compare(args.base, args.head, repo=repo, asv_dir=Path(args.asv_results),
-                                 machine=args.machine, config=config, budgets=budgets,
-                                 allow_machine_mismatch=args.allow_machine_mismatch, only_common=args.only_common)
-    print(render_text(comparison))
-    markdown = render_markdown(comparison)
-    if args.markdown:
-        write_markdown(Path(args.markdown), markdown)
-    summary = append_step_summary(markdown)
-    if summary:
-        print(f"appended to $GITHUB_STEP_SUMMARY ({summary})")
-    return comparison.exit_code
-
-
-def _override(config: CompareConfig, args: argparse.Namespace) -> CompareConfig:
-    from dataclasses import replace
-
-    from pytest_coldstart.history.compare import Threshold
-
-    if args.threshold is not None or args.floor is not None:
-        default = Threshold(config.default.rel if args.threshold is None else args.threshold,
-                            config.default.floor_s if args.floor is None else args.floor)
-        config = replace(config, default=default, metrics={}, source=f"{config.source} + command-line defaults")
-    if args.alpha is not None:
-        config = replace(config, alpha=args.alpha)
-    if args.min_samples is not None:
-        config = replace(config, min_samples=args.min_samples)
-    return config
-
-
-def _record_cmd(args: argparse.Namespace) -> int:
-    runs: list[RunResult] = []
-    for directory in args.results:
-        found = load_results(Path(directory))
-        if not found:
-            raise ConfigError(f"{directory}: no runs under {Path(directory) / 'runs'}")
-        runs.extend(found)
-    commit = commits.resolve(Path(args.repo), args.commit)
-    outcome = asv_export.record(runs, Path(args.asv_results), commit, machine=args.machine)
-    print(f"recorded {outcome.added_runs} run(s) ({outcome.skipped_runs} already recorded) for commit "
-          f"{commit.short} on machine {outcome.machine}: {outcome.path}")
-    return 0
-
-
-def _publish_cmd(args: argparse.Namespace) -> int:
-    vendor = Path(args.vendor_dir) if args.self_contained else None
-    site = publish(Path(args.config), html_dir=Path(args.html_dir) if args.html_dir else None, vendor_dir=vendor,
-                   results_dir=Path(args.results_dir) if args.results_dir else None)
-    print(f"site written to {site}; serve it with `asv preview` or any static web server")
-    return 0
+    return asv_store.record(results, settings.asv_dir, commit, machine=settings.machine)
 
 
 def publish(config_path: Path, html_dir: Path | None = None, vendor_dir: Path | None = None,
@@ -254,7 +200,7 @@ def publish(config_path: Path, html_dir: Path | None = None, vendor_dir: Path | 
     if not conf.branches:
         raise ConfigError(f"none of the branches in {config_path} exist in {repo}")
     known, unknown = set(), set()
-    for machine in asv_export.machines(results_dir):
+    for machine in asv_store.machines(results_dir):
         for path in (results_dir / machine).glob("*.json"):
             if path.name == "machine.json":
                 continue
@@ -274,8 +220,6 @@ def publish(config_path: Path, html_dir: Path | None = None, vendor_dir: Path | 
 
 
 def _commit_of(path: Path) -> str | None:
-    import json
-
     try:
         value = json.loads(path.read_text(encoding="utf-8")).get("commit_hash")
     except (OSError, ValueError, AttributeError):
@@ -285,59 +229,7 @@ def _commit_of(path: Path) -> str | None:
 
 def _sweep_branches(repo: Path) -> list[str]:
     try:
-        out = commits._git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/coldstart-sweep*")
+        out = commits.git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/coldstart-sweep*")
     except ConfigError:
         return []
     return [line for line in out.splitlines() if line]
-
-
-def add_commands(sub: Any) -> None:
-    p = sub.add_parser("compare", help="compare two sets of cold starts; exit 1 on a regression",
-                       description="BASE and HEAD are each a results directory (--coldstart-results of a benchmark "
-                                   "run) or a commit recorded in the asv results. For every model x optimization x "
-                                   "launcher and phase: medians, ratio and a verdict (regressed, improved, "
-                                   "unchanged, not comparable, missing). Exit 0 ok, 1 regression, 2 unusable input.")
-    p.add_argument("base", metavar="BASE")
-    p.add_argument("head", metavar="HEAD")
-    p.add_argument("--asv-results", default=str(DEFAULT_ASV_RESULTS), metavar="DIR",
-                   help="asv results directory for commit lookups (default: results)")
-    p.add_argument("--machine", help="asv machine name, when results for the commits exist on several")
-    p.add_argument("--repo", default=".", help="git repository for resolving refs (default: .)")
-    p.add_argument("--config", default=str(DEFAULT_COMPARE_CONFIG), metavar="TOML",
-                   help="thresholds per metric (default: benchmarks/compare.toml; built-in defaults if missing)")
-    p.add_argument("--budgets", default="benchmarks/budgets.toml", help="budgets to report breaches against "
-                   "('' for none; default: benchmarks/budgets.toml)")
-    p.add_argument("--threshold", type=float, metavar="FRACTION", help="relative threshold for every metric "
-                   "(0.1 = 10 %%), replacing the config's")
-    p.add_argument("--floor", type=float, metavar="SECONDS", help="absolute floor for every metric, in seconds")
-    p.add_argument("--alpha", type=float, help="significance level of the Mann-Whitney U test")
-    p.add_argument("--min-samples", type=int, help="starts per side needed before the test is used")
-    p.add_argument("--markdown", metavar="FILE", help="write the PR-comment table here (it is also appended to "
-                   "$GITHUB_STEP_SUMMARY when that is set)")
-    p.add_argument("--allow-machine-mismatch", action="store_true",
-                   help="compare results from different hardware anyway (noted in the verdict)")
-    p.add_argument("--only-common", action="store_true",
-                   help="skip cases the head did not run instead of failing with exit 2")
-    p.set_defaults(func=_compare_cmd)
-
-    p = sub.add_parser("record", help="add benchmark results to the asv history",
-                       description="Write the runs of RESULTS_DIR(s) into the asv results directory as samples of "
-                                   "COMMIT on MACHINE (merging with what that commit already has).")
-    p.add_argument("results", nargs="+", metavar="RESULTS_DIR")
-    p.add_argument("--asv-results", default=str(DEFAULT_ASV_RESULTS), metavar="DIR", help="default: results")
-    p.add_argument("--commit", default="HEAD", help="commit to record against (default: HEAD)")
-    p.add_argument("--machine", help="asv machine name (default: derived from the hardware)")
-    p.add_argument("--repo", default=".", help="git repository (default: .)")
-    p.set_defaults(func=_record_cmd)
-
-    p = sub.add_parser("publish", help="build the asv site from the history",
-                       description="asv publish, restricted to commits git knows, with local coldstart-sweep* "
-                                   "branches added so a version sweep shows on the site.")
-    p.add_argument("--config", default="asv.conf.json", help="default: asv.conf.json")
-    p.add_argument("--html-dir", help="output directory (default: html_dir of the config)")
-    p.add_argument("--results-dir", help="asv results to publish (default: results_dir of the config)")
-    p.add_argument("--self-contained", action="store_true",
-                   help="serve jQuery, flot and bootstrap from the site instead of CDNs (for viewing offline; "
-                   "fetched once with npm into --vendor-dir)")
-    p.add_argument("--vendor-dir", default=".coldstart/asv-vendor", help="default: .coldstart/asv-vendor")
-    p.set_defaults(func=_publish_cmd)

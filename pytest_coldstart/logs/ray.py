@@ -29,7 +29,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pytest_coldstart.logs.timeline import (
@@ -41,7 +41,7 @@ from pytest_coldstart.logs.timeline import (
     Timeline,
     build_timeline,
 )
-from pytest_coldstart.logs.grammar import LogRecord, parse_line
+from pytest_coldstart.logs.grammar import LogRecord, offline_times, parse_line
 
 #: Lines the driver prints itself: ``[coldstart-ray] EVENT {json}``.
 EVENT_PREFIX = "[coldstart-ray]"
@@ -304,27 +304,6 @@ def ray_timeline_live(lines: Sequence[StampedLine], *, request_sent_s: float | N
     return _with_ray(timeline, ray_reported(after, before, version), after)
 
 
-def _offline_times(records: Sequence[LogRecord]) -> list[float | None]:
-    """Epoch seconds per record from the log's own stamps (Serve: ms; vLLM: 1 s, no year)."""
-    times: list[float | None] = []
-    year = 2000
-    previous: datetime | None = None
-    for record in records:
-        ts = serve_timestamp(record.message)
-        if ts is not None:
-            year = ts.year
-        elif record.timestamp is not None:
-            ts = record.timestamp.replace(year=year) if not (record.timestamp.month == 2 and
-                                                              record.timestamp.day == 29) else record.timestamp
-            if previous is not None and previous - ts > timedelta(days=180):
-                year += 1
-                ts = ts.replace(year=year)
-        if ts is not None:
-            previous = ts
-        times.append(previous.timestamp() if previous is not None else None)
-    return times
-
-
 def ray_timeline_from_log(text: str) -> Timeline:
     """Offline Ray timeline from a saved driver log, on the log's own timestamps.
 
@@ -334,7 +313,8 @@ def ray_timeline_from_log(text: str) -> Timeline:
     (e.g. a console capture) start at their earliest timestamp and have no total.
     """
     parsed = [parse_ray_line(raw) for raw in text.splitlines()]
-    times = _offline_times([record for record, _, _ in parsed])
+    times = [None if ts is None else ts.timestamp()
+             for ts in offline_times([record for record, _, _ in parsed], lambda r: serve_timestamp(r.message))]
     harness = next((data for _, event, data in parsed if event == "harness"), {})
     request = harness.get("request_sent_epoch_s")
     first = harness.get("first_token_epoch_s")

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-from pytest_coldstart.logs.grammar import LogRecord, match_markers, parse_line
+from pytest_coldstart.logs.grammar import LogRecord, match_markers, offline_times, parse_line
+from pytest_coldstart.model.phase import (SOURCE_ARRIVAL, SOURCE_HARNESS, SOURCE_LOG, SOURCE_NOT_OBSERVED, Phase,
+                                          PhaseSource)
 
-#: How a phase's times were obtained.
-SOURCE_ARRIVAL = "arrival"  # stamped on arrival by the harness's monotonic clock
-SOURCE_LOG = "log_timestamp"  # the log's own 1 s timestamps (offline parsing)
-SOURCE_HARNESS = "harness"  # observed by the harness itself (spawn, /health)
-SOURCE_NOT_OBSERVED = "not_observed"
+__all__ = ["PHASE_NAMES", "PHASE_RULES", "REPORTED_KEYS", "SOURCE_ARRIVAL", "SOURCE_HARNESS", "SOURCE_LOG",
+           "SOURCE_NOT_OBSERVED", "Phase", "PhaseRule", "PhaseSource", "StampedLine", "Timeline", "build_timeline",
+           "timeline_from_log", "timeline_from_stamped"]
 
 
 @dataclass(frozen=True)
@@ -77,26 +76,6 @@ class StampedLine:
 
     t_s: float
     text: str
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One startup phase; ``duration_s is None`` means it was not observed."""
-
-    name: str
-    start_s: float | None
-    end_s: float | None
-    duration_s: float | None
-    source: str
-    reported_s: float | None = None
-
-    @property
-    def observed(self) -> bool:
-        return self.duration_s is not None
-
-    def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "start_s": self.start_s, "end_s": self.end_s,
-                "duration_s": self.duration_s, "source": self.source, "reported_s": self.reported_s}
 
 
 @dataclass(frozen=True)
@@ -288,22 +267,8 @@ def timeline_from_log(text: str) -> Timeline:
     and a line without a timestamp (uvicorn, tqdm, Run:ai) takes the one before.
     """
     records = [parse_line(raw) for raw in text.splitlines()]
-    stamped: list[tuple[float, LogRecord]] = []
-    origin = None
-    previous = None
-    year_offset = timedelta(0)
-    for record in records:
-        ts = record.timestamp
-        if ts is not None:
-            ts = ts + year_offset
-            if previous is not None and previous - ts > timedelta(days=180):
-                year_offset += timedelta(days=366 if ts.year % 4 == 0 else 365)
-                ts = record.timestamp + year_offset  # type: ignore[operator]
-            previous = ts
-            origin = ts if origin is None or ts < origin else origin
-        if previous is not None:
-            stamped.append((previous.timestamp(), record))
-    if origin is None:
+    stamped = [(ts.timestamp(), record) for ts, record in zip(offline_times(records), records) if ts is not None]
+    if not stamped:
         return build_timeline([], source=SOURCE_LOG)
-    base = origin.timestamp()
+    base = min(t for t, _ in stamped)
     return build_timeline([(t - base, r) for t, r in stamped], source=SOURCE_LOG)

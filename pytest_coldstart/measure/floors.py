@@ -10,9 +10,6 @@ the fastest the source delivers, not its average.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import mmap
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -24,6 +21,7 @@ from pytest_coldstart.model.efficiency import (FLOOR_CONFIGURED, FLOOR_PROBE, GB
                                          load_time)
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.registry import ModelSpec, split_source
+from pytest_coldstart.optimize.pagecache import drop, resident_bytes
 
 MiB = 2**20
 DEFAULT_PROBE_BYTES = 128 * MiB
@@ -32,34 +30,14 @@ _CHUNK = 8 * MiB
 _LOCAL_KINDS = frozenset({"generated", "local"})
 
 
-def _resident_fraction(fd: int, size: int) -> float | None:
-    """Share of the file's pages in the page cache (mincore(2)); None if unknown."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name or size == 0:
-        return None
-    try:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
-        page = mmap.PAGESIZE
-        pages = (size + page - 1) // page
-        with mmap.mmap(fd, size, access=mmap.ACCESS_COPY) as mapped:
-            vec = (ctypes.c_ubyte * pages)()
-            view = ctypes.c_char.from_buffer(mapped)
-            try:
-                if libc.mincore(ctypes.c_void_p(ctypes.addressof(view)), ctypes.c_size_t(size), vec) != 0:
-                    return None
-                return sum(b & 1 for b in vec) / pages
-            finally:
-                del view  # the buffer export must go before the mmap closes
-    except (OSError, ValueError, AttributeError, BufferError):
-        return None
-
-
 def _timed_read(path: Path, clock: Clock) -> tuple[float, int, float | None]:
     """Evict *path* from the page cache, then read it sequentially: (seconds, bytes, resident share before)."""
+    drop(path)
+    size = path.stat().st_size
+    resident_b = resident_bytes(path)
+    resident = None if resident_b is None or size == 0 else resident_b / size
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        resident = _resident_fraction(fd, os.fstat(fd).st_size)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         start = clock.monotonic_s()
         total = 0
@@ -195,34 +173,3 @@ class FloorResolver:
                           floor_note="floor not probed")
         floor, kind, why = self.floor(model, optimization)
         return assess(model.weight_bytes, phases, reported, floor, source_kind=kind, floor_note=why)
-
-
-def _floor_command(args: Any) -> int:
-    if args.s3_url:
-        if not args.s3_url.startswith("s3://") or "/" not in args.s3_url[5:]:
-            raise ConfigError(f"--s3-url {args.s3_url!r}: expected s3://BUCKET/KEY of one object (a weights file)")
-        try:
-            import boto3
-        except ImportError:
-            raise ConfigError("the S3 probe needs boto3: pip install boto3") from None
-        bucket, key = args.s3_url[5:].split("/", 1)
-        client = boto3.client("s3", endpoint_url=args.endpoint_url or None)
-        floor = probe_s3(client, bucket, key, max_bytes=args.mib * MiB, endpoint=args.endpoint_url or "")
-        kind = "s3"
-    else:
-        floor = probe_local_disk(Path(args.dir), size_bytes=args.mib * MiB)
-        kind = "local"
-    print(f"{floor.gbps:.3g} GB/s  ({floor.detail})")
-    print(f"to use it: floor_gbps = {{ {kind} = {floor.gbps:.3g} }} under the model in benchmarks/models.toml")
-    return 0
-
-
-def add_commands(subparsers: Any) -> None:
-    p = subparsers.add_parser("floor", help="measure the floor bandwidth of a weight source",
-                              description="Local disk: read a scratch file with the page cache evicted "
-                                          "(posix_fadvise DONTNEED). S3: sequential ranged GETs of one object.")
-    p.add_argument("--dir", default=".coldstart/probe", help="directory on the disk to probe (default: %(default)s)")
-    p.add_argument("--s3-url", default=None, help="probe S3 instead: s3://BUCKET/KEY of one object")
-    p.add_argument("--endpoint-url", default=None, help="S3 endpoint (e.g. http://127.0.0.1:5000 for moto_server)")
-    p.add_argument("--mib", type=int, default=DEFAULT_PROBE_BYTES // MiB, help="MiB to read (default: %(default)s)")
-    p.set_defaults(func=_floor_command)

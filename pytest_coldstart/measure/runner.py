@@ -1,35 +1,56 @@
-"""One cold start end to end: model, cache policy, launch, ready, TTFT, stop, result.
+"""One cold start end to end: plan -> prepare -> launch -> ready -> TTFT -> stop -> result.
 
 The pure core the pytest plugin and the CLI call; it never imports pytest.
+Optimizations come in as strategies (``optimize.registry``), servers as
+launchers (``launch.registry``); the runner owns the order of the steps, the
+one unmeasured populate start a compile cache may need, and the result.
+
+Outside pytest, use it as a context manager and let it see Ctrl-C::
+
+    runner = ColdStartRunner(settings, load_registry(Path("benchmarks")))
+    with runner.launch(Case("tiny-llama", "baseline")) as live:
+        ...  # live.base_url serves; the server is stopped and the result saved on exit
+    print(live.result.total_ready_s)
+
+Every server runs in a session of its own and is stopped (TERM, grace, KILL,
+then anything left in its session) when the block exits, also on
+``KeyboardInterrupt``. A process killed with SIGKILL cannot clean up after
+itself: send SIGINT or SIGTERM (the pytest plugin turns SIGTERM into an
+interrupt for the same reason).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import shutil
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.optimize import tinymodel
-from pytest_coldstart.model.clock import Clock, SystemClock
-from pytest_coldstart.model.efficiency import LoadEfficiency
-from pytest_coldstart.measure.environment import collect_environment
-from pytest_coldstart.model.errors import ConfigError, LaunchError, ReadinessTimeout, ServerExitedError
-from pytest_coldstart.measure.floors import FloorResolver
-from pytest_coldstart.launch.registry import get_launcher
 from pytest_coldstart.launch.base import LaunchSpec, Server, check_port_free, free_port
 from pytest_coldstart.launch.process import session_members
-from pytest_coldstart.model.redact import redact_env
-from pytest_coldstart.model.registry import ModelSpec, OptimizationSpec, Registry, split_source
-from pytest_coldstart.model.result import RunResult, check_writable, write_result
+from pytest_coldstart.launch.registry import get_launcher
 from pytest_coldstart.launch.ttft import TTFTSample
+from pytest_coldstart.logs.timeline import Timeline
+from pytest_coldstart.measure.environment import collect_environment
+from pytest_coldstart.measure.floors import FloorResolver
+from pytest_coldstart.model.case import Case, ExitStatus
+from pytest_coldstart.model.clock import Clock, SystemClock
+from pytest_coldstart.model.efficiency import LoadEfficiency
+from pytest_coldstart.model.errors import LaunchError, ReadinessTimeout, ServerExitedError
+from pytest_coldstart.model.redact import redact_env
+from pytest_coldstart.model.registry import Registry, split_source
+from pytest_coldstart.model.result import RunResult, check_writable, write_result
+from pytest_coldstart.optimize import compile_cache as cc
+from pytest_coldstart.optimize.base import CachePlan, PopulateOutcome, StartContext, WeightSource
+from pytest_coldstart.optimize.caches import compile_key, local_cache_dir
+from pytest_coldstart.optimize.hygiene import apply as apply_hygiene
+from pytest_coldstart.optimize.registry import cache_strategy, source_strategy
+
+__all__ = ["Case", "ColdStartRunner", "LiveRun", "ProgressFn", "Settings", "StartPlan"]
 
 #: (case id, phase in progress or a note, seconds since spawn)
 ProgressFn = Callable[[str, str, float], None]
@@ -50,20 +71,6 @@ class Settings:
     launcher_options: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
-class Case:
-    """One cold start to measure."""
-
-    model: str
-    optimization: str
-    launcher: str = "vllm"
-    repeat_index: int = 0
-
-    @property
-    def id(self) -> str:
-        return f"{self.model}-{self.optimization}-{self.launcher}-r{self.repeat_index}"
-
-
 @dataclass
 class LiveRun:
     """What ``ColdStartRunner.launch`` yields: the ready server, then its result."""
@@ -78,14 +85,27 @@ class LiveRun:
         return self.server.base_url
 
 
-@dataclass
-class _Prepared:
-    model_ref: str
+@dataclass(frozen=True)
+class StartPlan:
+    """Everything decided before a start: weights, caches, args and env (nothing spawned yet).
+
+    :param run_root: this start's own scratch directory, removed after it.
+    """
+
+    case: Case
+    context: StartContext
+    source: WeightSource
+    cache: CachePlan
     engine_args: tuple[str, ...]
-    env: dict[str, str]
-    cache: dict[str, Any] = field(default_factory=dict)
-    cleanup: Path | None = None
-    hygiene: Any = None  # hygiene.HygienePlan, applied right before the measured start
+    env: Mapping[str, str]
+
+    @property
+    def model_ref(self) -> str:
+        return self.source.model_ref
+
+    @property
+    def run_root(self) -> Path:
+        return self.context.run_root
 
 
 class ColdStartRunner:
@@ -100,8 +120,6 @@ class ColdStartRunner:
         self._environment: dict[str, Any] | None = None
         #: Every result this runner saved, failed ones included, in order.
         self.results: list[RunResult] = []
-        #: (model, optimization) -> how its s3:// weights were made ready (s3source.SourceReport).
-        self.source_reports: dict[tuple[str, str], dict[str, Any]] = {}
         self._floors: FloorResolver | None = None
 
     @property
@@ -110,123 +128,80 @@ class ColdStartRunner:
             self._environment = collect_environment(self.settings.repo_dir)
         return self._environment
 
-    def _say(self, case: Case, note: str, elapsed_s: float = 0.0) -> None:
+    def say(self, case: Case, note: str, elapsed_s: float = 0.0) -> None:
+        """A progress note for *case* (shown by the plugin while a start runs)."""
         if self.progress is not None:
             self.progress(case.id, note, elapsed_s)
 
-    def resolve_model(self, model: ModelSpec, optimization: str) -> tuple[str, dict[str, str]]:
-        """The ``--model`` argument for vLLM, generating the tiny model if needed."""
-        kind, ref = split_source(model.source_for(optimization))
-        if kind == "generated":
-            path = (self.settings.workdir / "models" / ref).resolve()
-            if not tinymodel.is_tiny_model(path):
-                tinymodel.make_tiny_model(path)
-            # Local checkpoint: nothing to fetch, so never wait on a hub that isn't there.
-            return str(path), {"HF_HUB_OFFLINE": "1"}
-        if kind == "local":
-            path = Path(ref).expanduser()
-            if not (path / "config.json").is_file():
-                raise ConfigError(f"model directory missing for {model.name}: {path} has no config.json; "
-                                  f"fix `source` in {self.settings.registry_dir / 'models.toml'}")
-            return str(path.resolve()), {"HF_HUB_OFFLINE": "1"}
-        if kind == "s3":
-            from pytest_coldstart.optimize import s3source
+    def context(self, case: Case, run_root: Path) -> StartContext:
+        """The frozen context the strategies of *case* get."""
+        return StartContext(case=case, model=self.registry.model(case.model),
+                            optimization=self.registry.optimization(case.optimization),
+                            workdir=self.settings.workdir.resolve(), run_root=run_root,
+                            versions={k: self.environment.get(k) for k in ("vllm", "torch")},
+                            python=self.settings.python, clock=self.clock,
+                            say=lambda note: self.say(case, note))
 
-            return s3source.resolve_for_runner(self, model, optimization, ref)
-        return ref, {}
-
-    def _prepare(self, case: Case) -> _Prepared:
-        model = self.registry.model(case.model)
-        opt = self.registry.optimization(case.optimization)
-        model_ref, env = self.resolve_model(model, case.optimization)
-        env.update(dict(model.env))
-        env.update(dict(opt.env))
-        args = model.engine_args + opt.engine_args
-        prepared = _Prepared(model_ref, args, env)
-        from pytest_coldstart.optimize import compile_cache
-        from pytest_coldstart.optimize import hygiene
-
+    def plan(self, case: Case) -> StartPlan:
+        """Ready the weights and decide the caches of one start (a fresh run directory; nothing spawned)."""
+        get_launcher(case.launcher)  # an unknown launcher fails before any work
         run_root = (self.settings.workdir / "cache" / "run" / uuid.uuid4().hex[:12]).resolve()
         run_root.mkdir(parents=True)
-        prepared.cleanup = run_root
-        prepared.cache = {"policy": opt.cache}
-        if (model.name, opt.name) in self.source_reports:
-            prepared.cache["weights_source"] = self.source_reports[(model.name, opt.name)]
-        if opt.cache == "cold":
-            root = run_root / "vllm_cache"
-            prepared.cache["state"] = "cold"
-        else:
-            root = self._compile_cache_dir(model, opt, model_ref, args, case.launcher)
-            store, why = compile_cache.choose_store(model.compile_cache_uri)
-            prepared.cache.update(store=store, store_reason=why)
-            if store == "s3":  # the measured start gets what S3 returns, in a fresh root
-                root = run_root / "vllm_cache"
-                key = compile_cache.case_key(self, model, opt, model_ref, launcher=case.launcher)
-                prepared.cache.update(uri=model.compile_cache_uri, key=dataclasses.asdict(key))
-        local_dir = Path(model_ref) if model_ref.startswith("/") and Path(model_ref).is_dir() else None
-        prepared.hygiene = hygiene.plan(opt.cache, compile_root=root, run_root=run_root, local_model_dir=local_dir,
-                                        assets_dir=hygiene.assets_dir_for(self.settings.workdir, model.name, opt.name))
-        env.update(prepared.hygiene.env)
-        prepared.cache["vllm_cache_root"] = str(root)
-        return prepared
+        try:
+            ctx = self.context(case, run_root)
+            kind, ref = split_source(ctx.model.source_for(case.optimization))
+            source = source_strategy(kind).prepare(ctx, ref)
+            cache = cache_strategy(ctx.optimization.cache).plan(ctx, source)
+        except BaseException:
+            shutil.rmtree(run_root, ignore_errors=True)
+            raise
+        env = {**source.env, **dict(ctx.model.env), **dict(ctx.optimization.env), **cache.env}
+        return StartPlan(case, ctx, source, cache, ctx.engine_args, env)
 
-    def _compile_cache_dir(self, model: ModelSpec, opt: OptimizationSpec, model_ref: str,
-                           args: tuple[str, ...], launcher: str = "vllm") -> Path:
-        # vLLM hashes config + code into the cache path itself; our key only
-        # makes sure a cache from another vLLM/torch, other args or another
-        # launcher (Ray's engine config differs) is never reused.
-        key_inputs = {"model": model.name, "model_ref": model_ref, "args": list(args), "launcher": launcher,
-                      "vllm": self.environment.get("vllm"), "torch": self.environment.get("torch"),
-                      "tiny_revision": tinymodel.TINY_MODEL_REVISION}
-        key = hashlib.sha256(json.dumps(key_inputs, sort_keys=True).encode()).hexdigest()[:12]
-        return self.settings.workdir / "cache" / "compile" / f"{model.name}-{opt.name}-{key}"
+    def compile_cache_key(self, case: Case) -> tuple[cc.CacheKey, Path]:
+        """The key of *case*'s compile cache and where the local store keeps it (``coldstart cache``)."""
+        ctx = self.context(case, self.settings.workdir / "cache" / "run" / "unused")
+        kind, ref = split_source(ctx.model.source_for(case.optimization))
+        # The same --model string a start hands vLLM (vLLM hashes it into its cache path).
+        key = compile_key(ctx, source_strategy(kind).resolve(ctx, ref))
+        return key, local_cache_dir(ctx, key)
 
-    def _spec(self, case: Case, prepared: _Prepared, log_name: str) -> LaunchSpec:
+    def _spec(self, case: Case, plan: StartPlan, env: Mapping[str, str], log_name: str) -> LaunchSpec:
         model = self.registry.model(case.model)
         port = self.settings.port
         if port:
             check_port_free("127.0.0.1", port)
         else:
             port = free_port()
-        return LaunchSpec(model_ref=prepared.model_ref, served_name=model.served_name, port=port,
+        return LaunchSpec(model_ref=plan.model_ref, served_name=model.served_name, port=port,
                           log_path=self.settings.results_dir / "logs" / log_name, timeout_s=self.settings.timeout_s,
                           tensor_parallel_size=model.tensor_parallel_size, max_model_len=model.max_model_len,
-                          engine_args=prepared.engine_args, env=prepared.env, python=self.settings.python,
+                          engine_args=plan.engine_args, env=dict(env), python=self.settings.python,
                           launcher_options=dict(self.settings.launcher_options))
 
-    def _populate_compile_cache(self, case: Case, prepared: _Prepared) -> None:
-        """Fill the compile cache with one unmeasured start, unless already complete.
-
-        A cache is used only if ``.complete`` exists; an interrupted populate
-        leaves none, so it is wiped and redone rather than half-used.
-        """
-        root = Path(prepared.env["VLLM_CACHE_ROOT"])
-        marker = root / ".complete"
-        if marker.is_file():
-            prepared.cache.update(state="warm", populated=json.loads(marker.read_text()))
-            return
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        self._say(case, "populating the torch.compile cache (unmeasured start)")
-        spec = self._spec(case, prepared, f"{self._stamp()}_{case.id}_populate.log")
+    def _populate(self, plan: StartPlan, overrides: Mapping[str, str]) -> PopulateOutcome:
+        """One unmeasured start of *plan*'s case with *overrides* (a compile cache to fill)."""
+        case = plan.case
+        spec = self._spec(case, plan, {**plan.env, **overrides}, f"{self._stamp()}_{case.id}_populate.log")
         server = get_launcher(case.launcher).start(spec, self.clock)
         try:
-            server.wait_ready(lambda phase, t: self._say(case, f"populate: {phase}", t))
+            server.wait_ready(lambda phase, t: self.say(case, f"populate: {phase}", t))
             if server.starts_on_first_request:  # Ray scale-from-zero: compiling happens on the first request
                 server.first_token(spec.served_name, timeout_s=self.settings.timeout_s,
-                                   progress=lambda phase, t: self._say(case, f"populate: {phase}", t))
+                                   progress=lambda phase, t: self.say(case, f"populate: {phase}", t))
         except LaunchError as exc:
             raise LaunchError(f"populating the torch.compile cache failed: {exc.summary}", last_phase=exc.last_phase,
                               elapsed_s=exc.elapsed_s, log_tail=exc.log_tail, log_path=exc.log_path,
                               exit_code=exc.exit_code) from None
         finally:
             server.stop()
-        meta = {"created_at": self.clock.wall().isoformat(), "vllm": self.environment.get("vllm"),
-                "torch": self.environment.get("torch"), "populate_log": str(spec.log_path)}
-        tmp = root / ".complete.tmp"
-        tmp.write_text(json.dumps(meta, indent=2))
-        tmp.replace(marker)
-        prepared.cache.update(state="warm", populated=meta)
+        return PopulateOutcome(str(spec.log_path))
+
+    def prepare(self, plan: StartPlan) -> StartPlan:
+        """Fill the caches the plan needs (an unmeasured populate start, an S3 fetch)."""
+        cache = cache_strategy(plan.cache.policy).ready(plan.context, plan.cache,
+                                                        lambda overrides: self._populate(plan, overrides))
+        return StartPlan(plan.case, plan.context, plan.source, cache, plan.engine_args, plan.env)
 
     def _stamp(self) -> str:
         return self.clock.wall().strftime("%Y%m%dT%H%M%S")
@@ -237,60 +212,63 @@ class ColdStartRunner:
 
         On exit the server is stopped (TERM, grace, KILL), the result is written
         to ``results/runs/`` (also for a failed start) and set on the LiveRun.
+        A failed start raises ``LaunchError`` (or the interrupt that stopped it);
+        an exception from the caller's own block is the caller's: the start is
+        saved as measured and the exception goes on unchanged.
         """
         get_launcher(case.launcher)
         check_writable(self.settings.results_dir)
-        prepared = self._prepare(case)
+        plan = self.plan(case)
         try:
-            if prepared.cache["policy"] != "cold":
-                if prepared.cache.get("store") == "s3":
-                    from pytest_coldstart.optimize.compile_cache import fetch_for_run
-
-                    fetch_for_run(self, case, prepared)
-                else:
-                    self._populate_compile_cache(case, prepared)
-            from pytest_coldstart.optimize.hygiene import apply as apply_hygiene
-
-            prepared.cache.update(apply_hygiene(prepared.hygiene).to_record())
+            plan = self.prepare(plan)
+            hygiene_record = apply_hygiene(plan.cache.hygiene).to_record()
             started_at = self.clock.wall().isoformat()
-            spec = self._spec(case, prepared, f"{self._stamp()}_{case.id}.log")
+            spec = self._spec(case, plan, plan.env, f"{self._stamp()}_{case.id}.log")
             server = get_launcher(case.launcher).start(spec, self.clock)
             live = LiveRun(case, server)
             error: BaseException | None = None
-            status = "ok"
+            status = ExitStatus.OK
             try:
-                server.wait_ready(lambda phase, t: self._say(case, phase, t))
-                self._say(case, "ready; measuring time to first token", server.ready_s or 0.0)
+                server.wait_ready(lambda phase, t: self.say(case, phase, t))
+                self.say(case, "ready; measuring time to first token", server.ready_s or 0.0)
                 live.ttft = server.first_token(spec.served_name, timeout_s=min(300.0, self.settings.timeout_s),
-                                               progress=lambda phase, t: self._say(case, phase, t))
-                yield live
+                                               progress=lambda phase, t: self.say(case, phase, t))
             except ServerExitedError as exc:
-                error, status = exc, "server_exited"
+                error, status = exc, ExitStatus.SERVER_EXITED
             except ReadinessTimeout as exc:
-                error, status = exc, "timeout"
-            except LaunchError as exc:
-                error, status = exc, "error"
-            except BaseException as exc:
-                error, status = exc, "error"
-            finally:
-                server.stop()
-                leftovers = session_members(server.process.pid)
-            if leftovers and error is None:
-                status = "error"
-                error = LaunchError(f"{len(leftovers)} server process(es) survived stop: "
-                                    f"{[p.pid for p in leftovers]}")
-            live.result = self._result(case, spec, server, live.ttft, started_at, prepared, status, error)
-            write_result(self.settings.results_dir, live.result)
-            self.results.append(live.result)
+                error, status = exc, ExitStatus.TIMEOUT
+            except BaseException as exc:  # an interrupt too: the server is stopped and the attempt saved
+                error, status = exc, ExitStatus.ERROR
+            finish = lambda: self._finish(live, spec, started_at, plan, hygiene_record, status, error)  # noqa: E731
+            if error is None:
+                try:
+                    yield live
+                except BaseException:
+                    finish()  # the caller's failure stays the caller's: saved as measured, re-raised as is
+                    raise
+            error = finish()
             if error is not None:
                 if isinstance(error, Exception) and not isinstance(error, LaunchError):
                     raise LaunchError(f"{case.id}: {type(error).__name__}: {error}",
-                                      last_phase=live.result.last_phase, log_tail=server.process.tail(50),
-                                      log_path=str(spec.log_path)) from error
+                                      last_phase=live.result.last_phase if live.result else None,
+                                      log_tail=server.process.tail(50), log_path=str(spec.log_path)) from error
                 raise error
         finally:
-            if prepared.cleanup is not None:
-                shutil.rmtree(prepared.cleanup, ignore_errors=True)
+            shutil.rmtree(plan.run_root, ignore_errors=True)
+
+    def _finish(self, live: LiveRun, spec: LaunchSpec, started_at: str, plan: StartPlan,
+                hygiene_record: Mapping[str, Any], status: ExitStatus, error: BaseException | None) -> BaseException | None:
+        """Stop the server, save the result; returns the error the start ended with (None if it did not)."""
+        server = live.server
+        server.stop()
+        leftovers = session_members(server.process.pid)
+        if leftovers and error is None:
+            status = ExitStatus.ERROR
+            error = LaunchError(f"{len(leftovers)} server process(es) survived stop: {[p.pid for p in leftovers]}")
+        live.result = self._result(live.case, spec, server, live.ttft, started_at, plan, hygiene_record, status, error)
+        write_result(self.settings.results_dir, live.result)
+        self.results.append(live.result)
+        return error
 
     def run(self, case: Case) -> RunResult:
         """Measure one cold start and return its (already saved) result."""
@@ -300,22 +278,23 @@ class ColdStartRunner:
         return live.result
 
     def _result(self, case: Case, spec: LaunchSpec, server: Server, ttft: TTFTSample | None, started_at: str,
-                prepared: _Prepared, status: str, error: BaseException | None) -> RunResult:
+                plan: StartPlan, hygiene_record: Mapping[str, Any], status: ExitStatus,
+                error: BaseException | None) -> RunResult:
         timeline = server.timeline()
         return RunResult(
             model=case.model, optimization=case.optimization, launcher=case.launcher,
-            cache_state=str(prepared.cache.get("state")), started_at=started_at, phases=timeline.phases,
+            cache_state=plan.cache.state, started_at=started_at, phases=timeline.phases,
             reported=dict(timeline.reported), total_ready_s=timeline.total_ready_s,
             ttft_s=ttft.ttft_s if ttft else None, first_response_s=ttft.first_response_s if ttft else None,
             unaccounted_s=timeline.unaccounted_s, environment=self.environment, exit_status=status,
             log_path=str(spec.log_path), repeat_index=case.repeat_index, server_exit_code=server.exit_code,
             error=None if error is None else str(error), last_phase=timeline.last_phase_reached,
             server_argv=tuple(server.process.argv), env_overrides=redact_env(spec.env),
-            cache={k: v for k, v in prepared.cache.items() if k != "state"},
+            cache={**plan.cache.record, **hygiene_record},
             efficiency=self._efficiency(case, timeline),
         )
 
-    def _efficiency(self, case: Case, timeline: Any) -> LoadEfficiency:
+    def _efficiency(self, case: Case, timeline: Timeline) -> LoadEfficiency:
         # Runs after stop(): the disk probe (once per runner) never competes with a measured start for I/O.
         if self._floors is None:
             self._floors = FloorResolver(self.settings.workdir / "probe", clock=self.clock)

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.files import load_toml
 from pytest_coldstart.model.result import RunResult
-from pytest_coldstart.logs.ray import RAY_PHASE_NAMES
-from pytest_coldstart.logs.timeline import PHASE_NAMES
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 TOTAL_KEYS = ("total_ready_s", "ttft_s")
-BUDGET_KEYS = PHASE_NAMES + tuple(n for n in RAY_PHASE_NAMES if n not in PHASE_NAMES) + TOTAL_KEYS
 WILDCARD = "*"
 #: ``[model."OPT@LAUNCHER"]`` (OPT may be ``*``) overrides ``[model.OPT]`` for one launcher:
 #: a Ray scale-from-zero TTFT is a whole cold start, a vLLM TTFT is one request.
@@ -59,15 +52,19 @@ class Budgets:
         return merged
 
 
-def load_budgets(path: Path, *, known_models: set[str] | None = None,
-                 known_optimizations: set[str] | None = None) -> Budgets:
-    """Read *path* (missing file = no budgets) and reject names we don't know."""
+def load_budgets(path: Path, *, known_models: Collection[str] | None = None,
+                 known_optimizations: Collection[str] | None = None, known_phases: Collection[str] | None = None,
+                 known_launchers: Collection[str] | None = None) -> Budgets:
+    """Read *path* (missing file = no budgets) and reject names we don't know.
+
+    The vocabularies are given by the caller (``measure.config.load_budgets``
+    passes every registered launcher's phases): values know no launcher. A
+    vocabulary left None is not checked.
+    """
     if not path.exists():
         return Budgets({}, str(path))
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable budgets file: {exc}") from None
+    raw = load_toml(path, "budgets file")
+    known_keys = None if known_phases is None else tuple(dict.fromkeys((*known_phases, *TOTAL_KEYS)))
     table: dict[str, dict[str, dict[str, float]]] = {}
     for model, per_model in raw.items():
         if known_models is not None and model not in known_models:
@@ -75,7 +72,10 @@ def load_budgets(path: Path, *, known_models: set[str] | None = None,
         if not isinstance(per_model, dict):
             raise ConfigError(f"{path}: [{model}] must be a table of optimizations")
         for opt, phases in per_model.items():
-            _check_launcher(path, model, opt)
+            launcher = opt.partition(LAUNCHER_SEP)[2]
+            if LAUNCHER_SEP in opt and known_launchers is not None and launcher not in known_launchers:
+                raise ConfigError(f"{path}: [{model}.\"{opt}\"]: unknown launcher {launcher!r}; known: "
+                                  f"{', '.join(known_launchers)}")
             base = opt.partition(LAUNCHER_SEP)[0]
             if base != WILDCARD and known_optimizations is not None and base not in known_optimizations:
                 raise ConfigError(f"{path}: unknown optimization [{model}.{opt}]; known: "
@@ -83,22 +83,13 @@ def load_budgets(path: Path, *, known_models: set[str] | None = None,
             if not isinstance(phases, dict):
                 raise ConfigError(f"{path}: [{model}.{opt}] must be a table of phase = seconds")
             for name, seconds in phases.items():
-                if name not in BUDGET_KEYS:
+                if known_keys is not None and name not in known_keys:
                     raise ConfigError(f"{path}: [{model}.{opt}] unknown phase {name!r}; "
-                                      f"known: {', '.join(BUDGET_KEYS)}")
+                                      f"known: {', '.join(known_keys)}")
                 if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0:
                     raise ConfigError(f"{path}: [{model}.{opt}] {name} = {seconds!r}; expected seconds > 0")
             table.setdefault(model, {})[opt] = {k: float(v) for k, v in phases.items()}
     return Budgets(table, str(path))
-
-
-def _check_launcher(path: Path, model: str, opt: str) -> None:
-    from pytest_coldstart.launch.registry import KNOWN_LAUNCHERS
-
-    launcher = opt.partition(LAUNCHER_SEP)[2]
-    if LAUNCHER_SEP in opt and launcher not in KNOWN_LAUNCHERS:
-        raise ConfigError(f"{path}: [{model}.\"{opt}\"]: unknown launcher {launcher!r}; known: "
-                          f"{', '.join(KNOWN_LAUNCHERS)}")
 
 
 def check_budgets(budgets: Budgets, result: RunResult) -> list[BudgetCheck]:
@@ -110,7 +101,7 @@ def check_budgets(budgets: Budgets, result: RunResult) -> list[BudgetCheck]:
     measured["ttft_s"] = result.ttft_s
     checks = []
     # The result's own phases in its order (a launcher has its own table), then the totals.
-    names = [n for n in dict.fromkeys(p.name for p in result.phases) if n in BUDGET_KEYS] + list(TOTAL_KEYS)
+    names = [n for n in dict.fromkeys(p.name for p in result.phases) if n not in TOTAL_KEYS] + list(TOTAL_KEYS)
     for name in names:
         limit, value = limits.get(name), measured.get(name)
         if value is None:

@@ -11,14 +11,11 @@ in ``shared/research/coldstart-anchors.md`` section 3.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:  # results.py imports this module: no runtime import back
-    from pytest_coldstart.model.result import RunResult
-    from pytest_coldstart.logs.timeline import Phase
+from pytest_coldstart.model.phase import Phase
 
 GB = 1e9
 
@@ -178,68 +175,3 @@ def assess(weight_bytes: int | None, phases: Sequence[Phase], reported: Mapping[
                           source_kind=source_kind, floor_gbps=floor.gbps if floor else None,
                           floor_source=floor.source if floor else None, floor_detail=floor.detail if floor else "",
                           note="; ".join(notes))
-
-
-def _ok_with_efficiency(results: Sequence[RunResult]) -> list[LoadEfficiency]:
-    return [r.efficiency for r in results if r.exit_status == "ok" and r.efficiency is not None]
-
-
-def median_efficiency(results: Sequence[RunResult]) -> LoadEfficiency | None:
-    """The efficiency of a group of repeats: median load time, the floor of the last run.
-
-    None when no successful run recorded one (results from before efficiency
-    was recorded, or only failed runs).
-    """
-    found = _ok_with_efficiency(results)
-    if not found:
-        return None
-    timed = [e for e in found if e.load_s is not None]
-    if not timed:
-        return found[-1]
-    floored = [e for e in timed if e.floor_gbps is not None]
-    base = floored[-1] if floored else timed[-1]
-    return replace(base, load_s=statistics.median(e.load_s for e in timed))  # type: ignore[misc]
-
-
-def efficiency_line(results: Sequence[RunResult]) -> str:
-    """The line under the terminal summary's phase table ("" if nothing recorded)."""
-    eff = median_efficiency(results)
-    if eff is None:
-        return ""
-    timed = sum(1 for e in _ok_with_efficiency(results) if e.load_s is not None)
-    prefix = f"median of {timed} runs: " if timed > 1 else ""
-    return f"  {prefix}{eff.describe()}"
-
-
-def efficiency_markdown(results: Sequence[RunResult]) -> str:
-    """A PR-comment table: one row per model x optimization x launcher, medians over repeats."""
-    groups: dict[tuple[str, str, str], list[RunResult]] = {}
-    for result in results:
-        groups.setdefault(result.key, []).append(result)
-    lines = ["| model | optimization | launcher | weights | load s | load at GB/s | floor GB/s (source) "
-             "| floor s | % of floor |",
-             "|---|---|---|---:|---:|---:|---|---:|---:|"]
-    notes: list[str] = []
-    for (model, opt, launcher), runs in groups.items():
-        eff = median_efficiency(runs)
-        if eff is None:
-            lines.append(f"| {model} | {opt} | {launcher} | - | not recorded | - | - | - | - |")
-            continue
-        floor = ("-" if eff.floor_gbps is None
-                 else f"{format_gbps(eff.floor_gbps)} ({eff.floor_source})")
-        load = "not observed" if eff.load_s is None else f"{eff.load_s:.3g}"
-        pct = "-" if eff.percent_of_floor is None else f"{eff.percent_of_floor:.3g}%"
-        floor_s = "-" if eff.floor_s is None else f"{eff.floor_s:.3g}"
-        lines.append(f"| {model} | {opt} | {launcher} | {format_bytes(eff.weight_bytes)} | {load} | "
-                     f"{format_gbps(eff.achieved_gbps)} | {floor} | {floor_s} | {pct} |")
-        if eff.note:
-            notes.append(f"{model}/{opt}/{launcher}: {eff.note}")
-        elif eff.load_basis:
-            notes.append(f"{model}/{opt}/{launcher}: load time from the {eff.load_basis}; "
-                         f"floor: {eff.floor_detail or eff.floor_source}")
-    if len(lines) == 2:
-        return ""
-    text = "**Load efficiency** (weights / load time vs the floor bandwidth of the source)\n\n" + "\n".join(lines)
-    if notes:
-        text += "\n\n" + "\n".join(f"- {n}" for n in notes)
-    return text + "\n"

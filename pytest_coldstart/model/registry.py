@@ -3,19 +3,15 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_coldstart.model.case import CachePolicy
 from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.files import load_toml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-CACHE_POLICIES = ("cold", "compile", "warm")
+CACHE_POLICIES = tuple(p.value for p in CachePolicy)
 SOURCE_KINDS = ("generated", "hf", "local", "s3")
 
 
@@ -50,7 +46,7 @@ class OptimizationSpec:
 
     name: str
     description: str = ""
-    cache: str = "cold"
+    cache: CachePolicy = CachePolicy.COLD
     engine_args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
 
@@ -83,16 +79,6 @@ def split_source(source: str) -> tuple[str, str]:
         raise ConfigError(f"bad model source {source!r}: expected one of "
                           "generated:NAME, hf:ORG/NAME, local:PATH, s3://BUCKET/PREFIX")
     return kind, rest
-
-
-def _load_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"registry file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 def _build(cls: type, name: str, raw: dict[str, Any], where: str) -> Any:
@@ -133,12 +119,13 @@ def load_registry(directory: Path) -> Registry:
     """Read and cross-check ``models.toml`` and ``optimizations.toml`` in *directory*."""
     models_file, opts_file = directory / "models.toml", directory / "optimizations.toml"
     opts = {name: _build(OptimizationSpec, name, raw, str(opts_file))
-            for name, raw in _load_toml(opts_file).get("optimizations", {}).items()}
+            for name, raw in load_toml(opts_file, "registry file").get("optimizations", {}).items()}
     models = {name: _build(ModelSpec, name, raw, str(models_file))
-              for name, raw in _load_toml(models_file).get("models", {}).items()}
-    for opt in opts.values():
+              for name, raw in load_toml(models_file, "registry file").get("models", {}).items()}
+    for name, opt in list(opts.items()):
         if opt.cache not in CACHE_POLICIES:
             raise ConfigError(f"{opts_file} [{opt.name}]: cache = {opt.cache!r}; expected one of {CACHE_POLICIES}")
+        opts[name] = OptimizationSpec(opt.name, opt.description, CachePolicy(opt.cache), opt.engine_args, opt.env)
     for model in models.values():
         split_source(model.source)
         if model.compile_cache_uri and not model.compile_cache_uri.startswith("s3://"):

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_coldstart.model.case import CaseKey, ExitStatus
 from pytest_coldstart.model.efficiency import LoadEfficiency
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
-from pytest_coldstart.logs.timeline import Phase
+from pytest_coldstart.model.files import atomic_path
+from pytest_coldstart.model.phase import Phase
 
 #: Bump on any incompatible change; readers refuse other versions with a next step.
 SCHEMA_VERSION = 1
@@ -35,7 +36,7 @@ class RunResult:
     first_response_s: float | None
     unaccounted_s: float | None
     environment: dict[str, Any]
-    exit_status: str
+    exit_status: ExitStatus
     log_path: str
     repeat_index: int = 0
     server_exit_code: int | None = None
@@ -48,8 +49,12 @@ class RunResult:
     efficiency: LoadEfficiency | None = None
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.model, self.optimization, self.launcher)
+    def key(self) -> CaseKey:
+        return CaseKey(self.model, self.optimization, self.launcher)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == ExitStatus.OK
 
     def phase_durations(self) -> dict[str, float | None]:
         return {p.name: p.duration_s for p in self.phases}
@@ -59,7 +64,7 @@ class RunResult:
             "schema_version": SCHEMA_VERSION,
             "model": self.model, "optimization": self.optimization, "launcher": self.launcher,
             "cache_state": self.cache_state, "repeat_index": self.repeat_index, "started_at": self.started_at,
-            "exit_status": self.exit_status, "server_exit_code": self.server_exit_code, "error": self.error,
+            "exit_status": str(self.exit_status), "server_exit_code": self.server_exit_code, "error": self.error,
             "last_phase": self.last_phase, "total_ready_s": self.total_ready_s, "ttft_s": self.ttft_s,
             "first_response_s": self.first_response_s, "unaccounted_s": self.unaccounted_s,
             "phases": [p.to_dict() for p in self.phases], "reported": dict(self.reported),
@@ -71,14 +76,13 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
-        phases = tuple(Phase(p["name"], p["start_s"], p["end_s"], p["duration_s"], p["source"], p.get("reported_s"))
-                       for p in data["phases"])
+        phases = tuple(Phase.from_dict(p) for p in data["phases"])
         return cls(
             model=data["model"], optimization=data["optimization"], launcher=data["launcher"],
             cache_state=data["cache_state"], started_at=data["started_at"], phases=phases,
             reported=data["reported"], total_ready_s=data["total_ready_s"], ttft_s=data["ttft_s"],
             first_response_s=data.get("first_response_s"), unaccounted_s=data["unaccounted_s"],
-            environment=data["environment"], exit_status=data["exit_status"], log_path=data["log_path"],
+            environment=data["environment"], exit_status=ExitStatus(data["exit_status"]), log_path=data["log_path"],
             repeat_index=data.get("repeat_index", 0), server_exit_code=data.get("server_exit_code"),
             error=data.get("error"), last_phase=data.get("last_phase"),
             server_argv=tuple(data.get("server_argv", ())), env_overrides=data.get("env_overrides", {}),
@@ -110,16 +114,8 @@ def write_result(results_dir: Path, result: RunResult) -> Path:
     stamp = result.started_at.replace(":", "").replace("-", "").split(".")[0]
     name = f"{stamp}_{result.model}_{result.optimization}_{result.launcher}_r{result.repeat_index}_{uuid.uuid4().hex[:6]}.json"
     target = runs / name
-    fd, tmp = tempfile.mkstemp(dir=runs, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(result.to_dict(), fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, target)  # fails instead of replacing if the name exists
-    finally:
-        os.unlink(tmp)
+    with atomic_path(target, overwrite=False, mode=None) as tmp:
+        tmp.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return target
 
 
@@ -143,7 +139,7 @@ def load_result(path: Path) -> RunResult:
                                  "re-run the benchmark or move the file aside")
     try:
         return RunResult.from_dict(data)
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise SchemaVersionError(f"{path}: missing or malformed field {exc}; move it aside") from None
 
 

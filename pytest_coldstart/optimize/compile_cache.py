@@ -16,7 +16,6 @@ recompiles: a miss with that reason, reported as such.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -25,14 +24,11 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pytest_coldstart.optimize import s3
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.errors import ConfigError
-
-if TYPE_CHECKING:
-    from pytest_coldstart.measure.runner import Case, ColdStartRunner
 
 ARCHIVE = "vllm-cache.tar.gz"
 META = "meta.json"
@@ -58,15 +54,27 @@ class CacheKey:
 
 def make_key(model: str, *, model_ref: str, engine_args: tuple[str, ...], tensor_parallel_size: int,
              max_model_len: int | None, assets_dir: str, vllm: str | None, torch: str | None,
-             launcher: str = "vllm") -> CacheKey:
-    if not vllm or not torch:
-        raise ConfigError("cannot key a compile cache without the vLLM and torch versions (is vllm installed?)")
+             launcher: str = "vllm", source_revision: int | None = None) -> CacheKey:
+    """The one key of a compile cache, local or on S3.
+
+    vLLM hashes config and code into the cache path itself; this key makes
+    sure a cache from another vLLM/torch, other args, another launcher (Ray
+    Serve LLM builds a different engine config than `vllm serve`) or another
+    revision of the generated model is never reused.
+    """
     inputs = json.dumps({"model": model, "model_ref": model_ref, "engine_args": list(engine_args),
                          "tensor_parallel_size": tensor_parallel_size, "max_model_len": max_model_len,
-                         "assets_dir": assets_dir, "vllm": vllm, "torch": torch,
-                         # Ray Serve LLM builds a different engine config than `vllm serve`.
-                         "launcher": launcher}, sort_keys=True)
-    return CacheKey(model, vllm, torch, hashlib.sha256(inputs.encode()).hexdigest()[:16], inputs)
+                         "assets_dir": assets_dir, "vllm": vllm, "torch": torch, "launcher": launcher,
+                         "source_revision": source_revision}, sort_keys=True)
+    return CacheKey(model, str(vllm), str(torch), hashlib.sha256(inputs.encode()).hexdigest()[:16], inputs)
+
+
+def require_versions(key: CacheKey) -> CacheKey:
+    """A key fit for S3, where the versions name the series: both must be known."""
+    if key.vllm in ("None", "") or key.torch in ("None", ""):
+        raise ConfigError("cannot key a compile cache on S3 without the vLLM and torch versions "
+                          "(is vllm installed?)")
+    return key
 
 
 def choose_store(compile_cache_uri: str) -> tuple[str, str]:
@@ -106,7 +114,7 @@ def _read_meta(client: Any, where: s3.S3Uri) -> dict[str, Any] | None:
     try:
         body = client.get_object(Bucket=where.bucket, Key=where.key(META))["Body"].read()
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+        if s3.is_not_found(exc):
             return None
         raise s3.explain(exc, f"reading {where.child(META)}", client) from None
     except Exception as exc:
@@ -187,117 +195,3 @@ def fetch(client: Any, key: CacheKey, base: s3.S3Uri, dest: Path, *, clock: Cloc
         shutil.rmtree(staging, ignore_errors=True)
     return FetchResult(True, f"fetched {ARCHIVE} ({size} bytes) for {key.series}", str(where), size,
                        round(clock.monotonic_s() - started, 3))
-
-
-# ---- runner side ------------------------------------------------------------------------------------------
-
-def point_env(env: dict[str, str], root: Path) -> None:
-    env["VLLM_CACHE_ROOT"] = str(root)
-    if "TRITON_CACHE_DIR" in env:
-        env["TRITON_CACHE_DIR"] = str(root / "triton_cache")
-
-
-def fetch_for_run(runner: ColdStartRunner, case: Case, prepared: Any) -> None:
-    """Fill the run's fresh VLLM_CACHE_ROOT from S3; on a miss populate once, push, fetch.
-
-    The measured start always runs on what S3 returned, never on a local leftover.
-    """
-    info = prepared.cache
-    key = CacheKey(**info["key"])
-    base = s3.parse_uri(info["uri"])
-    client = s3.make_client()
-    dest = Path(prepared.env["VLLM_CACHE_ROOT"])
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    result = fetch(client, key, base, dest, clock=runner.clock)
-    if not result.hit:
-        info["first_fetch"] = result.to_record()
-        runner._say(case, f"compile cache miss on S3 ({result.reason}); populating and pushing it")
-        staging = runner.settings.workdir / "cache" / "s3-populate" / key.digest
-        point_env(prepared.env, staging)
-        try:
-            runner._populate_compile_cache(case, prepared)
-            pushed = push(client, staging, key, base, clock=runner.clock)
-        finally:
-            point_env(prepared.env, dest)
-        info["pushed"] = {k: pushed[k] for k in ("location", "archive_bytes", "push_s")}
-        shutil.rmtree(staging, ignore_errors=True)
-        result = fetch(client, key, base, dest, clock=runner.clock)
-        if not result.hit:
-            raise s3.S3Error(f"pushed the compile cache to {result.location} but could not fetch it back: "
-                             f"{result.reason}")
-    info.update(result.to_record())
-    info["state"] = "warm"
-
-
-# ---- CLI: coldstart cache push | pull ---------------------------------------------------------------------
-
-def case_key(runner: ColdStartRunner, model: Any, opt: Any, model_ref: str, *, launcher: str = "vllm") -> CacheKey:
-    """The S3 key of the compile cache a start of *model* under *opt* would use."""
-    from pytest_coldstart.optimize.hygiene import assets_dir_for
-
-    return make_key(model.name, model_ref=model_ref, engine_args=model.engine_args + opt.engine_args,
-                    tensor_parallel_size=model.tensor_parallel_size, max_model_len=model.max_model_len,
-                    assets_dir=str(assets_dir_for(runner.settings.workdir, model.name, opt.name)),
-                    vllm=runner.environment.get("vllm"), torch=runner.environment.get("torch"), launcher=launcher)
-
-
-def _case_key(args: argparse.Namespace) -> tuple[CacheKey, Path]:
-    from pytest_coldstart.model.registry import load_registry, split_source
-    from pytest_coldstart.measure.runner import ColdStartRunner, Settings
-
-    root = Path.cwd()
-    settings = Settings(registry_dir=Path(args.registry), results_dir=root / "results",
-                        workdir=Path(args.workdir).resolve(), repo_dir=root)
-    runner = ColdStartRunner(settings, load_registry(settings.registry_dir))
-    model, opt = runner.registry.model(args.model), runner.registry.optimization(args.optimization)
-    kind, ref = split_source(model.source_for(opt.name))
-    # The same --model string the runner hands vLLM (vLLM hashes it into its cache path).
-    if kind == "generated":
-        ref = str((settings.workdir / "models" / ref).resolve())
-    elif kind == "local":
-        ref = str(Path(ref).expanduser().resolve())
-    local = runner._compile_cache_dir(model, opt, ref, model.engine_args + opt.engine_args, args.launcher)
-    return case_key(runner, model, opt, ref, launcher=args.launcher), local
-
-
-def _cmd_push(args: argparse.Namespace) -> int:
-    key, local = _case_key(args)
-    root = Path(args.cache_dir) if args.cache_dir else local
-    if not (root / COMPLETE).is_file() and not args.cache_dir:
-        raise ConfigError(f"no complete local compile cache at {root}; run the benchmark once with "
-                          f"{STORE_ENV}=local (`pytest benchmarks -m coldstart --model {args.model} --optimization "
-                          f"{args.optimization}`), or pass --cache-dir VLLM_CACHE_ROOT")
-    meta = push(s3.make_client(), root, key, s3.parse_uri(args.uri))
-    print(f"pushed {root} ({meta['archive_bytes']} bytes) to {meta['location']} in {meta['push_s']:.1f} s")
-    return 0
-
-
-def _cmd_pull(args: argparse.Namespace) -> int:
-    key, local = _case_key(args)
-    dest = Path(args.cache_dir) if args.cache_dir else local
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    result = fetch(s3.make_client(), key, s3.parse_uri(args.uri), dest)
-    if not result.hit:
-        print(f"coldstart cache pull: miss: {result.reason} (at {result.location}); nothing was written")
-        return 1
-    print(f"pulled {result.location} into {dest} ({result.bytes} bytes, {result.duration_s:.1f} s)")
-    return 0
-
-
-def add_commands(subparsers: Any) -> None:
-    p = subparsers.add_parser("cache", help="push or pull the vLLM torch.compile cache to/from S3",
-                              description="The cache key carries the model, its engine args and the vLLM and "
-                                          "torch versions: a cache from another version is never pulled.")
-    sub = p.add_subparsers(dest="cache_command", required=True, metavar="CACHE_COMMAND")
-    for name, func, text in (("push", _cmd_push, "upload a local VLLM_CACHE_ROOT under the case's key"),
-                             ("pull", _cmd_pull, "download the case's cache (exit 1 on a miss, writing nothing)")):
-        c = sub.add_parser(name, help=text)
-        c.add_argument("uri", metavar="S3_URI", help="s3://BUCKET/PREFIX, the cache base")
-        c.add_argument("--model", required=True, help="a model name from models.toml")
-        c.add_argument("--optimization", default="compile_cache", help="default: compile_cache")
-        c.add_argument("--launcher", default="vllm", help="the launcher the cache is for (default: vllm)")
-        c.add_argument("--cache-dir", default="", help="the VLLM_CACHE_ROOT to push from / pull into "
-                       "(default: the suite's local compile cache for the case)")
-        c.add_argument("--registry", default="benchmarks", help="default: benchmarks")
-        c.add_argument("--workdir", default=".coldstart", help="default: .coldstart")
-        c.set_defaults(func=func)

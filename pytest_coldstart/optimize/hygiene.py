@@ -20,33 +20,17 @@ residency before and after with ``mincore``.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import mmap
-import os
 import shutil
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODES = ("cold", "compile", "warm")
-_PAGE = mmap.PAGESIZE
+from pytest_coldstart.model.case import CachePolicy
+from pytest_coldstart.optimize.pagecache import Eviction, evict, resident_bytes
 
-
-@dataclass(frozen=True)
-class Eviction:
-    """Page-cache state of the files we evicted (bytes resident, by mincore)."""
-
-    files: int = 0
-    bytes_total: int = 0
-    resident_before_bytes: int | None = 0
-    resident_after_bytes: int | None = 0
-    errors: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"files": self.files, "bytes": self.bytes_total, "resident_before_bytes": self.resident_before_bytes,
-                "resident_after_bytes": self.resident_after_bytes, "errors": list(self.errors)}
+__all__ = ["Eviction", "HygienePlan", "HygieneReport", "apply", "assets_dir_for", "evict", "model_files", "plan",
+           "resident_bytes"]
+MODES = tuple(p.value for p in CachePolicy)
 
 
 @dataclass(frozen=True)
@@ -62,70 +46,6 @@ class HygieneReport:
     def to_record(self) -> dict[str, Any]:
         return {"hygiene": self.mode, "cleared": list(self.cleared), "kept": list(self.kept),
                 "page_cache": self.eviction.to_dict()}
-
-
-def _libc() -> Any:
-    name = ctypes.util.find_library("c")
-    if name is None:  # pragma: no cover - every Linux has a libc
-        return None
-    libc = ctypes.CDLL(name, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
-    return libc
-
-
-def resident_bytes(path: Path) -> int | None:
-    """Bytes of *path* in the page cache (mincore over a shared read-only map); None if unknown."""
-    size = path.stat().st_size
-    if size == 0:
-        return 0
-    libc = _libc()
-    if libc is None:  # pragma: no cover
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if addr in (None, ctypes.c_void_p(-1).value):
-            return None
-        try:
-            pages = (size + _PAGE - 1) // _PAGE
-            vec = (ctypes.c_ubyte * pages)()
-            if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
-                return None
-            return min(size, sum(b & 1 for b in vec) * _PAGE)
-        finally:
-            libc.munmap(ctypes.c_void_p(addr), size)
-    finally:
-        os.close(fd)
-
-
-def evict(paths: Iterable[Path]) -> Eviction:
-    """Drop each file from the page cache, one ``posix_fadvise(DONTNEED)`` per file."""
-    files, total, before, after, errors = 0, 0, 0, 0, []
-    known = True
-    for path in paths:
-        try:
-            res_before = resident_bytes(path)
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fdatasync(fd)  # DONTNEED leaves dirty pages behind
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-            res_after = resident_bytes(path)
-        except OSError as exc:
-            errors.append(f"{path}: {exc.strerror}")
-            continue
-        files += 1
-        total += path.stat().st_size
-        if res_before is None or res_after is None:
-            known = False
-        else:
-            before += res_before
-            after += res_after
-    return Eviction(files, total, before if known else None, after if known else None, tuple(errors))
 
 
 def model_files(model_dir: Path) -> list[Path]:
@@ -163,7 +83,7 @@ class HygienePlan:
     local_model_dir: Path | None
 
 
-def plan(mode: str, *, compile_root: Path, run_root: Path, assets_dir: Path,
+def plan(mode: CachePolicy | str, *, compile_root: Path, run_root: Path, assets_dir: Path,
          local_model_dir: Path | None) -> HygienePlan:
     """The env and the record for *mode*; creates the fresh directories.
 
@@ -175,6 +95,7 @@ def plan(mode: str, *, compile_root: Path, run_root: Path, assets_dir: Path,
     """
     if mode not in MODES:
         raise ValueError(f"unknown hygiene mode {mode!r}; expected one of {MODES}")
+    mode = CachePolicy(mode)
     env = {"VLLM_CACHE_ROOT": str(compile_root), "VLLM_ASSETS_CACHE": str(assets_dir)}
     if mode == "warm":
         return HygienePlan(mode, env, (), ("VLLM_CACHE_ROOT (compile, Inductor, Triton)", "HF hub cache",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pytest_coldstart.model.errors import ColdstartError, ConfigError
+from pytest_coldstart.model.files import atomic_path
 from pytest_coldstart.model.redact import Redactor
 
 MANIFEST = ".coldstart-manifest.json"
@@ -36,8 +36,23 @@ _THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimi
                    "ServiceUnavailable", "InternalError", "503", "500", "502", "504"}
 
 
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
+
+
 class S3Error(ColdstartError):
     """An S3 operation failed; the message says what to do next."""
+
+
+def error_code(exc: BaseException) -> str:
+    """The S3 error code of a botocore ``ClientError`` ("" for anything else)."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def is_not_found(exc: BaseException, *, bucket_too: bool = False) -> bool:
+    """True when *exc* says the object (or, with *bucket_too*, the bucket) is not there."""
+    code = error_code(exc)
+    return code in _NOT_FOUND_CODES and (bucket_too or code != "NoSuchBucket")
 
 
 @dataclass(frozen=True)
@@ -145,7 +160,7 @@ def explain(exc: BaseException, action: str, client: Any) -> S3Error:
         if code == "NoSuchBucket":
             msg = (f"{action}: bucket does not exist at {where}; create it (`coldstart s3 upload-model "
                    "--create-bucket ...`) or fix the s3:// URI")
-        elif code in ("NoSuchKey", "404", "NotFound"):
+        elif is_not_found(cause):
             msg = f"{action}: no such object at {where}"
         elif code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
             msg = (f"{action}: access denied by {where} ({code}); check the credentials the AWS chain resolves "
@@ -197,7 +212,7 @@ def _remote_sha(client: Any, bucket: str, key: str, size: int) -> str | None:
     try:
         head = client.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if is_not_found(exc):
             return None
         raise
     if int(head["ContentLength"]) != size:
@@ -263,7 +278,7 @@ def read_manifest(client: Any, uri: S3Uri) -> dict[str, Any] | None:
     try:
         body = client.get_object(Bucket=uri.bucket, Key=uri.key(MANIFEST))["Body"].read()
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+        if is_not_found(exc):
             return None
         raise explain(exc, f"reading the manifest of {uri}", client) from None
     except Exception as exc:
@@ -299,21 +314,14 @@ def require_complete(client: Any, uri: S3Uri, *, kind: str, next_step: str) -> d
 
 def download_file(client: Any, uri: S3Uri, name: str, dest: Path, *, sha256: str | None = None) -> int:
     """Download object *name* under *uri* to *dest* atomically; verify sha256 if given."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(dest, mode=None, suffix=".part") as tmp:
         try:
-            client.download_file(uri.bucket, uri.key(name), tmp)
+            client.download_file(uri.bucket, uri.key(name), str(tmp))
         except Exception as exc:
             raise explain(exc, f"downloading {uri.child(name)}", client) from None
-        if sha256 is not None and sha256_file(Path(tmp)) != sha256:
+        if sha256 is not None and sha256_file(tmp) != sha256:
             raise S3Error(f"{uri.child(name)} does not match its recorded sha256 (corrupt or overwritten); "
                           "it was not used")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest.stat().st_size
 
 
@@ -333,7 +341,7 @@ def ensure_bucket(client: Any, bucket: str) -> bool:
         client.head_bucket(Bucket=bucket)
         return False
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+        if not is_not_found(exc, bucket_too=True):
             raise explain(exc, f"checking bucket {bucket}", client) from None
     except Exception as exc:
         raise explain(exc, f"checking bucket {bucket}", client) from None

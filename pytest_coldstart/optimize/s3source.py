@@ -12,23 +12,20 @@ with ``coldstart s3 upload-model`` / ``coldstart s3 shard``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pytest_coldstart.optimize import s3
-from pytest_coldstart.optimize import tinymodel
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.errors import ConfigError
-from pytest_coldstart.model.registry import ModelSpec
+from pytest_coldstart.model.registry import ModelSpec, split_source
+from pytest_coldstart.optimize import s3, tinymodel
+from pytest_coldstart.optimize.base import SourceStrategy, StartContext, WeightSource
 from pytest_coldstart.optimize.shard import SHARD_FORMAT, ShardSpec, save_sharded
-
-if TYPE_CHECKING:
-    from pytest_coldstart.measure.runner import ColdStartRunner
+from pytest_coldstart.optimize.sources import local_checkpoint
 
 KIND_MODEL = "model"
 KIND_SHARDED = "sharded"
@@ -147,106 +144,30 @@ def ensure_source(model: ModelSpec, engine_args: Sequence[str], uri_text: str, *
     return SourceReport(str(uri), kind, "verified", files, size, 0, round(clock.monotonic_s() - started, 3))
 
 
-def resolve_for_runner(runner: ColdStartRunner, model: ModelSpec, optimization: str,
-                       uri: str) -> tuple[str, dict[str, str]]:
-    """``ColdStartRunner.resolve_model`` for an ``s3://`` source: ready it, hand vLLM the URI."""
-    from pytest_coldstart.model.registry import split_source
+class S3Source(SourceStrategy):
+    """``s3://BUCKET/PREFIX``: weights streamed by the Run:ai streamer, the prefix made ready first."""
 
-    opt = runner.registry.optimization(optimization)
-    if load_format(model.engine_args + opt.engine_args) not in ("runai_streamer", "runai_streamer_sharded"):
-        raise ConfigError(f"{model.name}: the {optimization} source is {uri}, but only --load-format runai_streamer "
-                          "or runai_streamer_sharded can read s3:// weights; fix models.toml or optimizations.toml")
-    generated_dir = None
-    kind, ref = split_source(model.source)
-    if kind == "generated":
-        generated_dir = (runner.settings.workdir / "models" / ref).resolve()
-        if not tinymodel.is_tiny_model(generated_dir):
-            tinymodel.make_tiny_model(generated_dir)
-    work = runner.settings.workdir.resolve()
-    env = {**os.environ, **dict(model.env), "VLLM_CACHE_ROOT": str(work / "cache" / "shard"), "HF_HUB_OFFLINE": "1"}
-    report = ensure_source(model, model.engine_args + opt.engine_args, uri, generated_dir=generated_dir,
-                           workdir=work, env=env, python=runner.settings.python, clock=runner.clock,
-                           vllm_version=runner.environment.get("vllm"),
-                           progress=lambda msg: runner.progress and runner.progress(f"{model.name}-{optimization}", msg, 0.0))
-    runner.source_reports[(model.name, optimization)] = report.to_record()
-    # Nothing comes from the hub: vLLM mirrors config + tokenizer from the bucket.
-    # RUNAI_STREAMER_LOG_TO_STDERR=1 makes runai-model-streamer (0.15+) print its
-    # "Overall time to stream" summary, which vLLM's logging config drops otherwise.
-    return uri, {"HF_HUB_OFFLINE": "1", "RUNAI_STREAMER_LOG_TO_STDERR": "1"}
+    kind = "s3"
 
+    def resolve(self, ctx: StartContext, ref: str) -> str:
+        return ref
 
-# ---- CLI: coldstart s3 upload-model | shard ------------------------------------------------------------
-
-def _print_upload(report: s3.UploadReport) -> None:
-    print(f"{report.uri}: uploaded {len(report.uploaded)} file(s) ({report.bytes_uploaded} bytes), "
-          f"skipped {len(report.skipped)} unchanged, deleted {len(report.deleted)} stale; manifest written")
-
-
-def _cmd_upload(args: argparse.Namespace) -> int:
-    client = s3.make_client()
-    uri = s3.parse_uri(args.uri)
-    if args.create_bucket:
-        s3.ensure_bucket(client, uri.bucket)
-    report = upload_model(client, Path(args.model_dir), uri, progress=print)
-    _print_upload(report)
-    return 0
-
-
-def _cmd_shard(args: argparse.Namespace) -> int:
-    from pytest_coldstart.model.registry import load_registry, split_source
-
-    registry = load_registry(Path(args.registry))
-    model = registry.model(args.model)
-    kind, ref = split_source(model.source)
-    if kind == "generated":
-        model_dir = Path(args.workdir) / "models" / ref
-        if not tinymodel.is_tiny_model(model_dir):
-            tinymodel.make_tiny_model(model_dir)
-    elif kind == "local":
-        model_dir = Path(ref).expanduser()
-    else:
-        if not args.model_dir:
-            raise ConfigError(f"{model.name} comes from {model.source}; pass --model-dir with a local copy")
-        model_dir = Path(args.model_dir)
-    if args.model_dir:
-        model_dir = Path(args.model_dir)
-    tp = args.tensor_parallel_size or model.tensor_parallel_size
-    client = s3.make_client()
-    uri = s3.parse_uri(args.uri)
-    if args.create_bucket:
-        s3.ensure_bucket(client, uri.bucket)
-    spec = ShardSpec(model_dir.resolve(), tp, model.max_model_len, engine_args=model.engine_args)
-    from pytest_coldstart.measure.environment import collect_environment
-
-    vllm = collect_environment(Path.cwd()).get("vllm")
-    report = shard_and_upload(client, spec, uri, workdir=Path(args.workdir), env=dict(os.environ), progress=print,
-                              meta={"model": model.name, "shard_format": SHARD_FORMAT, "vllm": vllm})
-    _print_upload(report)
-    return 0
-
-
-def add_commands(subparsers: Any) -> None:
-    p = subparsers.add_parser("s3", help="put model weights on S3 for the Run:ai streamer optimizations",
-                              description="Endpoint and credentials come from the standard AWS chain "
-                                          "(AWS_ENDPOINT_URL, AWS_PROFILE, AWS_ACCESS_KEY_ID/...); they are never "
-                                          "printed. Uploads skip unchanged files and write a manifest last, so an "
-                                          "interrupted upload is never used.")
-    sub = p.add_subparsers(dest="s3_command", required=True, metavar="S3_COMMAND")
-    up = sub.add_parser("upload-model", help="upload a local model directory (boto3 managed transfer)")
-    up.add_argument("model_dir", metavar="MODEL_DIR")
-    up.add_argument("uri", metavar="S3_URI", help="s3://BUCKET/PREFIX")
-    up.add_argument("--create-bucket", action="store_true", help="create the bucket if it does not exist")
-    up.set_defaults(func=_cmd_upload)
-    sh = sub.add_parser("shard", help="save vLLM's sharded state for the model's TP size, then upload it",
-                        description="Starts an offline vLLM engine at the model's tensor-parallel size (from "
-                                    "models.toml, or --tensor-parallel-size), writes one safetensors file set per "
-                                    "rank plus config/tokenizer, and uploads them for "
-                                    "--load-format runai_streamer_sharded.")
-    sh.add_argument("model", metavar="MODEL", help="a model name from models.toml")
-    sh.add_argument("uri", metavar="S3_URI", help="s3://BUCKET/PREFIX")
-    sh.add_argument("--model-dir", default="", help="local checkpoint to shard (default: the model's local source)")
-    sh.add_argument("--tensor-parallel-size", type=int, default=0, help="default: the model's, from models.toml")
-    sh.add_argument("--registry", default="benchmarks", help="directory with models.toml (default: benchmarks)")
-    sh.add_argument("--workdir", default=".coldstart", help="scratch directory (default: .coldstart)")
-    sh.add_argument("--create-bucket", action="store_true", help="create the bucket if it does not exist")
-    sh.set_defaults(func=_cmd_shard)
+    def prepare(self, ctx: StartContext, ref: str) -> WeightSource:
+        model, optimization = ctx.model, ctx.optimization.name
+        if load_format(ctx.engine_args) not in ("runai_streamer", "runai_streamer_sharded"):
+            raise ConfigError(f"{model.name}: the {optimization} source is {ref}, but only --load-format "
+                              "runai_streamer or runai_streamer_sharded can read s3:// weights; fix models.toml or "
+                              "optimizations.toml")
+        generated = None
+        if split_source(model.source)[0] == "generated":
+            generated = local_checkpoint(model, ctx.workdir)
+        work = ctx.workdir.resolve()
+        env = {**os.environ, **dict(model.env), "VLLM_CACHE_ROOT": str(work / "cache" / "shard"), "HF_HUB_OFFLINE": "1"}
+        report = ensure_source(model, ctx.engine_args, ref, generated_dir=generated, workdir=work, env=env,
+                               python=ctx.python, clock=ctx.clock, vllm_version=ctx.versions.get("vllm"),
+                               progress=ctx.say)
+        # Nothing comes from the hub: vLLM mirrors config + tokenizer from the bucket.
+        # RUNAI_STREAMER_LOG_TO_STDERR=1 makes runai-model-streamer (0.15+) print its
+        # "Overall time to stream" summary, which vLLM's logging config drops otherwise.
+        return WeightSource(self.kind, ref, {"HF_HUB_OFFLINE": "1", "RUNAI_STREAMER_LOG_TO_STDERR": "1"},
+                            record=report.to_record())

@@ -5,126 +5,32 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
-from pytest_coldstart.model.budgets import Budgets, breaches, check_budgets, load_budgets
-from pytest_coldstart.model.errors import ColdstartError
 from pytest_coldstart.history.gate import HistorySettings
-from pytest_coldstart.plugin.history import register as register_history
-from pytest_coldstart.launch.registry import KNOWN_LAUNCHERS, get_launcher
+from pytest_coldstart.launch.registry import get_launcher
+from pytest_coldstart.measure.config import load_budgets
+from pytest_coldstart.measure.runner import ColdStartRunner, LiveRun, Settings
+from pytest_coldstart.model.budgets import Budgets, breaches, check_budgets
+from pytest_coldstart.model.case import Case, group_by_case
+from pytest_coldstart.model.errors import ColdstartError
 from pytest_coldstart.model.registry import Registry, load_registry
-from pytest_coldstart.report.tables import render_breaches, render_summary
 from pytest_coldstart.model.result import RunResult, check_writable, load_results
-from pytest_coldstart.measure.runner import Case, ColdStartRunner, LiveRun, Settings
+from pytest_coldstart.plugin.history import register as register_history
+from pytest_coldstart.plugin.options import add_options, launcher_options, names, option
+from pytest_coldstart.report.tables import render_breaches, render_summary
+
+__all__ = ["ColdstartHandle", "ColdstartState", "coldstart", "coldstart_case", "state_of"]
 
 STATE_KEY = pytest.StashKey["ColdstartState"]()
-DEFAULT_MODEL = "tiny-llama"
-
-
-def _names(value: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in value.split(",") if n.strip())
-    if not names:
-        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. Expected comma-separated names, "
-                                         "e.g. tiny-llama,llama-3-8b")
-    return names
-
-
-def _positive(kind: Callable[[str], Any], example: str) -> Callable[[str], Any]:
-    def parse(value: str) -> Any:
-        try:
-            number = kind(value)
-        except ValueError:
-            number = None
-        if number is None or number <= 0:
-            raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. Expected a number > 0, e.g. {example}")
-        return number
-    return parse
-
-
-def _port(value: str) -> int:
-    if not value.isdigit() or int(value) > 65535:
-        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. Expected a port 1-65535, or 0 for a free one")
-    return int(value)
-
-
-# (option, dest/ini name, parser, default, help)
-_OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str, str], ...] = (
-    ("--model", "coldstart_model", _names, DEFAULT_MODEL,
-     "Comma-separated models to start cold, from models.toml in the registry dir. Default: %(default)s"),
-    ("--optimization", "coldstart_optimization", _names, "",
-     "Comma-separated optimizations (baseline, compile_cache, enforce_eager, ...). "
-     "Default: the ones each model lists in models.toml"),
-    ("--launcher", "coldstart_launcher", _names, "vllm",
-     f"Comma-separated server launchers ({', '.join(KNOWN_LAUNCHERS)}). Default: %(default)s"),
-    ("--coldstart-repeat", "coldstart_repeat", _positive(int, "3"), "1",
-     "Cold starts per model x optimization; the summary shows medians. Default: %(default)s"),
-    ("--coldstart-results", "coldstart_results", str, "results",
-     "Directory for results: runs/*.json (one per start) and logs/*.log. Default: %(default)s"),
-    ("--coldstart-budgets", "coldstart_budgets", str, "benchmarks/budgets.toml",
-     "TOML file of per-phase budgets in seconds; a breach fails the test. Default: %(default)s"),
-    ("--coldstart-timeout", "coldstart_timeout", _positive(float, "900"), "900",
-     "Seconds to wait for GET /health before failing with the last phase reached. Default: %(default)s"),
-    ("--coldstart-registry", "coldstart_registry", str, "benchmarks",
-     "Directory holding models.toml and optimizations.toml. Default: %(default)s"),
-    ("--coldstart-workdir", "coldstart_workdir", str, ".coldstart",
-     "Scratch directory: generated models, compile caches, per-run cold caches. Default: %(default)s"),
-    ("--coldstart-port", "coldstart_port", _port, "0",
-     "Port for the server; 0 picks a free one per start. Default: %(default)s"),
-    # History and PR gate (gate.py, history_plugin.py).
-    ("--coldstart-asv", "coldstart_asv", str, "",
-     "At session end, also record the runs into this asv results directory (e.g. results). Default: off"),
-    ("--coldstart-commit", "coldstart_commit", str, "HEAD",
-     "Commit (ref or hash) the asv results are recorded against. Default: %(default)s"),
-    ("--coldstart-machine", "coldstart_machine", str, "",
-     "asv machine name; give identical hosts one name. Default: derived from the GPU or CPU model"),
-    ("--coldstart-compare-to", "coldstart_compare_to", str, "",
-     "Compare this session's starts with REF (a results directory, or a commit recorded in asv) using "
-     "benchmarks/compare.toml; a regression fails the session (exit 1). Default: off"),
-    # Ray Serve LLM launcher (launchers/ray_serve.py).
-    ("--ray-address", "coldstart_ray_address", str, "",
-     "--launcher ray-serve: join this Ray cluster (e.g. ray://head:10001 or auto) instead of starting a local "
-     "Ray; only the benchmark's app is deleted afterwards. Default: a local Ray per start"),
-    ("--ray-replicas", "coldstart_ray_replicas", lambda v: _ray_replicas(v), "0,0,1",
-     "--launcher ray-serve: MIN,INITIAL,MAX replicas of the LLM deployment's autoscaling_config; the first "
-     "request scales it from INITIAL. Default: %(default)s (scale from zero)"),
-)
-
-
-def _ray_replicas(value: str) -> str:
-    from pytest_coldstart.launch.ray_serve import parse_replicas
-
-    try:
-        parse_replicas(value)
-    except ColdstartError as exc:
-        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. {exc}") from None
-    return value
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("coldstart", "cold-start benchmarking of LLM servers (pytest-coldstart)")
-    for flag, dest, parse, default, help_text in _OPTIONS:
-        group.addoption(flag, dest=dest, metavar=dest.removeprefix("coldstart_").upper(), type=parse,
-                        default=None, help=help_text.replace("%(default)s", repr(default) if default else "-")
-                        + f" (ini: {dest})")
-        parser.addini(dest, help_text.replace("%(default)s", repr(default)), default=default)
-
-
-def _option(config: pytest.Config, dest: str) -> Any:
-    value = config.getoption(dest)
-    if value is not None:
-        return value
-    parse = next(p for _, d, p, _, _ in _OPTIONS if d == dest)
-    raw = str(config.getini(dest))
-    if dest == "coldstart_optimization" and not raw:
-        return ()
-    try:
-        return parse(raw)
-    except argparse.ArgumentTypeError as exc:
-        raise pytest.UsageError(f"ini option {dest}: {exc}") from None
+    add_options(parser)
 
 
 class ColdstartState:
@@ -133,24 +39,23 @@ class ColdstartState:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         root = config.rootpath
-        self.models: tuple[str, ...] = _option(config, "coldstart_model")
-        self.optimizations: tuple[str, ...] = _option(config, "coldstart_optimization")
-        self.launchers: tuple[str, ...] = _option(config, "coldstart_launcher")
-        self.repeat: int = _option(config, "coldstart_repeat")
-        self.budgets_path = root / _option(config, "coldstart_budgets")
+        self.models: tuple[str, ...] = option(config, "coldstart_model")
+        self.optimizations: tuple[str, ...] = option(config, "coldstart_optimization")
+        self.launchers: tuple[str, ...] = option(config, "coldstart_launcher")
+        self.repeat: int = option(config, "coldstart_repeat")
+        self.budgets_path = root / option(config, "coldstart_budgets")
         self.settings = Settings(
-            registry_dir=root / _option(config, "coldstart_registry"),
-            results_dir=root / _option(config, "coldstart_results"),
-            workdir=root / _option(config, "coldstart_workdir"),
-            repo_dir=root, timeout_s=_option(config, "coldstart_timeout"), port=_option(config, "coldstart_port"),
-            launcher_options=(("ray_address", _option(config, "coldstart_ray_address")),
-                              ("ray_replicas", _option(config, "coldstart_ray_replicas"))),
+            registry_dir=root / option(config, "coldstart_registry"),
+            results_dir=root / option(config, "coldstart_results"),
+            workdir=root / option(config, "coldstart_workdir"),
+            repo_dir=root, timeout_s=option(config, "coldstart_timeout"), port=option(config, "coldstart_port"),
+            launcher_options=launcher_options(config),
         )
         self.errors: list[str] = []
         self.history = HistorySettings.from_options(
-            root, self.settings.registry_dir, asv=_option(config, "coldstart_asv"),
-            commit=_option(config, "coldstart_commit"), machine=_option(config, "coldstart_machine"),
-            compare_to=_option(config, "coldstart_compare_to"))
+            root, self.settings.registry_dir, asv=option(config, "coldstart_asv"),
+            commit=option(config, "coldstart_commit"), machine=option(config, "coldstart_machine"),
+            compare_to=option(config, "coldstart_compare_to"))
         self._registry: Registry | None = None
         self._budgets: Budgets | None = None
         self._runner: ColdStartRunner | None = None
@@ -164,8 +69,7 @@ class ColdstartState:
     @property
     def budgets(self) -> Budgets:
         if self._budgets is None:
-            self._budgets = load_budgets(self.budgets_path, known_models=set(self.registry.models),
-                                         known_optimizations=set(self.registry.optimizations))
+            self._budgets = load_budgets(self.budgets_path, registry=self.registry)
         return self._budgets
 
     @property
@@ -225,7 +129,8 @@ def _stop_servers_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def _state(config: pytest.Config) -> ColdstartState:
+def state_of(config: pytest.Config) -> ColdstartState:
+    """The session's coldstart state (options, registry, runner, results)."""
     return config.stash[STATE_KEY]
 
 
@@ -247,11 +152,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "coldstart_case" not in metafunc.fixturenames:
         return
-    state = _state(metafunc.config)
+    state = state_of(metafunc.config)
     marker = metafunc.definition.get_closest_marker("coldstart")
     try:
         pinned = marker.kwargs.get("launcher") if marker else None
-        wanted = _names(pinned if isinstance(pinned, str) else ",".join(pinned)) if pinned else None
+        wanted = names(pinned if isinstance(pinned, str) else ",".join(pinned)) if pinned else None
         cases = state.cases(wanted)
     except argparse.ArgumentTypeError as exc:
         state.errors.append(f"{metafunc.definition.nodeid}: @pytest.mark.coldstart(launcher=...): {exc}")
@@ -269,7 +174,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    state = _state(session.config)
+    state = state_of(session.config)
     if state.errors:
         raise pytest.UsageError(*sorted(set(state.errors)))
     if any("coldstart" in getattr(i, "fixturenames", ()) for i in session.items):
@@ -284,7 +189,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_report_header(config: pytest.Config) -> str | None:
     if config.getoption("coldstart_model") is None:
         return None
-    s = _state(config)
+    s = state_of(config)
     return (f"coldstart: models={','.join(s.models)} optimizations={','.join(s.optimizations) or 'per model'} "
             f"launchers={','.join(s.launchers)} repeat={s.repeat} results={s.settings.results_dir}")
 
@@ -350,17 +255,15 @@ def coldstart(request: pytest.FixtureRequest, coldstart_case: Case) -> Coldstart
     test with a table if a phase is over budget. ``with coldstart.launch() as
     live:`` gives the ready server (``live.base_url``) for extra requests.
     """
-    return ColdstartHandle(_state(request.config), coldstart_case, request.node)
+    return ColdstartHandle(state_of(request.config), coldstart_case, request.node)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    state = _state(terminalreporter.config)
+    state = state_of(terminalreporter.config)
     if not state.results:
         return
     terminalreporter.write_sep("=", "coldstart summary")
-    groups: dict[tuple[str, str, str], list[RunResult]] = {}
-    for result in state.results:
-        groups.setdefault(result.key, []).append(result)
+    groups = group_by_case(state.results)
     try:
         budgets = state.budgets
     except ColdstartError:

@@ -49,12 +49,7 @@ class HistoryPlugin:
         s = self.settings
         try:
             if s.asv_dir is not None:
-                from pytest_coldstart.history import asv_store as asv_export
-                from pytest_coldstart.history import commits
-
-                asv_export._asv()
-                commits.resolve(s.repo_dir, s.commit)
-                s.asv_dir.mkdir(parents=True, exist_ok=True)
+                gate.check_record_target(s)
             if s.compare_to:
                 self.base = gate.load_session_base(s)
         except (ColdstartError, OSError) as exc:

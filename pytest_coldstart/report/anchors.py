@@ -11,7 +11,6 @@ Reads ``benchmarks/h100_anchors.toml`` (values copied, with citations, from
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,16 +173,3 @@ def render(anchors: Anchors) -> str:
             + floors_markdown(anchors)
             + "\nPublished load times on p5.48xlarge (8 x H100) against those floors:\n\n"
             + paper_markdown(anchors))
-
-
-def _anchors_command(args: argparse.Namespace) -> int:
-    print(render(load_anchors(Path(args.data))), end="")
-    return 0
-
-
-def add_commands(subparsers: Any) -> None:
-    p = subparsers.add_parser("anchors", help="published H100 load times against physical floors (markdown)",
-                              description="Print the README's load-efficiency tables, computed from the "
-                                          "published numbers in the anchors file.")
-    p.add_argument("--data", default=str(DEFAULT_ANCHORS), help=f"anchors file (default: {DEFAULT_ANCHORS})")
-    p.set_defaults(func=_anchors_command)

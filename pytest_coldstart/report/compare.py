@@ -19,7 +19,8 @@ from rich.table import Table
 
 from pytest_coldstart.history.compare import (CASE_ROW, IMPROVED, MISSING, NOT_COMPARABLE, REGRESSED, UNCHANGED, Comparison,
                                       Row)
-from pytest_coldstart.history.samples import CaseKey
+from pytest_coldstart.model.case import CaseKey
+from pytest_coldstart.model.files import atomic_write_text
 
 MARKER = "<!-- pytest-coldstart compare -->"
 _BADGE = {REGRESSED: "🔴 **regressed**", MISSING: "🔴 **missing**", IMPROVED: "🟢 improved",
@@ -166,7 +167,4 @@ def append_step_summary(markdown: str, environ: Mapping[str, str] | None = None)
 
 def write_markdown(path: Path, markdown: str) -> None:
     """Write the PR comment atomically (a workflow may read it while a retry writes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(markdown, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, markdown)

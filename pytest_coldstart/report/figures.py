@@ -6,16 +6,16 @@ drawn, so tests (and the HTML report's tables) check the data, not pixels.
 
 from __future__ import annotations
 
-import os
 import statistics
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.model.efficiency import format_gbps, median_efficiency
+from pytest_coldstart.model.efficiency import format_gbps
+from pytest_coldstart.report.efficiency import median_efficiency
 from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.files import atomic_path
 from pytest_coldstart.model.result import RunResult
 from pytest_coldstart.logs.timeline import PHASE_NAMES, SOURCE_LOG
 
@@ -85,16 +85,11 @@ def phase_colour(name: str, order: Sequence[str] = PHASE_NAMES) -> str:
 def _save(fig: Any, path: Path) -> Path:
     """Write the PNG atomically (temp file + rename), then free the figure."""
     plt = _pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a figure is for sharing
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:  # a figure is for sharing: 0644, whole or not at all
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 
@@ -115,7 +110,7 @@ def unaccounted_gaps(result: RunResult) -> list[tuple[float, float]]:
 
 def run_title(result: RunResult) -> str:
     title = f"{result.model} / {result.optimization} / {result.launcher} r{result.repeat_index}"
-    if result.exit_status != "ok":
+    if not result.ok:
         return f"{title}: FAILED ({result.exit_status}), last phase {result.last_phase or 'none'}"
     ready = "ready not observed" if result.total_ready_s is None else f"ready in {result.total_ready_s:.1f} s"
     return f"{title}: {ready}, cache {result.cache_state}"
@@ -205,7 +200,7 @@ def end_s(result: RunResult) -> float | None:
 
 def median_run(runs: Sequence[RunResult]) -> RunResult | None:
     """The successful run with the median (low) end: its phases add up to its total, unlike medians of phases."""
-    ok = [r for r in runs if r.exit_status == "ok" and end_s(r) is not None]
+    ok = [r for r in runs if r.ok and end_s(r) is not None]
     if not ok:
         return None
     target = statistics.median_low(end_s(r) for r in ok)  # type: ignore[type-var]
@@ -226,7 +221,7 @@ def comparison(results: Sequence[RunResult], path: Path) -> FigureInfo:
     ends: dict[str, str] = {}
     for row, runs in groups.items():
         chosen = median_run(runs)
-        ok = sum(r.exit_status == "ok" for r in runs)
+        ok = sum(r.ok for r in runs)
         if chosen is None:
             notes.append(f"{row}: no successful run ({len(runs)} run(s))")
             continue

@@ -7,22 +7,22 @@ as base64, so the page alone is the artifact a CI job uploads.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import os
 import re
 import statistics
-import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.model.efficiency import efficiency_markdown, format_bytes, format_gbps, median_efficiency
+from pytest_coldstart.model.efficiency import format_bytes, format_gbps
+from pytest_coldstart.report.efficiency import median_efficiency
+from pytest_coldstart.model.case import ExitStatus, group_by_case
 from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.files import atomic_write_text
 from pytest_coldstart.report.figures import phase_order
 from pytest_coldstart.model.redact import MASK, Redactor, is_secret_name
 from pytest_coldstart.model.result import RunResult, load_results
@@ -85,7 +85,7 @@ def _run_section(result: RunResult, figure: Any) -> str:
     cache = result.reported.get("compile_cache_detail")
     if cache:
         parts.append(f"<p>torch.compile cache: {_e(cache)}</p>")
-    if result.exit_status != "ok" and result.error:
+    if not result.ok and result.error:
         parts.append(f'<pre class="fail">{_e(result.error[:4000])}</pre>')
     table = _table(("phase", "start s", "end s", "duration s", "vLLM reported s", "source"), rows, (1, 2, 3, 4))
     parts.append(f"<details><summary>phase table</summary>{table}"
@@ -103,7 +103,7 @@ def _model_table(runs: Sequence[RunResult]) -> str:
     for name in [*phases, "unaccounted", "total_ready_s", "ttft_s"]:
         row: list[object] = [name]
         for group in groups.values():
-            ok = [r for r in group if r.exit_status == "ok"]
+            ok = [r for r in group if r.exit_status == ExitStatus.OK]
             if name in phases:
                 values = [r.phase_durations().get(name) for r in ok]
             else:
@@ -111,14 +111,12 @@ def _model_table(runs: Sequence[RunResult]) -> str:
             seen = [v for v in values if v is not None]
             row.append(f"{statistics.median(seen):.2f}" if seen else "not observed")
         rows.append(row)
-    rows.append(["runs ok / total", *[f"{sum(r.exit_status == 'ok' for r in g)}/{len(g)}" for g in groups.values()]])
+    rows.append(["runs ok / total", *[f"{sum(r.exit_status == ExitStatus.OK for r in g)}/{len(g)}" for g in groups.values()]])
     return _table(headers, rows, tuple(range(1, len(headers))))
 
 
 def _efficiency_table(results: Sequence[RunResult]) -> str:
-    groups: dict[tuple[str, str, str], list[RunResult]] = {}
-    for r in results:
-        groups.setdefault(r.key, []).append(r)
+    groups = group_by_case(results)
     rows = []
     for (model, opt, launcher), runs in groups.items():
         eff = median_efficiency(runs)
@@ -176,7 +174,7 @@ def build_report(results_dir: Path, out: Path, *, png_dir: Path | None = None,
     body.append(eff + _efficiency_table(results) + "</section>")
     for model, runs in by_model.items():
         parts = [f"<section><h2>{_e(model)}</h2>"]
-        if any(r.exit_status == "ok" for r in runs):
+        if any(r.exit_status == ExitStatus.OK for r in runs):
             cmp_fig = figures.comparison(runs, png_dir / f"{_slug(model)}_comparison.png")
             drawn.append(cmp_fig)
             parts += [_img(cmp_fig.path, cmp_fig.title), f"<p class=muted>{_e('; '.join(cmp_fig.notes))}</p>"]
@@ -200,38 +198,5 @@ def build_report(results_dir: Path, out: Path, *, png_dir: Path | None = None,
     page = Redactor.from_env(os.environ).redact(page)
     page = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}={MASK}" if is_secret_name(m.group(1)) else m.group(0),
                                   page)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.chmod(tmp, 0o644)  # an artifact to share, not a secret (mkstemp makes 0600)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write_text(out, page)  # an artifact to share, written whole or not at all
     return ReportInfo(out, tuple(drawn), len(results))
-
-
-def _report_command(args: argparse.Namespace) -> int:
-    info = build_report(Path(args.results), Path(args.out), png_dir=Path(args.png_dir) if args.png_dir else None,
-                        anchors_path=Path(args.anchors) if args.anchors else None)
-    pngs = sorted({str(f.path.parent) for f in info.figures})
-    print(f"wrote {info.path} ({info.runs} runs, {len(info.figures)} figures; PNGs in {', '.join(pngs)})")
-    if args.markdown:
-        Path(args.markdown).write_text(efficiency_markdown(load_results(Path(args.results))), encoding="utf-8")
-        print(f"wrote {args.markdown}", file=sys.stderr)
-    return 0
-
-
-def add_commands(subparsers: Any) -> None:
-    p = subparsers.add_parser("report", help="HTML report: waterfalls, comparisons, load efficiency",
-                              description="Render results/runs/*.json into one self-contained HTML page "
-                                          "(figures embedded) plus the PNGs beside it.")
-    p.add_argument("results", nargs="?", default="results", metavar="RESULTS_DIR", help="default: results")
-    p.add_argument("--out", default="report.html", help="HTML file to write (default: report.html)")
-    p.add_argument("--png-dir", default=None, help="where the PNGs go (default: <out stem>-figures/ beside --out)")
-    p.add_argument("--anchors", default=None, help="published-numbers file for the on-paper section "
-                   "(default: benchmarks/h100_anchors.toml when it exists)")
-    p.add_argument("--markdown", default=None, metavar="FILE", help="also write the load-efficiency markdown "
-                   "table (for a PR comment) to FILE")
-    p.set_defaults(func=_report_command)

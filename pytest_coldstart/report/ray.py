@@ -2,45 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.logs.ray import looks_like_ray_log, ray_timeline_from_log
-
-
-def add_commands(subparsers: Any) -> None:
-    """``coldstart ray-timeline LOG``: Ray phases of a saved Ray Serve LLM log."""
-    p = subparsers.add_parser(
-        "ray-timeline", help="split a saved Ray Serve LLM log into scale-from-zero phases",
-        description="Parse a Ray Serve LLM driver log (saved by --launcher ray-serve, or a console capture "
-                    "with (ServeReplica:...) prefixes) into Ray phases (scheduling, replica init) and the vLLM "
-                    "engine phases inside the replica. Times come from the log's own timestamps.")
-    p.add_argument("logfile", metavar="LOGFILE")
-    p.add_argument("--json", action="store_true", help="print JSON: phases list and reported object")
-    p.set_defaults(func=_ray_timeline_command)
-
-
-def _ray_timeline_command(args: argparse.Namespace) -> int:
-    from pytest_coldstart.cli import print_timeline, read_log
-
-    path = Path(args.logfile)
-    text = read_log(path, "ray-timeline")
-    if text is None:
-        return 2
-    if not looks_like_ray_log(text):
-        print(f"coldstart ray-timeline: {path} has no Ray Serve lines ((ServeReplica:...) prefixes or "
-              "[coldstart-ray] events); for a plain vLLM log use `coldstart timeline`", file=sys.stderr)
-        return 2
-    timeline = ray_timeline_from_log(text)
-    print_timeline(timeline, path, args.json, f"{path.name} (Ray Serve LLM; t = 0 at the first request "
-                                              "when the log says when it was sent)")
-    if not args.json and timeline.total_ready_s is None:
-        print("total (request sent -> first token): not observed; only logs saved by --launcher ray-serve "
-              "record when the first request was sent")
-    return 0
 
 
 def ray_notes(results: Sequence[Any]) -> list[str]:

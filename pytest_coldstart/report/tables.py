@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pytest_coldstart.model.budgets import OVER, BudgetCheck, Budgets, check_budgets
-from pytest_coldstart.model.efficiency import efficiency_line
+from pytest_coldstart.report.efficiency import efficiency_line
 from pytest_coldstart.report.ray import ray_notes
 from pytest_coldstart.model.result import RunResult
 from pytest_coldstart.logs.timeline import PHASE_NAMES, Timeline
@@ -41,7 +41,7 @@ def _median(values: Sequence[float | None]) -> tuple[float | None, str]:
 
 def render_summary(results: Sequence[RunResult], budgets: Budgets | None = None) -> str:
     """One phase table for the runs of one (model, optimization, launcher): medians over repeats."""
-    ok = [r for r in results if r.exit_status == "ok"]
+    ok = [r for r in results if r.ok]
     first = results[0]
     title = (f"{first.model} / {first.optimization} / {first.launcher}: "
              f"{len(ok)} of {len(results)} run(s) ok, cache {first.cache_state}")

@@ -13,7 +13,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from pytest_coldstart.model.efficiency import FLOOR_PROBE, efficiency_markdown  # noqa: E402
+from pytest_coldstart.model.efficiency import FLOOR_PROBE  # noqa: E402
+from pytest_coldstart.report.efficiency import efficiency_markdown  # noqa: E402
 from pytest_coldstart.report.html import build_report  # noqa: E402
 from pytest_coldstart.model.result import load_results  # noqa: E402
 

@@ -23,11 +23,11 @@ NO_BUDGETS = "--coldstart-budgets=/nonexistent/budgets.toml"
 INJECT = """
 import json
 from pathlib import Path
-from pytest_coldstart.plugin import _state
+from pytest_coldstart.plugin import state_of
 from pytest_coldstart.model.result import RunResult
 
 def test_cold(coldstart, request):
-    state = _state(request.config)
+    state = state_of(request.config)
     for path in sorted(Path({runs!r}).glob("*.json")):
         data = json.loads(path.read_text())
         data["started_at"] += {tag!r}

@@ -42,8 +42,9 @@ def test_key_carries_versions_model_and_args() -> None:
                         assets_dir="/w/assets", vllm="0.32.0", torch="2.13.0+cpu", launcher="ray-serve")
     assert other.digest != key.digest
     assert _key() == key
+    assert _key(vllm="").digest != key.digest  # a local cache can be keyed without them ...
     with pytest.raises(ConfigError, match="vLLM and torch versions"):
-        _key(vllm="")
+        cc.require_versions(_key(vllm=""))  # ... an S3 one, whose series names them, cannot
 
 
 def test_store_choice_is_explicit(monkeypatch: pytest.MonkeyPatch, s3_env) -> None:

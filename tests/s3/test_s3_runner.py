@@ -11,7 +11,8 @@ pytest.importorskip("boto3", reason="the s3 extra is not installed: pip install 
 
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.registry import load_registry
-from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
+from pytest_coldstart.measure.runner import ColdStartRunner, Settings
+from pytest_coldstart.model.case import Case
 from tests.conftest import REPO
 
 
@@ -29,28 +30,27 @@ def runner(bucket: str, tmp_path: Path) -> ColdStartRunner:
 
 
 def test_runai_streamer_start_gets_the_s3_uri_and_its_env(runner: ColdStartRunner) -> None:
-    first = runner._prepare(Case("tiny-llama", "runai_streamer"))
+    first = runner.plan(Case("tiny-llama", "runai_streamer"))
     assert first.model_ref == f"s3://{runner.registry.models['tiny-llama'].compile_cache_uri[5:-3]}/tiny-llama"
     assert first.engine_args[-2:] == ("--load-format", "runai_streamer")
     assert first.env["RUNAI_STREAMER_LOG_TO_STDERR"] == "1" and first.env["HF_HUB_OFFLINE"] == "1"
-    assert first.cache["weights_source"]["action"] == "uploaded"
-    assert first.cache["weights_source"]["kind"] == "model" and first.cache["weights_source"]["files"] == 6
-    assert first.hygiene.mode == "cold" and first.hygiene.local_model_dir is None
-    runner.source_reports.clear()
-    again = runner._prepare(Case("tiny-llama", "runai_streamer"))
-    assert again.cache["weights_source"]["action"] == "verified"
+    assert first.cache.record["weights_source"]["action"] == "uploaded"
+    assert first.cache.record["weights_source"]["kind"] == "model" and first.cache.record["weights_source"]["files"] == 6
+    assert first.cache.hygiene.mode == "cold" and first.cache.hygiene.local_model_dir is None
+    again = runner.plan(Case("tiny-llama", "runai_streamer"))
+    assert again.cache.record["weights_source"]["action"] == "verified"
     assert again.env["VLLM_ASSETS_CACHE"] == first.env["VLLM_ASSETS_CACHE"]  # stable: vLLM hashes it
     assert again.env["VLLM_CACHE_ROOT"] != first.env["VLLM_CACHE_ROOT"]  # cold: fresh each time
 
 
 def test_compile_cache_start_is_keyed_on_s3(runner: ColdStartRunner, monkeypatch: pytest.MonkeyPatch) -> None:
-    prepared = runner._prepare(Case("tiny-llama", "compile_cache"))
-    assert prepared.cache["store"] == "s3" and prepared.cache["uri"].endswith("/cc")
-    assert prepared.cache["key"]["vllm"] == runner.environment["vllm"]
-    assert Path(prepared.env["VLLM_CACHE_ROOT"]).parent == prepared.cleanup  # filled by the fetch, per run
+    prepared = runner.plan(Case("tiny-llama", "compile_cache"))
+    assert prepared.cache.record["store"] == "s3" and prepared.cache.record["uri"].endswith("/cc")
+    assert prepared.cache.record["key"]["vllm"] == runner.environment["vllm"]
+    assert Path(prepared.env["VLLM_CACHE_ROOT"]).parent == prepared.run_root  # filled by the fetch, per run
     monkeypatch.setenv("COLDSTART_COMPILE_CACHE", "local")
-    local = runner._prepare(Case("tiny-llama", "compile_cache"))
-    assert local.cache["store"] == "local" and "key" not in local.cache
+    local = runner.plan(Case("tiny-llama", "compile_cache"))
+    assert local.cache.record["store"] == "local" and "key" not in local.cache.record
     assert "/cache/compile/" in local.env["VLLM_CACHE_ROOT"]
 
 
@@ -59,4 +59,4 @@ def test_s3_source_needs_a_runai_load_format(runner: ColdStartRunner) -> None:
     broken = dataclasses.replace(model, sources=(("baseline", model.compile_cache_uri + "/tiny-llama"),))
     runner.registry.models["tiny-llama"] = broken
     with pytest.raises(ConfigError, match="only --load-format runai_streamer or runai_streamer_sharded"):
-        runner._prepare(Case("tiny-llama", "baseline"))
+        runner.plan(Case("tiny-llama", "baseline"))

@@ -229,7 +229,7 @@ def test_asv_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(builtins, "__import__", no_asv)
     with pytest.raises(ConfigError, match=r"pytest-coldstart\[asv\]"):
-        asv_export._asv()
+        asv_export.require_asv()
 
 
 def test_cli_compares_two_recorded_commits(repo: Path, runs: list[RunResult], tmp_path: Path,

@@ -15,8 +15,8 @@ import pytest
 
 from pytest_coldstart.model.clock import FakeClock
 from pytest_coldstart.model.efficiency import (BASIS_STREAM, FLOOR_CONFIGURED, FLOOR_PROBE, FloorBandwidth,
-                                         LoadEfficiency, assess, efficiency_line, efficiency_markdown, load_time,
-                                         median_efficiency)
+                                               LoadEfficiency, assess, load_time)
+from pytest_coldstart.report.efficiency import efficiency_line, efficiency_markdown, median_efficiency
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.measure.floors import FloorResolver, configured_floor, probe_local_disk, probe_s3
 from pytest_coldstart.model.registry import ModelSpec, load_registry

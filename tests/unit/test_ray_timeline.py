@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart.model.budgets import check_budgets, load_budgets
+from pytest_coldstart.measure.config import load_budgets
+from pytest_coldstart.model.budgets import check_budgets
 from pytest_coldstart.cli import main as cli_main
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.launch.base import LaunchSpec

@@ -8,6 +8,7 @@ from safetensors import safe_open
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.redact import Redactor, redact_env
 from pytest_coldstart.model.registry import load_registry
+from pytest_coldstart.model.case import Case
 from pytest_coldstart.measure.runner import ColdStartRunner, Settings
 from pytest_coldstart.optimize.tinymodel import checkpoint_digest, is_tiny_model, make_tiny_model
 from tests.conftest import REPO
@@ -50,7 +51,8 @@ def test_missing_local_model_directory_is_a_clear_error(tmp_path):
                                                       'served_name = "m"\n'))
     runner = ColdStartRunner(Settings(tmp_path, tmp_path / "r", tmp_path / "w", tmp_path), registry)
     with pytest.raises(ConfigError, match="model directory missing for m: .*gone has no config.json"):
-        runner.resolve_model(registry.model("m"), "baseline")
+        runner.plan(Case("m", "baseline"))
+    assert not any((tmp_path / "w" / "cache" / "run").iterdir()), "a failed plan left its run directory behind"
 
 
 def test_tiny_model_is_deterministic_and_vllm_cpu_shaped(tmp_path):

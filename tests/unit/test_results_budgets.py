@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart.model.budgets import OVER, UNBUDGETED, check_budgets, load_budgets
+from pytest_coldstart.measure.config import load_budgets
+from pytest_coldstart.model.budgets import OVER, UNBUDGETED, check_budgets
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.report.tables import render_breaches, render_summary
 from pytest_coldstart.model.result import SCHEMA_VERSION, RunResult, load_result, load_results, write_result

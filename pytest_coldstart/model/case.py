@@ -1,0 +1,98 @@
+"""What a cold start is of, and the small closed vocabularies around it.
+
+One ``CaseKey`` identifies a case everywhere (runner, results, samples, asv,
+reports); ``Case`` adds which repeat it is. ``ExitStatus`` and ``CachePolicy``
+are ``str`` enums so they read and write as the same JSON strings as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol, TypeVar
+
+
+class StrEnum(str, Enum):
+    """``enum.StrEnum`` for Python 3.10: prints and formats as its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class ExitStatus(StrEnum):
+    """How one start ended (``RunResult.exit_status``)."""
+
+    OK = "ok"
+    SERVER_EXITED = "server_exited"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+class CachePolicy(StrEnum):
+    """Which caches a measured start finds (``cache =`` in optimizations.toml).
+
+    * ``cold``: every cache fresh and empty, the model's pages evicted;
+    * ``compile``: as cold, but the torch.compile cache pre-populated;
+    * ``warm``: nothing cleared (an upper bound).
+    """
+
+    COLD = "cold"
+    COMPILE = "compile"
+    WARM = "warm"
+
+
+@dataclass(frozen=True, order=True)
+class CaseKey:
+    """One benchmark case: a model started under one optimization by one launcher."""
+
+    model: str
+    optimization: str
+    launcher: str = "vllm"
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} / {self.optimization} / {self.launcher}"
+
+    def astuple(self) -> tuple[str, str, str]:
+        return (self.model, self.optimization, self.launcher)
+
+    def __iter__(self) -> Iterator[str]:  # unpacks like the (model, optimization, launcher) it is
+        return iter(self.astuple())
+
+
+@dataclass(frozen=True)
+class Case:
+    """One cold start to measure: a case and which repeat of it."""
+
+    model: str
+    optimization: str
+    launcher: str = "vllm"
+    repeat_index: int = 0
+
+    @property
+    def key(self) -> CaseKey:
+        return CaseKey(self.model, self.optimization, self.launcher)
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}-{self.optimization}-{self.launcher}-r{self.repeat_index}"
+
+
+class _HasKey(Protocol):
+    @property
+    def key(self) -> CaseKey: ...
+
+
+T = TypeVar("T", bound=_HasKey)
+
+
+def group_by_case(items: Iterable[T]) -> dict[CaseKey, list[T]]:
+    """Items (results, cases) by their ``CaseKey``, in order of first appearance."""
+    groups: dict[CaseKey, list[T]] = {}
+    for item in items:
+        groups.setdefault(item.key, []).append(item)
+    return groups

@@ -1,0 +1,45 @@
+"""One startup phase as a value: where it starts and ends, and how we know."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_coldstart.model.case import StrEnum
+
+
+class PhaseSource(StrEnum):
+    """How a phase's times were obtained."""
+
+    ARRIVAL = "arrival"  # stamped on arrival by the harness's monotonic clock
+    LOG = "log_timestamp"  # the log's own 1 s timestamps (offline parsing)
+    HARNESS = "harness"  # observed by the harness itself (spawn, /health)
+    NOT_OBSERVED = "not_observed"
+
+
+SOURCE_ARRIVAL, SOURCE_LOG, SOURCE_HARNESS, SOURCE_NOT_OBSERVED = (
+    PhaseSource.ARRIVAL, PhaseSource.LOG, PhaseSource.HARNESS, PhaseSource.NOT_OBSERVED)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One startup phase; ``duration_s is None`` means it was not observed."""
+
+    name: str
+    start_s: float | None
+    end_s: float | None
+    duration_s: float | None
+    source: str
+    reported_s: float | None = None
+
+    @property
+    def observed(self) -> bool:
+        return self.duration_s is not None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "start_s": self.start_s, "end_s": self.end_s,
+                "duration_s": self.duration_s, "source": str(self.source), "reported_s": self.reported_s}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Phase:
+        return cls(data["name"], data["start_s"], data["end_s"], data["duration_s"],  # type: ignore[arg-type]
+                   data["source"], data.get("reported_s"))  # type: ignore[arg-type]

@@ -1,0 +1,138 @@
+"""The plugin's options: one table, each with an ini key of the same name.
+
+Core and history options are listed here; each launcher adds its own
+(``Launcher.options``), so a new launcher's settings appear without an edit
+here. Every option is also an ini key (``coldstart_*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from pytest_coldstart.launch.registry import KNOWN_LAUNCHERS, all_options
+from pytest_coldstart.model.errors import ColdstartError
+
+DEFAULT_MODEL = "tiny-llama"
+
+
+def names(value: str) -> tuple[str, ...]:
+    found = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not found:
+        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. Expected comma-separated names, "
+                                         "e.g. tiny-llama,llama-3-8b")
+    return found
+
+
+def _positive(kind: Callable[[str], Any], example: str) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            number = None
+        if number is None or number <= 0:
+            raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. Expected a number > 0, e.g. {example}")
+        return number
+    return parse
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. Expected a port 1-65535, or 0 for a free one")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One pytest option and its ini key (``dest``)."""
+
+    flag: str
+    dest: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+    #: For a launcher's option: the key it has in ``LaunchSpec.launcher_options``.
+    launcher_key: str | None = None
+
+
+def _launcher_parse(parse: Callable[[str], str]) -> Callable[[str], str]:
+    def wrapped(value: str) -> str:
+        try:
+            return parse(value)
+        except (ColdstartError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. {exc}") from None
+    return wrapped
+
+
+CORE_OPTIONS: tuple[Option, ...] = (
+    Option("--model", "coldstart_model", names, DEFAULT_MODEL,
+           "Comma-separated models to start cold, from models.toml in the registry dir. Default: %(default)s"),
+    Option("--optimization", "coldstart_optimization", names, "",
+           "Comma-separated optimizations (baseline, compile_cache, enforce_eager, ...). "
+           "Default: the ones each model lists in models.toml"),
+    Option("--launcher", "coldstart_launcher", names, "vllm",
+           f"Comma-separated server launchers ({', '.join(KNOWN_LAUNCHERS)}). Default: %(default)s"),
+    Option("--coldstart-repeat", "coldstart_repeat", _positive(int, "3"), "1",
+           "Cold starts per model x optimization; the summary shows medians. Default: %(default)s"),
+    Option("--coldstart-results", "coldstart_results", str, "results",
+           "Directory for results: runs/*.json (one per start) and logs/*.log. Default: %(default)s"),
+    Option("--coldstart-budgets", "coldstart_budgets", str, "benchmarks/budgets.toml",
+           "TOML file of per-phase budgets in seconds; a breach fails the test. Default: %(default)s"),
+    Option("--coldstart-timeout", "coldstart_timeout", _positive(float, "900"), "900",
+           "Seconds to wait for GET /health before failing with the last phase reached. Default: %(default)s"),
+    Option("--coldstart-registry", "coldstart_registry", str, "benchmarks",
+           "Directory holding models.toml and optimizations.toml. Default: %(default)s"),
+    Option("--coldstart-workdir", "coldstart_workdir", str, ".coldstart",
+           "Scratch directory: generated models, compile caches, per-run cold caches. Default: %(default)s"),
+    Option("--coldstart-port", "coldstart_port", _port, "0",
+           "Port for the server; 0 picks a free one per start. Default: %(default)s"),
+    # History and PR gate (history/gate.py, plugin/history.py).
+    Option("--coldstart-asv", "coldstart_asv", str, "",
+           "At session end, also record the runs into this asv results directory (e.g. results). Default: off"),
+    Option("--coldstart-commit", "coldstart_commit", str, "HEAD",
+           "Commit (ref or hash) the asv results are recorded against. Default: %(default)s"),
+    Option("--coldstart-machine", "coldstart_machine", str, "",
+           "asv machine name; give identical hosts one name. Default: derived from the GPU or CPU model"),
+    Option("--coldstart-compare-to", "coldstart_compare_to", str, "",
+           "Compare this session's starts with REF (a results directory, or a commit recorded in asv) using "
+           "benchmarks/compare.toml; a regression fails the session (exit 1). Default: off"),
+)
+
+
+def all_plugin_options() -> tuple[Option, ...]:
+    """The core options, then every registered launcher's own."""
+    launcher = tuple(Option(o.flag, o.ini, _launcher_parse(o.parse), o.default, o.help, o.key) for o in all_options())
+    return CORE_OPTIONS + launcher
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("coldstart", "cold-start benchmarking of LLM servers (pytest-coldstart)")
+    for o in all_plugin_options():
+        group.addoption(o.flag, dest=o.dest, metavar=o.dest.removeprefix("coldstart_").upper(), type=o.parse,
+                        default=None, help=o.help.replace("%(default)s", repr(o.default) if o.default else "-")
+                        + f" (ini: {o.dest})")
+        parser.addini(o.dest, o.help.replace("%(default)s", repr(o.default)), default=o.default)
+
+
+def option(config: pytest.Config, dest: str) -> Any:
+    """The option's value: command line, else ini, else default; parsed and checked."""
+    value = config.getoption(dest)
+    if value is not None:
+        return value
+    parse = next(o.parse for o in all_plugin_options() if o.dest == dest)
+    raw = str(config.getini(dest))
+    if dest == "coldstart_optimization" and not raw:
+        return ()
+    try:
+        return parse(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"ini option {dest}: {exc}") from None
+
+
+def launcher_options(config: pytest.Config) -> tuple[tuple[str, str], ...]:
+    """Every launcher option as (key, value), for ``Settings.launcher_options``."""
+    return tuple((o.launcher_key, option(config, o.dest)) for o in all_plugin_options() if o.launcher_key)
