@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -89,13 +90,10 @@ def fetch_vendor(vendor_dir: Path, *, timeout_s: float = 300) -> Path:
                     member = tar.extractfile(f"package/{asset.member}")
                     if member is None:
                         raise ConfigError(f"{spec} has no {asset.member}")
-                    target = vendor_dir / asset.name
-                    tmp_target = target.with_suffix(target.suffix + ".tmp")
-                    tmp_target.write_bytes(member.read())
-                    if asset.sri and _sri(tmp_target) != asset.sri:
-                        tmp_target.unlink()
-                        raise ConfigError(f"{spec} {asset.member} does not match asv's integrity hash {asset.sri}")
-                    tmp_target.replace(target)
+                    with atomic_path(vendor_dir / asset.name) as tmp_target:
+                        tmp_target.write_bytes(member.read())
+                        if asset.sri and _sri(tmp_target) != asset.sri:
+                            raise ConfigError(f"{spec} {asset.member} does not match asv's integrity hash {asset.sri}")
     return vendor_dir
 
 

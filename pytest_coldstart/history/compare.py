@@ -24,19 +24,15 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_coldstart.model.budgets import Budgets
 from pytest_coldstart.model.errors import ConfigError
-from pytest_coldstart.history.samples import MACHINE_KEYS, METRICS, CaseKey, CaseSamples, SampleSet
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from pytest_coldstart.model.files import load_toml
+from pytest_coldstart.history.samples import MACHINE_KEYS, METRICS, CaseSamples, SampleSet
+from pytest_coldstart.model.case import CaseKey
 
 REGRESSED, IMPROVED, UNCHANGED, NOT_COMPARABLE, MISSING = (
     "regressed", "improved", "unchanged", "not comparable", "missing")
@@ -115,10 +111,7 @@ def load_config(path: Path | None) -> CompareConfig:
     """
     if path is None or not path.exists():
         return CompareConfig()
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable compare config: {exc}") from None
+    raw = load_toml(path, "compare config")
     unknown = set(raw) - {"alpha", "min_samples", "default", "metrics"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: alpha, min_samples, default, metrics")
@@ -262,7 +255,8 @@ class Comparison:
 
 
 def _budget(budgets: Budgets | None, case: CaseKey, metric: str) -> float | None:
-    return budgets.for_case(case.model, case.optimization).get(metric) if budgets else None
+    # With the launcher: a ray-serve TTFT is a whole scale-from-zero start, judged by its `@ray-serve` override.
+    return budgets.for_case(case.model, case.optimization, case.launcher).get(metric) if budgets else None
 
 
 def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budgets: Budgets | None,

@@ -19,7 +19,6 @@ import json
 import math
 import random
 import statistics
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +26,10 @@ from typing import Any
 
 from pytest_coldstart.history.compare import CompareConfig, compare
 from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.files import load_toml
 from pytest_coldstart.model.result import RunResult
-from pytest_coldstart.history.samples import METRICS, CaseKey, CaseSamples, SampleSet, machine_identity, run_metrics
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from pytest_coldstart.history.samples import METRICS, CaseSamples, SampleSet, machine_identity, run_metrics
+from pytest_coldstart.model.case import CaseKey
 
 Run = Mapping[str, float]
 KEY = CaseKey("study", "baseline", "vllm")
@@ -239,7 +235,7 @@ def slowed_registry(src: Path, dst: Path, *, probe: str = "slowdown_probe", targ
     That is what a PR that makes startup slower looks like to the gate: the
     same case name, a setting that costs time. models.toml is copied as is.
     """
-    raw = tomllib.loads((src / "optimizations.toml").read_text(encoding="utf-8"))
+    raw = load_toml(src / "optimizations.toml", "registry file")
     opts = raw.get("optimizations", {})
     if probe not in opts or target not in opts:
         raise ConfigError(f"{src / 'optimizations.toml'} needs [optimizations.{probe}] and [optimizations.{target}]")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -51,6 +52,24 @@ def atomic_path(target: Path, *, overwrite: bool = True, mode: int | None = 0o64
             os.link(tmp, target)  # fails instead of replacing if the name exists
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield an empty sibling directory; when the block succeeds it replaces *target*.
+
+    A crash or an exception leaves *target* as it was (and no half-built
+    directory that looks finished): generated models, shards, fetched caches.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(target: Path, text: str, *, overwrite: bool = True, mode: int | None = 0o644) -> Path:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 from pytest_coldstart.optimize import s3
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.files import atomic_dir
 
 ARCHIVE = "vllm-cache.tar.gz"
 META = "meta.json"
@@ -180,18 +180,12 @@ def fetch(client: Any, key: CacheKey, base: s3.S3Uri, dest: Path, *, clock: Cloc
     if (meta.get("vllm"), meta.get("torch"), meta.get("digest")) != (key.vllm, key.torch, key.digest):
         return FetchResult(False, f"stale: {META} says vllm {meta.get('vllm')} torch {meta.get('torch')} digest "
                            f"{meta.get('digest')}; not used", str(where))
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.fetch-"))
-    try:
-        archive = staging / ARCHIVE
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.fetch-") as download, \
+            atomic_dir(dest) as tree:
+        archive = Path(download) / ARCHIVE
         size = s3.download_file(client, where, ARCHIVE, archive, sha256=meta.get("archive_sha256"))
-        tree = staging / "tree"
         with tarfile.open(archive) as tar:
             tar.extractall(tree, filter="data")  # no absolute paths, links out, or devices
         (tree / COMPLETE).write_text(json.dumps({"fetched_from": str(where), **meta}, indent=2))
-        if dest.exists():
-            shutil.rmtree(dest)
-        tree.rename(dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return FetchResult(True, f"fetched {ARCHIVE} ({size} bytes) for {key.series}", str(where), size,
                        round(clock.monotonic_s() - started, 3))

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.errors import ColdstartError, ConfigError
+from pytest_coldstart.model.files import atomic_dir
 from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.model.redact import Redactor
 
@@ -67,9 +67,14 @@ def save_sharded(spec: ShardSpec, out_dir: Path, *, env: dict[str, str], log_pat
         raise ConfigError(f"cannot shard {model_dir}: no config.json (a local model directory is needed)")
     clock = clock or SystemClock()
     out_dir = out_dir.resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex[:8]}.partial"
-    staging.mkdir()
+    with atomic_dir(out_dir) as staging:
+        _save_into(spec, model_dir, staging, env=env, log_path=log_path, python=python, timeout_s=timeout_s,
+                   clock=clock)
+    return out_dir
+
+
+def _save_into(spec: ShardSpec, model_dir: Path, staging: Path, *, env: dict[str, str], log_path: Path, python: str,
+               timeout_s: float, clock: Clock) -> None:
     request = {"model": str(model_dir), "output": str(staging), "tensor_parallel_size": spec.tensor_parallel_size,
                "max_model_len": spec.max_model_len, "max_file_bytes": spec.max_file_bytes,
                "engine_args": list(spec.engine_args)}
@@ -95,13 +100,8 @@ def save_sharded(spec: ShardSpec, out_dir: Path, *, env: dict[str, str], log_pat
         (staging / SHARD_INFO).write_text(json.dumps({
             "source": str(model_dir), "tensor_parallel_size": spec.tensor_parallel_size,
             "files": [p.name for p in got]}, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
     finally:
         proc.stop()
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
 
 
 def _copy_metadata(model_dir: Path, output: Path) -> None:

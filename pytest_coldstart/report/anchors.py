@@ -11,18 +11,14 @@ Reads ``benchmarks/h100_anchors.toml`` (values copied, with citations, from
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.model.efficiency import GB
 from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.files import load_toml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 GiB = 2**30
 DEFAULT_ANCHORS = Path("benchmarks/h100_anchors.toml")
@@ -98,14 +94,9 @@ def _number(raw: dict[str, Any], key: str, where: str) -> float:
 
 def load_anchors(path: Path = DEFAULT_ANCHORS) -> Anchors:
     """Parse and cross-check the anchors file; every problem names the table and key."""
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"anchors file not found: {path}; pass --data PATH (the repo has "
-                          f"{DEFAULT_ANCHORS})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if not path.exists():
+        raise ConfigError(f"anchors file not found: {path}; pass --data PATH (the repo has {DEFAULT_ANCHORS})")
+    data = load_toml(path, "anchors file")
     models = {}
     for name, raw in data.get("models", {}).items():
         where = f"{path} [models.{name}]"
