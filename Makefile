@@ -14,7 +14,7 @@ TINY_MODEL := .coldstart/models/tiny-llama
 BENCH_ARGS ?= --model tiny-llama
 TEST_ARGS ?=
 
-.PHONY: install tiny-model bench test test-unit clean
+.PHONY: install tiny-model bench lint test test-unit clean
 
 install: $(VENV)/.installed
 
@@ -35,10 +35,16 @@ $(TINY_MODEL)/config.json: $(VENV)/.installed
 bench: install tiny-model
 	$(BIN)/pytest benchmarks -m coldstart $(BENCH_ARGS)
 
-test: install tiny-model
+# The layout's contract (pyproject.toml [tool.importlinter]: imports flow one way, pytest
+# only in the plugin) and ruff's style, before any test runs.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: install tiny-model lint
 	$(BIN)/pytest tests $(TEST_ARGS)
 
-test-unit: install
+test-unit: install lint
 	$(BIN)/pytest tests -m "not integration" $(TEST_ARGS)
 
 clean:

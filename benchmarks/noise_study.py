@@ -29,10 +29,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pytest_coldstart.history.compare import load_config  # noqa: E402
-from pytest_coldstart.history.noise import render_report, slowed_registry, study_report  # noqa: E402
-from pytest_coldstart.model.result import load_results  # noqa: E402
-from pytest_coldstart.history.sweep import run_logged  # noqa: E402
+from pytest_coldstart.history.compare import load_config
+from pytest_coldstart.history.noise import render_report, slowed_registry, study_report
+from pytest_coldstart.history.sweep import run_logged
+from pytest_coldstart.model.result import load_results
 
 
 def _others() -> int:

@@ -29,10 +29,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pytest_coldstart.launch.base import LaunchSpec, free_port  # noqa: E402
-from pytest_coldstart.launch.vllm import vllm_argv, vllm_env  # noqa: E402
-from pytest_coldstart.model.registry import load_registry  # noqa: E402
-from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings  # noqa: E402
+from pytest_coldstart.launch.base import LaunchSpec, free_port
+from pytest_coldstart.launch.vllm import vllm_argv, vllm_env
+from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
+from pytest_coldstart.model.registry import load_registry
 
 
 def bare_launch(runner: ColdStartRunner, case: Case, workdir: Path) -> float:
@@ -48,7 +48,7 @@ def bare_launch(runner: ColdStartRunner, case: Case, workdir: Path) -> float:
                       engine_args=model.engine_args + opt.engine_args, env=env, python=sys.executable)
     with (cache / "bare.log").open("wb") as log:
         start = time.monotonic()
-        proc = subprocess.Popen(vllm_argv(spec), env=vllm_env(spec), stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
+        proc = subprocess.Popen(vllm_argv(spec), env=vllm_env(spec), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
             with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as client:

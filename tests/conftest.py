@@ -49,10 +49,10 @@ class BenchRun:
     output: str
 
 
-def run_bench(results_dir: Path, *args: str, timeout_s: float = 1200) -> BenchRun:
-    """Run the benchmark suite in a subprocess, exactly as a user would."""
-    cmd = [sys.executable, "-m", "pytest", str(REPO / "benchmarks"), "-m", "coldstart", "-p", "no:cacheprovider",
-           f"--rootdir={REPO}", f"--coldstart-results={results_dir}", *args]
+def run_bench(results_dir: Path, *args: str, timeout_s: float = 1200, suite: Path | None = None) -> BenchRun:
+    """Run the benchmark suite (or another *suite* of cold-start tests) in a subprocess, as a user would."""
+    cmd = [sys.executable, "-m", "pytest", str(suite or REPO / "benchmarks"), "-m", "coldstart", "-p",
+           "no:cacheprovider", f"--rootdir={REPO}", f"--coldstart-results={results_dir}", *args]
     # Own session, and on timeout or interrupt a SIGTERM first: the plugin turns it
     # into an interrupt that stops the inner servers (their own sessions) before exit.
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.measure.runner import ColdStartRunner, Settings
 from pytest_coldstart.measure.environment import software_versions
+from pytest_coldstart.measure.runner import ColdStartRunner, Settings
 from pytest_coldstart.model.case import Case
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.registry import load_registry

@@ -80,7 +80,7 @@ def fetch_vendor(vendor_dir: Path, *, timeout_s: float = 300) -> Path:
     with tempfile.TemporaryDirectory(prefix="coldstart-npm-") as tmp:
         for spec in sorted({a.npm for a in todo}):
             try:
-                out = subprocess.run(["npm", "pack", spec, "--pack-destination", tmp, "--silent"],  # noqa: S603,S607
+                out = subprocess.run(["npm", "pack", spec, "--pack-destination", tmp, "--silent"],
                                      capture_output=True, text=True, timeout=timeout_s, check=True)
             except (subprocess.SubprocessError, OSError) as exc:
                 raise ConfigError(f"npm pack {spec} failed: {getattr(exc, 'stderr', '') or exc}") from None

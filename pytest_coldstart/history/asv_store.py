@@ -37,12 +37,20 @@ from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.history.commits import Commit
+from pytest_coldstart.history.samples import (
+    MACHINE_KEYS,
+    METRICS,
+    SERIES_VERSION,
+    CaseKey,
+    CaseSamples,
+    SampleSet,
+    cases_from_runs,
+    machine_identity,
+)
+from pytest_coldstart.logs.timeline import PHASE_RULES
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.model.files import atomic_path
 from pytest_coldstart.model.result import RunResult
-from pytest_coldstart.history.samples import (MACHINE_KEYS, METRICS, SERIES_VERSION, CaseKey, CaseSamples, SampleSet,
-                                      cases_from_runs, machine_identity)
-from pytest_coldstart.logs.timeline import PHASE_RULES
 
 PARAM_NAMES = ("model", "optimization", "launcher")
 ENV_NAME = "coldstart"

@@ -40,7 +40,7 @@ class Commit:
 def git(repo: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
     """Run ``git ARGS`` in *repo* and return its stdout; a ``ConfigError`` with git's message on failure."""
     try:
-        out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True,  # noqa: S603,S607
+        out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True,
                              env=None if env is None else {**os.environ, **env}, input=stdin, timeout=60)
     except FileNotFoundError:
         raise ConfigError("git is not installed; pass the commit hash explicitly") from None

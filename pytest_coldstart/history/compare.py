@@ -28,11 +28,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_coldstart.history.samples import MACHINE_KEYS, METRICS, CaseSamples, SampleSet
 from pytest_coldstart.model.budgets import Budgets
+from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import load_toml
-from pytest_coldstart.history.samples import MACHINE_KEYS, METRICS, CaseSamples, SampleSet
-from pytest_coldstart.model.case import CaseKey
 
 REGRESSED, IMPROVED, UNCHANGED, NOT_COMPARABLE, MISSING = (
     "regressed", "improved", "unchanged", "not comparable", "missing")

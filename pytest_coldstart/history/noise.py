@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.history.compare import CompareConfig, compare
+from pytest_coldstart.history.samples import METRICS, CaseSamples, SampleSet, machine_identity, run_metrics
+from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import load_toml
 from pytest_coldstart.model.result import RunResult
-from pytest_coldstart.history.samples import METRICS, CaseSamples, SampleSet, machine_identity, run_metrics
-from pytest_coldstart.model.case import CaseKey
 
 Run = Mapping[str, float]
 KEY = CaseKey("study", "baseline", "vllm")

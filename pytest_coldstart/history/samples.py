@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_coldstart.logs.timeline import PHASE_NAMES
 from pytest_coldstart.model.case import CaseKey, group_by_case
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.result import RunResult, load_results
-from pytest_coldstart.logs.timeline import PHASE_NAMES
 
 #: Whole-start metrics that follow the phases in every table and series.
 TOTAL_METRICS: tuple[str, ...] = ("unaccounted_s", "total_ready_s", "ttft_s")

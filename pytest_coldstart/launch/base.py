@@ -11,11 +11,11 @@ from typing import ClassVar
 
 import httpx
 
+from pytest_coldstart.launch.process import OwnedProcess
+from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
+from pytest_coldstart.logs.timeline import PHASE_RULES, PhaseRule, Timeline, timeline_from_stamped
 from pytest_coldstart.model.clock import Clock
 from pytest_coldstart.model.errors import LaunchError, PortInUseError, ReadinessTimeout, ServerExitedError
-from pytest_coldstart.launch.process import OwnedProcess
-from pytest_coldstart.logs.timeline import PHASE_RULES, PhaseRule, Timeline, timeline_from_stamped
-from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
 
 #: Called while a start runs: (phase in progress, seconds since spawn).
 ProgressFn = Callable[[str, float], None]

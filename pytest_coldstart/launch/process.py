@@ -3,6 +3,7 @@ stop that leaves nothing behind (TERM to the group, grace, KILL, verify)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,9 +14,9 @@ from typing import Any
 
 import psutil
 
+from pytest_coldstart.logs.timeline import StampedLine
 from pytest_coldstart.model.clock import Clock
 from pytest_coldstart.model.redact import Redactor
-from pytest_coldstart.logs.timeline import StampedLine
 
 
 class OwnedProcess:
@@ -49,7 +50,7 @@ class OwnedProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.spawn_s = self.clock.monotonic_s()
-        self._proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
+        self._proc = subprocess.Popen(
             self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -97,10 +98,8 @@ class OwnedProcess:
         _signal_group(pid, signal.SIGKILL)  # the leader may be gone while its group lives on
         for proc in session_members(pid):
             _kill(proc)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # only a D-state process outlives KILL
             self._proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:  # pragma: no cover - only a D-state process
-            pass
         if self._reader is not None:
             self._reader.join(timeout=grace_s)
         return self._proc.returncode
@@ -136,10 +135,8 @@ def stop_group(proc: subprocess.Popen[Any], steps: Sequence[tuple[signal.Signals
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _kill(proc: psutil.Process) -> None:

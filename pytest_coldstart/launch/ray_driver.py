@@ -161,7 +161,7 @@ class Driver:
         while not self.stop_requested.wait(STATUS_POLL_S):
             try:
                 app = serve.status().applications.get(self.app_name)
-            except Exception as exc:  # noqa: BLE001 - the controller may be gone; say so and go on
+            except Exception as exc:
                 emit("status_error", error=f"{type(exc).__name__}: {exc}")
                 continue
             if app is None:
@@ -175,7 +175,7 @@ class Driver:
     def _serve_down(self) -> None:
         try:
             _serve_down_impl(self.local, self.app_name)
-        except Exception as exc:  # noqa: BLE001 - still shut Ray down
+        except Exception as exc:
             emit("shutdown_error", step="serve", error=f"{type(exc).__name__}: {exc}")
 
     def shutdown(self) -> None:
@@ -235,7 +235,7 @@ def _root_url() -> str | None:
         from ray.serve.context import _get_global_client
 
         return str(_get_global_client().root_url)
-    except Exception:  # noqa: BLE001 - the launcher falls back to the port it asked for
+    except Exception:
         return None
 
 
@@ -249,7 +249,7 @@ def _session_dir() -> str | None:
         from ray._private.worker import global_worker
 
         return str(global_worker.node.get_session_dir_path())
-    except Exception:  # noqa: BLE001 - only informative
+    except Exception:
         return None
 
 
@@ -272,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = driver.watch()
     except SystemExit as exc:
         code = int(exc.code or 0)
-    except BaseException as exc:  # noqa: BLE001 - report, then tear down
+    except BaseException as exc:
         emit("driver_error", error=f"{type(exc).__name__}: {exc}")
         code = EXIT_DEPLOY_FAILED
     finally:

@@ -10,6 +10,7 @@ request sent -> first streamed token (``ray_timeline`` splits it into phases).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,15 +21,21 @@ from typing import Any
 
 import httpx
 
-from pytest_coldstart.model.clock import Clock
-from pytest_coldstart.model.errors import ConfigError, LaunchError, ReadinessTimeout, ServerExitedError
 from pytest_coldstart.launch.base import Launcher, LauncherOption, LaunchSpec, ProgressFn, Server, free_port
 from pytest_coldstart.launch.process import OwnedProcess
-from pytest_coldstart.logs.ray import (EVENT_PREFIX, RAY_PHASE_RULES, parse_ray_line, ray_events, ray_timeline_live,
-                                      stamp_live)
-from pytest_coldstart.model.redact import Redactor
-from pytest_coldstart.logs.timeline import Timeline
 from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
+from pytest_coldstart.logs.ray import (
+    EVENT_PREFIX,
+    RAY_PHASE_RULES,
+    parse_ray_line,
+    ray_events,
+    ray_timeline_live,
+    stamp_live,
+)
+from pytest_coldstart.logs.timeline import Timeline
+from pytest_coldstart.model.clock import Clock
+from pytest_coldstart.model.errors import ConfigError, LaunchError, ReadinessTimeout, ServerExitedError
+from pytest_coldstart.model.redact import Redactor
 
 DRIVER_MODULE = "pytest_coldstart.launch.ray_driver"
 APP_NAME = "coldstart"
@@ -180,7 +187,7 @@ class RayServer(Server):
         def send() -> None:
             try:
                 outcome["sample"] = measure_ttft(self.base_url, served_name, recorder, timeout_s=self.spec.timeout_s)
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            except BaseException as exc:
                 outcome["error"] = exc
 
         def answered() -> bool:
@@ -256,12 +263,10 @@ class RayServer(Server):
         """SIGINT to the driver alone (it runs serve.shutdown and ray.shutdown),
         then the process-group sweep for anything Ray left behind."""
         if self.process.poll() is None:
-            try:
-                # SIGINT, not SIGTERM: Ray's C++ failure-signal handler (absl, installed by
-                # ray.init) catches SIGTERM in the driver and the process aborts mid-shutdown.
+            # SIGINT, not SIGTERM: Ray's C++ failure-signal handler (absl, installed by
+            # ray.init) catches SIGTERM in the driver and the process aborts mid-shutdown.
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
             deadline = self.clock.monotonic_s() + DRIVER_STOP_GRACE_S
             while self.process.poll() is None and self.clock.monotonic_s() < deadline:
                 self.clock.sleep(0.2)

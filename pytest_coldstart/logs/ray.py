@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from pytest_coldstart.logs.grammar import LogRecord, offline_times, parse_line
 from pytest_coldstart.logs.timeline import (
     PHASE_RULES,
     SOURCE_ARRIVAL,
@@ -41,7 +42,6 @@ from pytest_coldstart.logs.timeline import (
     Timeline,
     build_timeline,
 )
-from pytest_coldstart.logs.grammar import LogRecord, offline_times, parse_line
 
 #: Lines the driver prints itself: ``[coldstart-ray] EVENT {json}``.
 EVENT_PREFIX = "[coldstart-ray]"
@@ -318,7 +318,7 @@ def ray_timeline_from_log(text: str) -> Timeline:
     harness = next((data for _, event, data in parsed if event == "harness"), {})
     request = harness.get("request_sent_epoch_s")
     first = harness.get("first_token_epoch_s")
-    stamped = [RayLine(t, record, event, data) for t, (record, event, data) in zip(times, parsed) if t is not None]
+    stamped = [RayLine(t, record, event, data) for t, (record, event, data) in zip(times, parsed, strict=False) if t is not None]
     if not stamped:
         return build_timeline([], source=SOURCE_LOG, rules=RAY_PHASE_RULES)
     origin = float(request) if isinstance(request, (int, float)) else min(line.t_s for line in stamped)

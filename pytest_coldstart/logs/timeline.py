@@ -17,8 +17,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pytest_coldstart.logs.grammar import LogRecord, match_markers, offline_times, parse_line
-from pytest_coldstart.model.phase import (SOURCE_ARRIVAL, SOURCE_HARNESS, SOURCE_LOG, SOURCE_NOT_OBSERVED, Phase,
-                                          PhaseSource)
+from pytest_coldstart.model.phase import (
+    SOURCE_ARRIVAL,
+    SOURCE_HARNESS,
+    SOURCE_LOG,
+    SOURCE_NOT_OBSERVED,
+    Phase,
+    PhaseSource,
+)
 
 __all__ = ["PHASE_NAMES", "PHASE_RULES", "REPORTED_KEYS", "SOURCE_ARRIVAL", "SOURCE_HARNESS", "SOURCE_LOG",
            "SOURCE_NOT_OBSERVED", "Phase", "PhaseRule", "PhaseSource", "StampedLine", "Timeline", "build_timeline",
@@ -267,7 +273,7 @@ def timeline_from_log(text: str) -> Timeline:
     and a line without a timestamp (uvicorn, tqdm, Run:ai) takes the one before.
     """
     records = [parse_line(raw) for raw in text.splitlines()]
-    stamped = [(ts.timestamp(), record) for ts, record in zip(offline_times(records), records) if ts is not None]
+    stamped = [(ts.timestamp(), record) for ts, record in zip(offline_times(records), records, strict=False) if ts is not None]
     if not stamped:
         return build_timeline([], source=SOURCE_LOG)
     base = min(t for t, _ in stamped)

@@ -32,7 +32,7 @@ def _cpu_model() -> str:
 
 def _run(argv: list[str], cwd: Path | None = None) -> str | None:
     try:
-        out = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=10, check=True)  # noqa: S603
+        out = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None

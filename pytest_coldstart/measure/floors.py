@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.model.clock import Clock, SystemClock
-from pytest_coldstart.model.efficiency import (FLOOR_CONFIGURED, FLOOR_PROBE, GB, FloorBandwidth, LoadEfficiency, assess,
-                                         load_time)
+from pytest_coldstart.model.efficiency import (
+    FLOOR_CONFIGURED,
+    FLOOR_PROBE,
+    GB,
+    FloorBandwidth,
+    LoadEfficiency,
+    assess,
+    load_time,
+)
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.registry import ModelSpec, split_source
 from pytest_coldstart.optimize.pagecache import drop, resident_bytes

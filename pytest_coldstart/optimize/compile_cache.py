@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.optimize import s3
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import atomic_dir
+from pytest_coldstart.optimize import s3
 
 ARCHIVE = "vllm-cache.tar.gz"
 META = "meta.json"

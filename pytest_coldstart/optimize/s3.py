@@ -137,8 +137,8 @@ def endpoint_of(client: Any) -> str:
 
 def explain(exc: BaseException, action: str, client: Any) -> S3Error:
     """Turn a botocore / boto3 exception into an S3Error with a next step."""
-    from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as BotoConnectionError,
-                                     NoCredentialsError)
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     where = endpoint_of(client)
     root: BaseException | None = exc

@@ -19,10 +19,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.errors import ColdstartError, ConfigError
 from pytest_coldstart.model.files import atomic_dir
-from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.model.redact import Redactor
 
 #: Weight formats the save replaces; everything else in the model dir is copied.

@@ -179,7 +179,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         raise pytest.UsageError(*sorted(set(state.errors)))
     if any("coldstart" in getattr(i, "fixturenames", ()) for i in session.items):
         try:  # refuse up front rather than after an hour of cold starts
-            state.budgets
+            _ = state.budgets  # loads and checks the budgets file
             check_writable(state.settings.results_dir)
             load_results(state.settings.results_dir)
         except ColdstartError as exc:

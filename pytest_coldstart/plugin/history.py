@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_coldstart.history import gate
-from pytest_coldstart.report.compare import append_step_summary, render_markdown, render_text
 from pytest_coldstart.model.errors import ColdstartError
+from pytest_coldstart.report.compare import append_step_summary, render_markdown, render_text
 
 if TYPE_CHECKING:
     from pytest_coldstart.history.asv_store import RecordOutcome

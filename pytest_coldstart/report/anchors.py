@@ -19,7 +19,6 @@ from pytest_coldstart.model.efficiency import GB
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import load_toml
 
-
 GiB = 2**30
 DEFAULT_ANCHORS = Path("benchmarks/h100_anchors.toml")
 

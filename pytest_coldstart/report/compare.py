@@ -17,8 +17,16 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from pytest_coldstart.history.compare import (CASE_ROW, IMPROVED, MISSING, NOT_COMPARABLE, REGRESSED, UNCHANGED, Comparison,
-                                      Row)
+from pytest_coldstart.history.compare import (
+    CASE_ROW,
+    IMPROVED,
+    MISSING,
+    NOT_COMPARABLE,
+    REGRESSED,
+    UNCHANGED,
+    Comparison,
+    Row,
+)
 from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.files import atomic_write_text
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_coldstart.logs.timeline import PHASE_NAMES, SOURCE_LOG
 from pytest_coldstart.model.efficiency import format_gbps
-from pytest_coldstart.report.efficiency import median_efficiency
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import atomic_path
 from pytest_coldstart.model.result import RunResult
-from pytest_coldstart.logs.timeline import PHASE_NAMES, SOURCE_LOG
+from pytest_coldstart.report.efficiency import median_efficiency
 
 KIND_PHASE = "phase"  # measured interval (arrival stamps / harness)
 KIND_REPORTED = "reported"  # vLLM's self-reported duration, drawn to end where the phase ended

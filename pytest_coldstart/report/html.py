@@ -18,14 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.model.efficiency import format_bytes, format_gbps
-from pytest_coldstart.report.efficiency import median_efficiency
 from pytest_coldstart.model.case import ExitStatus, group_by_case
+from pytest_coldstart.model.efficiency import format_bytes, format_gbps
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import atomic_write_text
-from pytest_coldstart.report.figures import phase_order
 from pytest_coldstart.model.redact import MASK, Redactor, is_secret_name
 from pytest_coldstart.model.result import RunResult, load_results
+from pytest_coldstart.report.efficiency import median_efficiency
+from pytest_coldstart.report.figures import phase_order
 
 ENV_KEYS = ("vllm", "vllm_distribution", "torch", "ray", "python", "pytest_coldstart", "gpu_name", "gpu_count",
             "cpu_model", "cpu_cores", "ram_gib", "git_commit")

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 
-
 def ray_notes(results: Sequence[Any]) -> list[str]:
     """Summary lines for ray-serve results: Ray's own figures beside the log-derived ones."""
     runs = [r for r in results if getattr(r, "launcher", None) == "ray-serve"]

@@ -10,11 +10,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from pytest_coldstart.logs.timeline import PHASE_NAMES, Timeline
 from pytest_coldstart.model.budgets import OVER, BudgetCheck, Budgets, check_budgets
+from pytest_coldstart.model.result import RunResult
 from pytest_coldstart.report.efficiency import efficiency_line
 from pytest_coldstart.report.ray import ray_notes
-from pytest_coldstart.model.result import RunResult
-from pytest_coldstart.logs.timeline import PHASE_NAMES, Timeline
 
 NOT_OBSERVED = "not observed"
 

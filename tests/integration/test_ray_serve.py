@@ -15,12 +15,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_coldstart.model.errors import LaunchError
 from pytest_coldstart.launch.process import session_members
 from pytest_coldstart.logs.ray import EVENT_PREFIX
+from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
+from pytest_coldstart.model.errors import LaunchError
 from pytest_coldstart.model.registry import load_registry
 from pytest_coldstart.model.result import load_results
-from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
 from tests.conftest import REPO, requires_vllm, run_bench
 
 requires_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,

@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from pytest_coldstart.model.efficiency import FLOOR_PROBE  # noqa: E402
-from pytest_coldstart.report.efficiency import efficiency_markdown  # noqa: E402
-from pytest_coldstart.report.html import build_report  # noqa: E402
-from pytest_coldstart.model.result import load_results  # noqa: E402
+from pytest_coldstart.model.efficiency import FLOOR_PROBE
+from pytest_coldstart.model.result import load_results
+from pytest_coldstart.report.efficiency import efficiency_markdown
+from pytest_coldstart.report.html import build_report
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "tests" / "data" / "results"
@@ -104,8 +104,8 @@ def test_report_after_a_real_cpu_lane_bench(cpu_lane_results, tmp_path: Path) ->
         raw = json.loads(next(p for p in (cpu_lane_results.results_dir / "runs").glob("*.json")
                               if result.started_at in p.read_text()).read_text())
         assert raw["schema_version"] == 1 and raw["efficiency"]["percent_of_floor"] is not None
-    summary_lines = [l for l in cpu_lane_results.output.splitlines() if "load at" in l]
-    assert len(summary_lines) == 2 and all("% of floor" in l and "(source: probe)" in l for l in summary_lines)
+    summary_lines = [line for line in cpu_lane_results.output.splitlines() if "load at" in line]
+    assert len(summary_lines) == 2 and all("% of floor" in line and "(source: probe)" in line for line in summary_lines)
 
     out = tmp_path / "report.html"
     proc = coldstart("report", str(cpu_lane_results.results_dir), "--out", str(out))
@@ -120,8 +120,8 @@ def test_report_after_a_real_cpu_lane_bench(cpu_lane_results, tmp_path: Path) ->
 def test_report_tables_follow_the_launchers_phases(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from pytest_coldstart.model.result import write_result
     from pytest_coldstart.logs.timeline import Phase
+    from pytest_coldstart.model.result import write_result
 
     base = next(r for r in load_results(RESULTS / "cpu-lane") if r.exit_status == "ok")
     ray = replace(base, launcher="ray-serve", total_ready_s=9.0, unaccounted_s=0.0,

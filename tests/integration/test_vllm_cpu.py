@@ -9,11 +9,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_coldstart.model.errors import PortInUseError, ReadinessTimeout, ServerExitedError
 from pytest_coldstart.launch.process import session_members
+from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
+from pytest_coldstart.model.errors import PortInUseError, ReadinessTimeout, ServerExitedError
 from pytest_coldstart.model.registry import load_registry
 from pytest_coldstart.model.result import load_results
-from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
 from tests.conftest import REPO, requires_vllm, run_bench
 
 pytestmark = [pytest.mark.integration, requires_vllm]
@@ -108,6 +108,36 @@ def test_budget_breach_fails_that_test_with_a_table(tmp_path):
     assert result.exit_status == "ok"  # the start worked; the budget failed
     # --enforce-eager: no torch.compile at all, so the phase is not observed (not zero).
     assert next(p for p in result.phases if p.name == "torch_compile").duration_s is None
+
+
+USER_BLOCK = """
+import httpx
+import pytest
+
+
+@pytest.mark.coldstart
+def test_my_check_on_the_ready_server(coldstart):
+    with coldstart.launch() as live:
+        assert httpx.get(f"{live.base_url}/v1/models", timeout=30).status_code == 200
+        assert 1 == 2, "the user's own check failed"
+"""
+
+
+def test_a_failing_check_in_the_users_block_stays_the_users_failure(tmp_path):
+    """Inside ``with coldstart.launch()``, the user's assertion fails their test as an assertion;
+    the start itself was fine and is saved as measured (not as a failed start)."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_user.py").write_text(USER_BLOCK)
+    workdir = tmp_path / "work"
+    run = run_bench(tmp_path / "results", f"--coldstart-registry={REPO / 'benchmarks'}", "--model=tiny-llama",
+                    "--optimization=enforce_eager", f"--coldstart-workdir={workdir}", suite=suite)
+    assert run.returncode == 1, run.output[-3000:]
+    assert "the user's own check failed" in run.output and "AssertionError" in run.output
+    assert "LaunchError" not in run.output and "failed start" not in run.output
+    (result,) = load_results(tmp_path / "results")
+    assert result.exit_status == "ok" and result.error is None and result.ttft_s is not None
+    assert _vllm_processes_under(workdir) == []
 
 
 def test_server_killed_mid_start_names_the_phase_and_leaves_nothing(tmp_path):

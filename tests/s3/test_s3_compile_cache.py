@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("boto3", reason="the s3 extra is not installed: pip install -e .[s3]")
 
+from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.optimize import compile_cache as cc
 from pytest_coldstart.optimize import s3
-from pytest_coldstart.model.errors import ConfigError
 
 
 def _key(vllm: str = "0.32.0", torch: str = "2.13.0+cpu", args: tuple[str, ...] = ()) -> cc.CacheKey:

@@ -19,8 +19,8 @@ import pytest
 
 pytest.importorskip("boto3", reason="the s3 extra is not installed: pip install -e .[s3]")
 
-from pytest_coldstart.optimize import s3
 from pytest_coldstart.model.result import RunResult, load_results
+from pytest_coldstart.optimize import s3
 from tests.conftest import BenchRun, requires_vllm, run_bench
 
 MATRIX = ("baseline", "runai_streamer", "runai_streamer_sharded", "compile_cache", "all")

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("boto3", reason="the s3 extra is not installed: pip install -e .[s3]")
 
-from pytest_coldstart.model.errors import ConfigError
-from pytest_coldstart.model.registry import load_registry
 from pytest_coldstart.measure.runner import ColdStartRunner, Settings
 from pytest_coldstart.model.case import Case
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.registry import load_registry
 from tests.conftest import REPO
 
 

