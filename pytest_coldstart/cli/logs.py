@@ -95,23 +95,19 @@ def add_commands(sub: Any) -> None:
     p.add_argument("dir", metavar="DIR", help="output directory (replaced atomically if it exists)")
     p.set_defaults(func=_make_tiny_model)
 
-    p = sub.add_parser("timeline", help="split a saved vLLM / Ray Serve LLM log into startup phases",
-                       description="Parse a saved log (plain vLLM, or Ray Serve LLM with actor prefixes, ANSI "
-                                   "colour and '[repeated Nx across cluster]') on its own timestamps. Values "
-                                   "vLLM reports itself (model load, torch.compile, ...) are reduced by max "
-                                   "over tensor-parallel ranks.")
-    p.add_argument("logfile", metavar="LOGFILE")
-    p.add_argument("--json", action="store_true", help="print JSON: phases list and reported object")
-    p.set_defaults(func=_timeline)
-
-    p = sub.add_parser("ray-timeline", help="split a saved Ray Serve LLM log into scale-from-zero phases",
-                       description="Parse a Ray Serve LLM driver log (saved by --launcher ray-serve, or a console "
-                                   "capture with (ServeReplica:...) prefixes) into Ray phases (scheduling, replica "
-                                   "init) and the vLLM engine phases inside the replica. Times come from the log's "
-                                   "own timestamps.")
-    p.add_argument("logfile", metavar="LOGFILE")
-    p.add_argument("--json", action="store_true", help="print JSON: phases list and reported object")
-    p.set_defaults(func=_ray_timeline)
+    for name, func, help_text, description in (
+            ("timeline", _timeline, "split a saved vLLM / Ray Serve LLM log into startup phases",
+             "Parse a saved log (plain vLLM, or Ray Serve LLM with actor prefixes, ANSI colour and '[repeated Nx "
+             "across cluster]') on its own timestamps. Values vLLM reports itself (model load, torch.compile, ...) "
+             "are reduced by max over tensor-parallel ranks."),
+            ("ray-timeline", _ray_timeline, "split a saved Ray Serve LLM log into scale-from-zero phases",
+             "Parse a Ray Serve LLM driver log (saved by --launcher ray-serve, or a console capture with "
+             "(ServeReplica:...) prefixes) into Ray phases (scheduling, replica init) and the vLLM engine phases "
+             "inside the replica. Times come from the log's own timestamps.")):
+        p = sub.add_parser(name, help=help_text, description=description)
+        p.add_argument("logfile", metavar="LOGFILE")
+        p.add_argument("--json", action="store_true", help="print JSON: phases list and reported object")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("summary", help="phase tables (medians) from saved results",
                        description="Read results/runs/*.json and print one phase table per "

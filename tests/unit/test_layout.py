@@ -94,3 +94,13 @@ def test_public_api_is_importable_from_the_package() -> None:
         assert getattr(pc, name) is not None, name
     assert pc.Result is pc.RunResult and issubclass(pc.ServerExitedError, pc.LaunchError)
     assert issubclass(pc.LaunchError, pc.ColdstartError) and pc.ExitStatus.OK == "ok"
+
+
+def test_no_import_cycle_even_inside_a_layer() -> None:
+    grimp = pytest.importorskip("grimp", reason="grimp comes with import-linter (the dev extra)")
+    graph = grimp.build_graph("pytest_coldstart")
+    cycles = sorted({tuple(sorted((module, imported))) for module in graph.modules
+                     for imported in graph.find_modules_directly_imported_by(module)
+                     if imported.startswith("pytest_coldstart")
+                     and graph.find_shortest_chain(importer=imported, imported=module)})
+    assert cycles == []
