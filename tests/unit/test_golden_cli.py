@@ -42,3 +42,18 @@ def test_command_output_and_exit_code_unchanged(produced: Path, name: str) -> No
 def test_compare_markdown_and_asv_files_unchanged(produced: Path) -> None:
     for rel in ["compare-noise-study.md", "record.rc", *(_f for _f in _files(GOLDEN) if _f.startswith("asv/"))]:
         assert (produced / rel).read_text() == (GOLDEN / rel).read_text(), rel
+
+
+RESULT_FILES = sorted((DATA / "results").rglob("runs/*.json")) + sorted((DATA / "compare" / "runs").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", RESULT_FILES, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_result_files_read_and_write_back_unchanged(path: Path) -> None:
+    """Schema 1 as written before the layout: reading a result and writing it again gives the same JSON."""
+    import json
+
+    from pytest_coldstart.model.result import load_result
+
+    on_disk = json.loads(path.read_text(encoding="utf-8"))
+    on_disk.setdefault("efficiency", None)  # files from before efficiency existed read as "not recorded"
+    assert load_result(path).to_dict() == on_disk
