@@ -216,7 +216,6 @@ class ColdStartRunner:
         an exception from the caller's own block is the caller's: the start is
         saved as measured and the exception goes on unchanged.
         """
-        get_launcher(case.launcher)
         check_writable(self.settings.results_dir)
         plan = self.plan(case)
         try:
