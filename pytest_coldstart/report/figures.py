@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_coldstart.launch.registry import phase_rules
 from pytest_coldstart.logs.timeline import PHASE_NAMES, SOURCE_LOG
 from pytest_coldstart.model.efficiency import format_gbps
 from pytest_coldstart.model.errors import ConfigError
@@ -72,9 +73,17 @@ _PHASE_COLOURS = ("#1f77b4", "#aec7e8", "#ff7f0e", "#17becf", "#2ca02c", "#98df8
 
 
 def phase_order(results: Sequence[RunResult]) -> tuple[str, ...]:
-    """Phase names in order of first appearance: each launcher has its own table (vLLM's, Ray Serve's)."""
-    names = tuple(dict.fromkeys(p.name for r in results for p in r.phases))
-    return names or PHASE_NAMES
+    """Phase names in the order their launchers declare them (``Launcher.phase_rules``), for the phases
+    the results have; phases of a launcher this version does not know follow in order of appearance."""
+    seen = tuple(dict.fromkeys(p.name for r in results for p in r.phases))
+    declared: list[str] = []
+    for launcher in dict.fromkeys(r.launcher for r in results):
+        try:
+            declared += [rule.name for rule in phase_rules(launcher)]
+        except ConfigError:  # e.g. "ray-serve-llm" in results written before the launcher had its name
+            continue
+    ordered = [name for name in dict.fromkeys(declared) if name in seen]
+    return tuple(ordered + [name for name in seen if name not in ordered]) or PHASE_NAMES
 
 
 def phase_colour(name: str, order: Sequence[str] = PHASE_NAMES) -> str:

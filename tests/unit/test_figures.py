@@ -184,3 +184,19 @@ def test_figures_follow_the_launchers_own_phase_table(tmp_path: Path) -> None:
 def test_phase_colours_stay_distinct_for_long_phase_tables() -> None:
     order = [f"phase{i}" for i in range(18)]
     assert len({figures.phase_colour(n, order) for n in order}) == 18
+
+
+def test_phase_order_follows_each_launchers_declared_phases() -> None:
+    """Rows come in the order the launchers declare their phases, not in whatever order results arrive."""
+    from pytest_coldstart.launch.registry import phase_rules
+
+    def result(launcher: str, names: list[str]) -> RunResult:
+        phases = tuple(Phase(n, 0.0, 1.0, 1.0, "arrival") for n in names)
+        return RunResult("m", "baseline", launcher, "cold", "2026-01-01T00:00:00", phases, {}, 1.0, None, None,
+                         0.0, {}, "ok", "log")
+
+    ray = [r.name for r in phase_rules("ray-serve")]
+    shuffled = [result("ray-serve", list(reversed(ray[:6]))), result("vllm", ["ready", "imports", "config"]),
+                result("ray-serve-llm", ["replica_init", "mystery_phase"])]  # an old launcher name: appended
+    # Launchers in order of appearance, each in its declared order; unknown phases last.
+    assert figures.phase_order(shuffled) == (*ray[:6], "imports", "config", "ready", "mystery_phase")
