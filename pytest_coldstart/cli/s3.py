@@ -61,12 +61,13 @@ def _cmd_shard(args: argparse.Namespace) -> int:
 
 
 def _case_key(args: argparse.Namespace) -> tuple[cc.CacheKey, Path]:
-    """The key and local directory of the compile cache a benchmark start of the case would use."""
+    """The S3 key and local directory of the compile cache a benchmark start of the case would use."""
     root = Path.cwd()
     settings = Settings(registry_dir=Path(args.registry), results_dir=root / "results",
                         workdir=Path(args.workdir).resolve(), repo_dir=root)
     runner = ColdStartRunner(settings, load_registry(settings.registry_dir))
-    return runner.compile_cache_key(Case(args.model, args.optimization, args.launcher))
+    key, local = runner.compile_cache_key(Case(args.model, args.optimization, args.launcher))
+    return cc.require_versions(key), local  # on S3 the versions name the series: both must be known
 
 
 def _cmd_push(args: argparse.Namespace) -> int:

@@ -131,3 +131,16 @@ def test_cli_push_then_pull_by_model_name(bucket: str, tmp_path: Path) -> None:
     assert (tmp_path / "pulled" / "torch_compile_cache" / "inductor_cache" / "fx.bin").read_bytes() == b"graph" * 500
     no_local = cli("push")
     assert no_local.returncode == 2 and "no complete local compile cache" in no_local.stderr
+
+
+def test_cli_refuses_an_s3_key_without_versions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    """`coldstart cache push|pull` names a series by the vLLM/torch versions: unknown versions are an error."""
+    from pytest_coldstart.cli import main
+    from pytest_coldstart.measure import runner
+
+    monkeypatch.setattr(runner, "collect_environment", lambda repo: {"vllm": None, "torch": None})
+    repo = Path(__file__).resolve().parents[2]
+    code = main(["cache", "pull", "--model", "tiny-llama", "--registry", str(repo / "benchmarks"),
+                 "--workdir", str(tmp_path), "s3://b/cache"])
+    assert code == 2
+    assert "vLLM and torch versions" in capsys.readouterr().err
