@@ -43,7 +43,6 @@ DEFAULT_REPLICAS = (0, 0, 1)
 #: Logical CPUs for a local Ray: 2 cores are too few for proxy, controller,
 #: ingress and the LLM replica's CPU bundle (checked on the 2-core CPU lane).
 DEFAULT_NUM_CPUS = 8
-POLL_S = 0.1
 TRACEBACK_WAIT_S = 1.0
 _EXCEPTION_RE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception): .+")
 DRIVER_STOP_GRACE_S = 60.0
@@ -197,7 +196,7 @@ class RayServer(Server):
 
         thread = threading.Thread(target=send, name="coldstart-ray-first-request", daemon=True)
         thread.start()
-        self.poll_until(answered, timeout_s=self.spec.timeout_s, check=self.check_alive,
+        self.poll_until(answered, timeout_s=self.spec.timeout_s,
                         since_s=self.process.elapsed_s(), progress=progress,
                         describe=lambda: f"scale from zero: {self.phase_in_progress()}",
                         timeout_summary=lambda: f"no first token {self.spec.timeout_s:.0f} s after the first request "

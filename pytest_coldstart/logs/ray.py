@@ -318,7 +318,7 @@ def ray_timeline_from_log(text: str) -> Timeline:
     harness = next((data for _, event, data in parsed if event == "harness"), {})
     request = harness.get("request_sent_epoch_s")
     first = harness.get("first_token_epoch_s")
-    stamped = [RayLine(t, record, event, data) for t, (record, event, data) in zip(times, parsed, strict=False) if t is not None]
+    stamped = [RayLine(t, record, event, data) for t, (record, event, data) in zip(times, parsed, strict=True) if t is not None]
     if not stamped:
         return build_timeline([], source=SOURCE_LOG, rules=RAY_PHASE_RULES)
     origin = float(request) if isinstance(request, (int, float)) else min(line.t_s for line in stamped)

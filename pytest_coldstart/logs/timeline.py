@@ -273,7 +273,7 @@ def timeline_from_log(text: str) -> Timeline:
     and a line without a timestamp (uvicorn, tqdm, Run:ai) takes the one before.
     """
     records = [parse_line(raw) for raw in text.splitlines()]
-    stamped = [(ts.timestamp(), record) for ts, record in zip(offline_times(records), records, strict=False) if ts is not None]
+    stamped = [(ts.timestamp(), record) for ts, record in zip(offline_times(records), records, strict=True) if ts is not None]
     if not stamped:
         return build_timeline([], source=SOURCE_LOG)
     base = min(t for t, _ in stamped)

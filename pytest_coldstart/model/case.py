@@ -7,7 +7,7 @@ are ``str`` enums so they read and write as the same JSON strings as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, TypeVar
@@ -59,9 +59,6 @@ class CaseKey:
 
     def astuple(self) -> tuple[str, str, str]:
         return (self.model, self.optimization, self.launcher)
-
-    def __iter__(self) -> Iterator[str]:  # unpacks like the (model, optimization, launcher) it is
-        return iter(self.astuple())
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ here. Every option is also an ini key (``coldstart_*``).
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -103,8 +104,9 @@ CORE_OPTIONS: tuple[Option, ...] = (
 )
 
 
+@functools.cache
 def all_plugin_options() -> tuple[Option, ...]:
-    """The core options, then every registered launcher's own."""
+    """The core options, then every registered launcher's own (built once; ``option()`` asks often)."""
     launcher = tuple(Option(o.flag, o.ini, _launcher_parse(o.parse), o.default, o.help, o.key) for o in all_options())
     return CORE_OPTIONS + launcher
 

@@ -9,13 +9,13 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import replace
 
-from pytest_coldstart.model.case import ExitStatus, group_by_case
+from pytest_coldstart.model.case import group_by_case
 from pytest_coldstart.model.efficiency import LoadEfficiency, format_bytes, format_gbps
 from pytest_coldstart.model.result import RunResult
 
 
 def _ok_with_efficiency(results: Sequence[RunResult]) -> list[LoadEfficiency]:
-    return [r.efficiency for r in results if r.exit_status == ExitStatus.OK and r.efficiency is not None]
+    return [r.efficiency for r in results if r.ok and r.efficiency is not None]
 
 
 def median_efficiency(results: Sequence[RunResult]) -> LoadEfficiency | None:

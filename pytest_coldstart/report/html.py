@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.model.case import ExitStatus, group_by_case
+from pytest_coldstart.model.case import group_by_case
 from pytest_coldstart.model.efficiency import format_bytes, format_gbps
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import atomic_write_text
@@ -103,7 +103,7 @@ def _model_table(runs: Sequence[RunResult]) -> str:
     for name in [*phases, "unaccounted", "total_ready_s", "ttft_s"]:
         row: list[object] = [name]
         for group in groups.values():
-            ok = [r for r in group if r.exit_status == ExitStatus.OK]
+            ok = [r for r in group if r.ok]
             if name in phases:
                 values = [r.phase_durations().get(name) for r in ok]
             else:
@@ -111,14 +111,15 @@ def _model_table(runs: Sequence[RunResult]) -> str:
             seen = [v for v in values if v is not None]
             row.append(f"{statistics.median(seen):.2f}" if seen else "not observed")
         rows.append(row)
-    rows.append(["runs ok / total", *[f"{sum(r.exit_status == ExitStatus.OK for r in g)}/{len(g)}" for g in groups.values()]])
+    rows.append(["runs ok / total", *[f"{sum(r.ok for r in g)}/{len(g)}" for g in groups.values()]])
     return _table(headers, rows, tuple(range(1, len(headers))))
 
 
 def _efficiency_table(results: Sequence[RunResult]) -> str:
     groups = group_by_case(results)
     rows = []
-    for (model, opt, launcher), runs in groups.items():
+    for key, runs in groups.items():
+        model, opt, launcher = key.astuple()
         eff = median_efficiency(runs)
         if eff is None:
             rows.append((model, opt, launcher, "-", "not recorded", "-", "-", "-", "-",
@@ -174,7 +175,7 @@ def build_report(results_dir: Path, out: Path, *, png_dir: Path | None = None,
     body.append(eff + _efficiency_table(results) + "</section>")
     for model, runs in by_model.items():
         parts = [f"<section><h2>{_e(model)}</h2>"]
-        if any(r.exit_status == ExitStatus.OK for r in runs):
+        if any(r.ok for r in runs):
             cmp_fig = figures.comparison(runs, png_dir / f"{_slug(model)}_comparison.png")
             drawn.append(cmp_fig)
             parts += [_img(cmp_fig.path, cmp_fig.title), f"<p class=muted>{_e('; '.join(cmp_fig.notes))}</p>"]
