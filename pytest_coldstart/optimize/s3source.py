@@ -21,7 +21,7 @@ from typing import Any
 
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.errors import ConfigError
-from pytest_coldstart.model.registry import ModelSpec, split_source
+from pytest_coldstart.model.registry import S3_ADVICE, ModelSpec, is_relative_s3, split_source
 from pytest_coldstart.optimize import s3, tinymodel
 from pytest_coldstart.optimize.base import SourceStrategy, StartContext, WeightSource
 from pytest_coldstart.optimize.shard import SHARD_FORMAT, ShardSpec, save_sharded
@@ -154,6 +154,9 @@ class S3Source(SourceStrategy):
 
     def prepare(self, ctx: StartContext, ref: str) -> WeightSource:
         model, optimization = ctx.model, ctx.optimization.name
+        if is_relative_s3(ref):
+            raise ConfigError(f"{model.name} under {optimization} streams its weights from {ref}, under the run's "
+                              f"S3 location, and none is configured: {S3_ADVICE}")
         if load_format(ctx.engine_args) not in ("runai_streamer", "runai_streamer_sharded"):
             raise ConfigError(f"{model.name}: the {optimization} source is {ref}, but only --load-format "
                               "runai_streamer or runai_streamer_sharded can read s3:// weights; fix models.toml or "
@@ -171,3 +174,108 @@ class S3Source(SourceStrategy):
         # "Overall time to stream" summary, which vLLM's logging config drops otherwise.
         return WeightSource(self.kind, ref, {"HF_HUB_OFFLINE": "1", "RUNAI_STREAMER_LOG_TO_STDERR": "1"},
                             record=report.to_record())
+
+
+#: The bucket the embedded endpoint serves; ``s3:NAME`` sources of generated models bind under it.
+EMBEDDED_LOCATION = "s3://coldstart-embedded"
+_EMBEDDED_ENV_KEYS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                      "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_DISABLED",
+                      "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE")
+
+
+def moto_server_binary(python: str = sys.executable) -> str | None:
+    """``moto_server`` beside *python* (a venv), else on PATH; None when moto[server] is not installed."""
+    import shutil
+
+    local = Path(python).parent / "moto_server"
+    return str(local) if local.exists() else shutil.which("moto_server")
+
+
+class EmbeddedS3:
+    """An S3 endpoint of its own for the CPU lane: ``moto_server`` on loopback, for one session.
+
+    With no S3 location configured, the generated tiny model's S3 optimizations stream from here:
+    the endpoint is started on first use, ``EMBEDDED_LOCATION``'s bucket created, and the AWS
+    variables of this process pointed at it (random credentials, instance metadata and the user's
+    AWS files off) so that boto3 here and the vLLM server (which inherits the environment) both
+    reach it. ``stop()`` restores the environment and stops the server (own process group: TERM,
+    grace, KILL). The tiny model is uploaded by ``ensure_source`` like on any endpoint.
+    """
+
+    def __init__(self, log_path: Path, *, python: str = sys.executable, start_timeout_s: float = 30.0) -> None:
+        self.log_path = log_path
+        self.python = python
+        self.start_timeout_s = start_timeout_s
+        self.url: str | None = None
+        self._proc: Any = None
+        self._saved: dict[str, str | None] = {}
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> str:
+        """Start the endpoint (idempotent); returns its location (``EMBEDDED_LOCATION``)."""
+        if self.running:
+            return EMBEDDED_LOCATION
+        import secrets
+        import socket
+        import subprocess
+        import time
+
+        binary = moto_server_binary(self.python)
+        if binary is None:
+            raise ConfigError("the embedded S3 endpoint of the CPU lane needs moto's server: "
+                              "pip install 'pytest-coldstart[cpu-s3]' (moto[server]); or " + S3_ADVICE)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as out:
+            self._proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=out,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise ConfigError(f"the embedded S3 endpoint (moto_server) did not start within "
+                                      f"{self.start_timeout_s:.0f} s; its log: {self.log_path}") from None
+                time.sleep(0.2)
+        self.url = f"http://127.0.0.1:{port}"
+        env = {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "AKIA" + secrets.token_hex(8).upper(),
+               "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30), "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_EC2_METADATA_DISABLED": "true", "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+               "AWS_CONFIG_FILE": os.devnull}
+        self._saved = {k: os.environ.get(k) for k in _EMBEDDED_ENV_KEYS}
+        for key in _EMBEDDED_ENV_KEYS:
+            os.environ.pop(key, None)
+        os.environ.update(env)
+        s3.ensure_bucket(s3.make_client(), s3.parse_uri(EMBEDDED_LOCATION).bucket)
+        return EMBEDDED_LOCATION
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Restore the AWS environment and stop the server; safe to call twice."""
+        import signal
+        import subprocess
+
+        for key, value in self._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved = {}
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=grace_s)
+        except ProcessLookupError:
+            pass

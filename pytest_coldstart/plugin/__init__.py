@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_coldstart.history.gate import HistorySettings
 from pytest_coldstart.launch.registry import get_launcher
-from pytest_coldstart.measure.config import load_budgets
+from pytest_coldstart.measure.config import budget_files, compare_config_file, load_budget_layers
 from pytest_coldstart.measure.runner import ColdStartRunner, LiveRun, Settings
 from pytest_coldstart.model.budgets import Budgets, breaches, check_budgets
 from pytest_coldstart.model.case import Case, group_by_case
 from pytest_coldstart.model.errors import ColdstartError
-from pytest_coldstart.model.registry import Registry, load_registry
+from pytest_coldstart.model.registry import S3_ADVICE, Registry, bind_s3, load_registry, s3_location
 from pytest_coldstart.model.result import RunResult, check_writable, load_results
+from pytest_coldstart.optimize.s3source import EMBEDDED_LOCATION, EmbeddedS3
 from pytest_coldstart.plugin.history import register as register_history
-from pytest_coldstart.plugin.options import add_options, launcher_options, names, option
+from pytest_coldstart.plugin.options import add_options, explicit, launcher_options, names, option
 from pytest_coldstart.report.tables import render_breaches, render_summary
 
 __all__ = ["ColdstartHandle", "ColdstartState", "coldstart", "coldstart_case", "state_of"]
@@ -43,7 +46,12 @@ class ColdstartState:
         self.optimizations: tuple[str, ...] = option(config, "coldstart_optimization")
         self.launchers: tuple[str, ...] = option(config, "coldstart_launcher")
         self.repeat: int = option(config, "coldstart_repeat")
-        self.budgets_path = root / option(config, "coldstart_budgets")
+        budgets = option(config, "coldstart_budgets")
+        #: None: the packaged budgets + the default file if present; "": none; else that file alone.
+        self.budgets_named: Path | str | None = (str(root / budgets) if budgets else "") \
+            if explicit(config, "coldstart_budgets") else None
+        self.budgets_default = root / budgets
+        self.registry_required = explicit(config, "coldstart_registry")
         self.settings = Settings(
             registry_dir=root / option(config, "coldstart_registry"),
             results_dir=root / option(config, "coldstart_results"),
@@ -52,25 +60,67 @@ class ColdstartState:
             launcher_options=launcher_options(config),
         )
         self.errors: list[str] = []
-        self.history = HistorySettings.from_options(
-            root, self.settings.registry_dir, asv=option(config, "coldstart_asv"),
+        try:
+            self.s3_location = s3_location(option(config, "coldstart_s3"))
+        except ColdstartError as exc:
+            raise pytest.UsageError(f"--coldstart-s3: {exc}") from None
+        asv = option(config, "coldstart_asv")
+        #: History by default: into the results directory unless --coldstart-asv names one or says off.
+        self.history_implicit = not asv
+        if asv.lower() in ("off", "no", "none", "false", "0"):
+            asv = ""
+        elif not asv:
+            asv = option(config, "coldstart_results")
+        history = HistorySettings.from_options(
+            root, self.settings.registry_dir, asv=asv,
             commit=option(config, "coldstart_commit"), machine=option(config, "coldstart_machine"),
             compare_to=option(config, "coldstart_compare_to"))
+        # Never the built-in +10 % thresholds: the registry dir's compare.toml, else the packaged one.
+        self.history = dataclasses.replace(history, compare_config=compare_config_file(None, self.settings.registry_dir))
         self._registry: Registry | None = None
         self._budgets: Budgets | None = None
         self._runner: ColdStartRunner | None = None
+        self._embedded: EmbeddedS3 | None = None
 
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = load_registry(self.settings.registry_dir)
+            loaded = load_registry(self.settings.registry_dir, required=self.registry_required, bind=False)
+            self._registry = bind_s3(loaded, self.s3_location,
+                                     embedded=EMBEDDED_LOCATION if self.s3_location is None else None)
         return self._registry
+
+    @property
+    def budget_files(self) -> list[Path]:
+        return budget_files(self.budgets_named, self.budgets_default)
 
     @property
     def budgets(self) -> Budgets:
         if self._budgets is None:
-            self._budgets = load_budgets(self.budgets_path, registry=self.registry)
+            self._budgets = load_budget_layers(self.budget_files, registry=self.registry)
         return self._budgets
+
+    def unbound_s3(self, case: Case) -> str | None:
+        """Why *case* cannot run: its weights are ``s3:NAME`` and no S3 location is configured (else None)."""
+        ref = self.registry.model(case.model).unbound_s3(case.optimization)
+        if ref is None:
+            return None
+        return f"{case.model} under {case.optimization} streams its weights from S3 ({ref}): {S3_ADVICE}"
+
+    def ready_s3(self, case: Case) -> None:
+        """Start the embedded S3 endpoint when *case* streams from it (first use only)."""
+        source = self.registry.model(case.model).source_for(case.optimization)
+        if source.startswith(EMBEDDED_LOCATION + "/"):
+            if self._embedded is None:
+                self._embedded = EmbeddedS3(self.settings.workdir / "embedded-s3" / "moto_server.log")
+            if not self._embedded.running:
+                self._progress(case.id, "starting the embedded S3 endpoint (moto_server on 127.0.0.1)", 0.0)
+                self._embedded.start()
+
+    def close(self) -> None:
+        """Stop what the session started besides servers (the embedded S3 endpoint)."""
+        if self._embedded is not None:
+            self._embedded.stop()
 
     @property
     def runner(self) -> ColdStartRunner:
@@ -139,7 +189,7 @@ def pytest_configure(config: pytest.Config) -> None:
                             "coldstart(launcher='ray-serve') pins the test to launchers, overriding --launcher")
     state = ColdstartState(config)
     config.stash[STATE_KEY] = state
-    register_history(config, state, state.history)
+    register_history(config, state, state.history, implicit=state.history_implicit)
     explicit = any(config.getoption(d) is not None for d in ("coldstart_model", "coldstart_optimization",
                                                              "coldstart_launcher"))
     if explicit:  # the user asked for cold starts: bad names fail before anything runs
@@ -164,7 +214,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     except ColdstartError as exc:
         state.errors.append(str(exc))
         cases = []
-    metafunc.parametrize("coldstart_case", cases, ids=[c.id for c in cases])
+    params = []
+    for case in cases:
+        reason = state.unbound_s3(case)  # never attempted: skipped with what to set (visible with -rs)
+        params.append(pytest.param(case, marks=pytest.mark.skip(reason=reason)) if reason else case)
+    metafunc.parametrize("coldstart_case", params, ids=[c.id for c in cases])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE_KEY, None)
+    if state is not None:
+        state.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -209,6 +269,7 @@ class ColdstartHandle:
         The server is stopped and the result saved when the block exits.
         """
         try:
+            self.state.ready_s3(self.case)
             with self.state.runner.launch(self.case) as live:
                 yield live
         except ColdstartError as exc:
@@ -271,6 +332,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for runs in groups.values():
         terminalreporter.write_line(render_summary(runs, budgets))
         terminalreporter.write_line("")
+    terminalreporter.write_line(f"budgets in force: {budgets.path if budgets else 'none (unreadable)'}")
     terminalreporter.write_line(f"results: {state.settings.results_dir / 'runs'}  "
                                 f"logs: {state.settings.results_dir / 'logs'}")
 

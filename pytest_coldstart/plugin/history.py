@@ -14,12 +14,13 @@ turns pytest objects into plain values and calls ``gate``:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_coldstart.history import gate
+from pytest_coldstart.history import commits, gate
 from pytest_coldstart.model.errors import ColdstartError
 from pytest_coldstart.report.compare import append_step_summary, render_markdown, render_text
 
@@ -34,9 +35,13 @@ PLUGIN_NAME = "coldstart-history"
 class HistoryPlugin:
     """Per-session state of the history options; ``state`` is plugin.ColdstartState."""
 
-    def __init__(self, state: Any, settings: gate.HistorySettings) -> None:
+    def __init__(self, state: Any, settings: gate.HistorySettings, *, implicit: bool = False) -> None:
         self.state = state
         self.settings = settings
+        #: History recorded by default (no --coldstart-asv): a repository where it cannot be (no git
+        #: commit, no asv) gets a note instead of a failed session.
+        self.implicit = implicit
+        self.notes: list[str] = []
         self.base: SampleSet | None = None
         self.comparison: Comparison | None = None
         self.recorded: RecordOutcome | None = None
@@ -47,8 +52,16 @@ class HistoryPlugin:
         if not any("coldstart" in getattr(i, "fixturenames", ()) for i in session.items):
             return
         s = self.settings
+        if s.asv_dir is not None and self.implicit:
+            try:
+                commits.resolve(s.repo_dir, s.commit)  # no git commit, no history: checked before asv is imported
+                gate.check_record_target(s)
+            except (ColdstartError, OSError) as exc:
+                self.notes.append(f"history not recorded: {exc} (pass --coldstart-asv off to record none, or "
+                                  "--coldstart-asv DIR to make it required)")
+                self.settings = s = dataclasses.replace(s, asv_dir=None)
         try:
-            if s.asv_dir is not None:
+            if s.asv_dir is not None and not self.implicit:
                 gate.check_record_target(s)
             if s.compare_to:
                 self.base = gate.load_session_base(s)
@@ -74,6 +87,9 @@ class HistoryPlugin:
             try:
                 self.recorded = gate.record_session(self.state.results, self.settings)
             except ColdstartError as exc:
+                if self.implicit:
+                    self.notes.append(f"history not recorded: {exc}")
+                    return
                 self.errors.append(f"asv history not written: {exc}")
                 if session.exitstatus == pytest.ExitCode.OK:
                     session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -84,19 +100,22 @@ class HistoryPlugin:
         if self.comparison is not None:
             terminalreporter.write_sep("=", f"coldstart comparison with {self.settings.compare_to}")
             terminalreporter.write_line(render_text(self.comparison))
+            terminalreporter.write_line(f"compare thresholds in force: {self.settings.compare_config}")
         if self.recorded is not None:
             r = self.recorded
             terminalreporter.write_line(f"asv: recorded {r.added_runs} run(s) for commit {r.commit.short} on "
                                         f"{r.machine}: {r.path}")
+        for note in self.notes:
+            terminalreporter.write_line(f"coldstart: {note}", yellow=True)
         for error in self.errors:
             terminalreporter.write_line(f"coldstart: {error}", red=True)
 
 
-def register(config: pytest.Config, state: Any, settings: gate.HistorySettings) -> None:
+def register(config: pytest.Config, state: Any, settings: gate.HistorySettings, *, implicit: bool = False) -> None:
     """Called from ``plugin.pytest_configure`` when a history option is set."""
     # Never on an xdist worker: the controller alone records and judges (as pytest's own
     # cacheprovider skips its writes there).
     if hasattr(config, "workerinput"):
         return
     if settings.asv_dir is not None or settings.compare_to:
-        config.pluginmanager.register(HistoryPlugin(state, settings), PLUGIN_NAME)
+        config.pluginmanager.register(HistoryPlugin(state, settings, implicit=implicit), PLUGIN_NAME)

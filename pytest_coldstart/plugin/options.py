@@ -70,30 +70,38 @@ def _launcher_parse(parse: Callable[[str], str]) -> Callable[[str], str]:
 
 
 CORE_OPTIONS: tuple[Option, ...] = (
-    Option("--model", "coldstart_model", names, DEFAULT_MODEL,
-           "Comma-separated models to start cold, from models.toml in the registry dir. Default: %(default)s"),
-    Option("--optimization", "coldstart_optimization", names, "",
+    Option("--coldstart-model", "coldstart_model", names, DEFAULT_MODEL,
+           "Comma-separated models to start cold: the packaged registry plus the registry dir's models.toml. "
+           "Default: %(default)s"),
+    Option("--coldstart-optimization", "coldstart_optimization", names, "",
            "Comma-separated optimizations (baseline, compile_cache, enforce_eager, ...). "
            "Default: the ones each model lists in models.toml"),
-    Option("--launcher", "coldstart_launcher", names, "vllm",
+    Option("--coldstart-launcher", "coldstart_launcher", names, "vllm",
            f"Comma-separated server launchers ({', '.join(KNOWN_LAUNCHERS)}). Default: %(default)s"),
     Option("--coldstart-repeat", "coldstart_repeat", _positive(int, "3"), "1",
            "Cold starts per model x optimization; the summary shows medians. Default: %(default)s"),
     Option("--coldstart-results", "coldstart_results", str, "results",
            "Directory for results: runs/*.json (one per start) and logs/*.log. Default: %(default)s"),
     Option("--coldstart-budgets", "coldstart_budgets", str, "benchmarks/budgets.toml",
-           "TOML file of per-phase budgets in seconds; a breach fails the test. Default: %(default)s"),
+           "TOML file of per-phase budgets in seconds, over the packaged ones; a breach fails the test. A file "
+           "named here must exist; the default may be absent. Default: %(default)s"),
     Option("--coldstart-timeout", "coldstart_timeout", _positive(float, "900"), "900",
            "Seconds to wait for GET /health before failing with the last phase reached. Default: %(default)s"),
     Option("--coldstart-registry", "coldstart_registry", str, "benchmarks",
-           "Directory holding models.toml and optimizations.toml. Default: %(default)s"),
+           "Directory whose models.toml / optimizations.toml / compare.toml override the packaged ones entry by "
+           "entry. A directory named here must exist; the default may be absent. Default: %(default)s"),
+    Option("--coldstart-s3", "coldstart_s3", str, "",
+           "S3 location (s3://BUCKET/PREFIX) that s3:NAME weight sources and compile caches live under. "
+           "Default: $COLDSTART_S3_URI; with neither, the tiny generated model uses an embedded moto_server "
+           "and other models' S3 cases are skipped"),
     Option("--coldstart-workdir", "coldstart_workdir", str, ".coldstart",
            "Scratch directory: generated models, compile caches, per-run cold caches. Default: %(default)s"),
     Option("--coldstart-port", "coldstart_port", _port, "0",
            "Port for the server; 0 picks a free one per start. Default: %(default)s"),
     # History and PR gate (history/gate.py, plugin/history.py).
     Option("--coldstart-asv", "coldstart_asv", str, "",
-           "At session end, also record the runs into this asv results directory (e.g. results). Default: off"),
+           "asv results directory the session's runs are recorded into at session end (the history); 'off' "
+           "records nothing. Default: the --coldstart-results directory"),
     Option("--coldstart-commit", "coldstart_commit", str, "HEAD",
            "Commit (ref or hash) the asv results are recorded against. Default: %(default)s"),
     Option("--coldstart-machine", "coldstart_machine", str, "",
@@ -109,6 +117,33 @@ def all_plugin_options() -> tuple[Option, ...]:
     """The core options, then every registered launcher's own (built once; ``option()`` asks often)."""
     launcher = tuple(Option(o.flag, o.ini, _launcher_parse(o.parse), o.default, o.help, o.key) for o in all_options())
     return CORE_OPTIONS + launcher
+
+
+#: The short spellings this repository's ``benchmarks/conftest.py`` adds (``add_short_options``).
+SHORT_OPTIONS: dict[str, str] = {"--model": "coldstart_model", "--optimization": "coldstart_optimization",
+                                 "--launcher": "coldstart_launcher"}
+
+
+def add_short_options(parser: pytest.Parser) -> None:
+    """``--model``/``--optimization``/``--launcher`` as aliases of the ``--coldstart-*`` options.
+
+    Never registered by the installed plugin (a suite with its own ``--model``, vLLM's among them,
+    would die with "conflicting option string"); a suite that wants them calls this from its own
+    conftest's ``pytest_addoption``, as this repository's ``benchmarks/conftest.py`` does.
+    """
+    group = parser.getgroup("coldstart")
+    for flag, dest in SHORT_OPTIONS.items():
+        o = next(o for o in all_plugin_options() if o.dest == dest)
+        group.addoption(flag, dest=dest, metavar=dest.removeprefix("coldstart_").upper(), type=o.parse,
+                        default=None, help=f"Short for {o.flag} (this suite's conftest).")
+
+
+def explicit(config: pytest.Config, dest: str) -> bool:
+    """True when *dest* was given on the command line or in the ini file (not left at its default)."""
+    if config.getoption(dest) is not None:
+        return True
+    default = next(o.default for o in all_plugin_options() if o.dest == dest)
+    return str(config.getini(dest)) != default
 
 
 def add_options(parser: pytest.Parser) -> None:

@@ -130,8 +130,8 @@ def test_a_failing_check_in_the_users_block_stays_the_users_failure(tmp_path):
     suite.mkdir()
     (suite / "test_user.py").write_text(USER_BLOCK)
     workdir = tmp_path / "work"
-    run = run_bench(tmp_path / "results", f"--coldstart-registry={REPO / 'benchmarks'}", "--model=tiny-llama",
-                    "--optimization=enforce_eager", f"--coldstart-workdir={workdir}", suite=suite)
+    run = run_bench(tmp_path / "results", f"--coldstart-registry={REPO / 'benchmarks'}", "--coldstart-model=tiny-llama",
+                    "--coldstart-optimization=enforce_eager", f"--coldstart-workdir={workdir}", suite=suite)
     assert run.returncode == 1, run.output[-3000:]
     assert "the user's own check failed" in run.output and "AssertionError" in run.output
     assert "LaunchError" not in run.output and "failed start" not in run.output

@@ -18,7 +18,7 @@ from tests.conftest import DATA, REPO
 pytest.importorskip("asv")
 RUNS = DATA / "compare" / "runs"
 REGISTRY = f"--coldstart-registry={REPO / 'benchmarks'}"
-NO_BUDGETS = "--coldstart-budgets=/nonexistent/budgets.toml"
+NO_BUDGETS = "--coldstart-budgets="  # empty: no budgets (a named file that does not exist is an error)
 
 INJECT = """
 import json
@@ -50,7 +50,7 @@ def _base(tmp_path: Path) -> Path:
 
 
 def _args(*extra: str) -> list[str]:
-    return [REGISTRY, NO_BUDGETS, "--model=tiny-llama", "--optimization=baseline", "-p",
+    return [REGISTRY, NO_BUDGETS, "--coldstart-model=tiny-llama", "--coldstart-optimization=baseline", "-p",
             "no:cacheprovider", *extra]
 
 

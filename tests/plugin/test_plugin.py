@@ -26,11 +26,12 @@ def test_unrelated():
 def test_help_explains_every_option_with_units_and_defaults(pytester):
     result = pytester.runpytest("--help")
     out = result.stdout.str()
-    for flag in ("--model=MODEL", "--optimization=OPTIMIZATION", "--launcher=LAUNCHER", "--coldstart-repeat=REPEAT",
+    for flag in ("--coldstart-model=MODEL", "--coldstart-optimization=OPTIMIZATION", "--coldstart-launcher=LAUNCHER",
+                 "--coldstart-repeat=REPEAT",
                  "--coldstart-results=RESULTS", "--coldstart-budgets=BUDGETS", "--coldstart-timeout=TIMEOUT"):
         assert flag in out
     assert "Seconds to wait for GET /health" in out
-    assert "Default: 'tiny-llama'" in out
+    assert "Default: 'tiny-llama'" in " ".join(out.split())
     assert "coldstart_timeout" in out  # ini equivalent named
 
 
@@ -53,14 +54,14 @@ def test_parametrized_over_model_optimization_launcher_repeat(pytester):
 
 def test_fixture_use_alone_adds_the_marker(pytester):
     pytester.makepyfile(test_suite="def test_x(coldstart):\n    pass\n")
-    result = pytester.runpytest("--collect-only", "-q", REGISTRY, "-m", "coldstart", "--optimization=baseline")
+    result = pytester.runpytest("--collect-only", "-q", REGISTRY, "-m", "coldstart", "--coldstart-optimization=baseline")
     assert "test_suite.py::test_x[tiny-llama-baseline-vllm-r0]" in result.stdout.str()
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--model=gpt-5"], "unknown model 'gpt-5'; known models: tiny-llama, llama-3-8b, llama-3-70b, qwen-3-235b"),
-    (["--optimization=warp"], "unknown optimization 'warp'; known optimizations: baseline, compile_cache"),
-    (["--launcher=docker"], "unknown launcher 'docker'; known launchers: vllm"),
+    (["--coldstart-model=gpt-5"], "unknown model 'gpt-5'; known models: tiny-llama, llama-3-8b, llama-3-70b, qwen-3-235b"),
+    (["--coldstart-optimization=warp"], "unknown optimization 'warp'; known optimizations: baseline, compile_cache"),
+    (["--coldstart-launcher=docker"], "unknown launcher 'docker'; known launchers: vllm"),
 ])
 def test_unknown_names_fail_before_anything_runs(pytester, args, message):
     pytester.makepyfile(test_suite=SUITE)
@@ -73,7 +74,7 @@ def test_unknown_names_fail_before_anything_runs(pytester, args, message):
 @pytest.mark.parametrize(("args", "message"), [
     (["--coldstart-repeat=0"], "Could not parse value: '0'. Expected a number > 0"),
     (["--coldstart-timeout=soon"], "Could not parse value: 'soon'"),
-    (["--model="], "Could not parse value: ''. Expected comma-separated names"),
+    (["--coldstart-model="], "Could not parse value: ''. Expected comma-separated names"),
     (["--coldstart-port=99999"], "Expected a port 1-65535"),
 ])
 def test_bad_option_values(pytester, args, message):
@@ -106,7 +107,7 @@ def test_bad_budgets_file_stops_the_session(pytester):
 
 def test_an_optimization_outside_the_models_default_list_can_be_asked_for(pytester):
     pytester.makepyfile(test_suite=SUITE)
-    result = pytester.runpytest("--collect-only", "-q", REGISTRY, "--optimization=enforce_eager", "-m", "coldstart")
+    result = pytester.runpytest("--collect-only", "-q", REGISTRY, "--coldstart-optimization=enforce_eager", "-m", "coldstart")
     assert "test_suite.py::test_cold[tiny-llama-enforce_eager-vllm-r0]" in result.stdout.str()
 
 

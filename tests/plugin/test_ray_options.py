@@ -27,15 +27,15 @@ def _ids(result) -> list[str]:
 
 def test_launcher_option_parametrizes_both_launchers(pytester):
     pytester.makepyfile(test_suite="def test_x(coldstart):\n    pass\n")
-    result = pytester.runpytest("--collect-only", "-q", REGISTRY, "--optimization=baseline",
-                                "--launcher=vllm,ray-serve")
+    result = pytester.runpytest("--collect-only", "-q", REGISTRY, "--coldstart-optimization=baseline",
+                                "--coldstart-launcher=vllm,ray-serve")
     assert _ids(result) == ["test_suite.py::test_x[tiny-llama-baseline-vllm-r0]",
                             "test_suite.py::test_x[tiny-llama-baseline-ray-serve-r0]"]
 
 
 def test_marker_pins_a_test_to_a_launcher(pytester):
     pytester.makepyfile(test_suite=PINNED)
-    result = pytester.runpytest("--collect-only", "-q", REGISTRY, "--optimization=baseline")
+    result = pytester.runpytest("--collect-only", "-q", REGISTRY, "--coldstart-optimization=baseline")
     assert _ids(result) == ["test_suite.py::test_ray_only[tiny-llama-baseline-ray-serve-r0]",
                             "test_suite.py::test_any[tiny-llama-baseline-vllm-r0]"]
 

