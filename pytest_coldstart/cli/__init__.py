@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pytest_coldstart.cli.report",  # report, anchors, floor
     "pytest_coldstart.cli.history",  # compare, record, publish, sweep
     "pytest_coldstart.cli.s3",  # s3 upload-model | shard, cache push | pull
+    "pytest_coldstart.cli.init",  # init, preflight, export
 )
 
 DESCRIPTION = """\
@@ -35,6 +36,9 @@ This command prepares inputs and reads outputs.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coldstart", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    from pytest_coldstart.cli.init import package_version
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_commands(sub)

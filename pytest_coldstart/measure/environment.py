@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -38,7 +39,35 @@ def _run(argv: list[str], cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def gpu_info() -> dict[str, object]:
+#: Per-GPU facts kept in every result's environment (``gpus``); the rest stays in the pre-flight record.
+GPU_FACT_KEYS = ("index", "name", "uuid", "memory_total_bytes", "driver", "cuda_version", "pcie_gen_max",
+                 "pcie_width_max", "persistence_mode", "sm_clock_max_mhz")
+
+
+def gpu_info(nvml: Any | None = None) -> dict[str, object]:
+    """Every GPU's facts from NVML (``gpus``) plus the first GPU's summary keys; nvidia-smi without NVML.
+
+    With NVML the pre-flight (idle, throttling, ECC, PCIe; ``measure.preflight``) is recorded too, so
+    a result says what state the GPUs were in when it was measured.
+    """
+    from pytest_coldstart.measure.preflight import NvmlUnavailable, gpu_facts, load_nvml, run_preflight
+
+    try:
+        nvml = nvml or load_nvml()
+    except NvmlUnavailable:
+        return _gpu_info_smi()
+    try:
+        facts = gpu_facts(nvml)
+    except nvml.NVMLError:
+        return _gpu_info_smi()
+    first = facts[0] if facts else {}
+    return {"gpu_name": first.get("name"), "gpu_count": len(facts), "gpu_driver": first.get("driver"),
+            "cuda_version": first.get("cuda_version"), "gpu_source": "nvml",
+            "gpus": [{k: g.get(k) for k in GPU_FACT_KEYS} for g in facts],
+            "preflight": run_preflight(nvml=nvml).to_record() if facts else None}
+
+
+def _gpu_info_smi() -> dict[str, object]:
     """GPU name, count, driver and CUDA version from nvidia-smi; empty without one."""
     if shutil.which("nvidia-smi") is None:
         return {"gpu_name": None, "gpu_count": 0, "gpu_driver": None, "cuda_version": None}
