@@ -15,7 +15,7 @@ from pytest_coldstart.history import asv_store, commits
 from pytest_coldstart.history.compare import CompareConfig, Threshold, load_config, unusable
 from pytest_coldstart.history.gate import DEFAULT_ASV_RESULTS, DEFAULT_COMPARE_CONFIG, publish, run_compare
 from pytest_coldstart.history.sweep import VERSION_RE, SweepOptions, run_sweep
-from pytest_coldstart.measure.config import load_budgets
+from pytest_coldstart.measure.config import budget_files, compare_config_file, load_budget_layers
 from pytest_coldstart.model.errors import ColdstartError, ConfigError
 from pytest_coldstart.model.result import RunResult, load_results
 from pytest_coldstart.report.compare import append_step_summary, render_markdown, render_text, write_markdown
@@ -24,16 +24,24 @@ from pytest_coldstart.report.compare import append_step_summary, render_markdown
 def _compare_cmd(args: argparse.Namespace) -> int:
     repo = Path(args.repo)
     try:
-        config = load_config(Path(args.config) if args.config else None)
+        config = load_config(compare_config_file(Path(args.config) if args.config else None, Path("benchmarks")))
         config = _override(config, args)
-        budgets = load_budgets(Path(args.budgets)) if args.budgets else None
+        files = budget_files(args.budgets, Path("benchmarks/budgets.toml"))
+        budgets = load_budget_layers(files) if files else None
     except ColdstartError as exc:
         comparison = unusable(args.base, args.head, str(exc))
     else:
         comparison = run_compare(args.base, args.head, repo=repo, asv_dir=Path(args.asv_results),
                                  machine=args.machine, config=config, budgets=budgets,
                                  allow_machine_mismatch=args.allow_machine_mismatch, only_common=args.only_common)
-    print(render_text(comparison))
+    if args.json:
+        import json
+
+        from pytest_coldstart.report.export import comparison_record
+
+        print(json.dumps(comparison_record(comparison), indent=2, default=str))
+    else:
+        print(render_text(comparison))
     markdown = render_markdown(comparison)
     if args.markdown:
         write_markdown(Path(args.markdown), markdown)
@@ -120,10 +128,13 @@ def add_commands(sub: Any) -> None:
                    help="asv results directory for commit lookups (default: results)")
     p.add_argument("--machine", help="asv machine name, when results for the commits exist on several")
     p.add_argument("--repo", default=".", help="git repository for resolving refs (default: .)")
-    p.add_argument("--config", default=str(DEFAULT_COMPARE_CONFIG), metavar="TOML",
-                   help="thresholds per metric (default: benchmarks/compare.toml; built-in defaults if missing)")
-    p.add_argument("--budgets", default="benchmarks/budgets.toml", help="budgets to report breaches against "
-                   "('' for none; default: benchmarks/budgets.toml)")
+    p.add_argument("--config", default=None, metavar="TOML",
+                   help=f"thresholds per metric; a file named here must exist (default: {DEFAULT_COMPARE_CONFIG} "
+                   "when present, else the packaged thresholds; the verdict names the file)")
+    p.add_argument("--budgets", default=None, help="budgets to report breaches against, used alone; it must exist "
+                   "('' for none; default: the packaged budgets + benchmarks/budgets.toml when present)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON (rows, verdicts, thresholds "
+                   "and their source, exit code)")
     p.add_argument("--threshold", type=float, metavar="FRACTION", help="relative threshold for every metric "
                    "(0.1 = 10 %%), replacing the config's")
     p.add_argument("--floor", type=float, metavar="SECONDS", help="absolute floor for every metric, in seconds")

@@ -160,7 +160,42 @@ def _preflight(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _export(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from pytest_coldstart.model.result import load_results
+    from pytest_coldstart.report.export import export
+
+    runs = load_results(Path(args.results))
+    if not runs:
+        print(f"coldstart export: no runs under {Path(args.results) / 'runs'}; run the benchmarks first",
+              file=sys.stderr)
+        return 2
+    text = json.dumps(export(runs, args.format), indent=2) + "\n"
+    if args.output:
+        out = Path(args.output)
+        with atomic_path(out) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        print(f"wrote {args.format} export of {len(runs)} start(s) to {out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def add_runner_commands(sub: Any) -> None:
+    from pytest_coldstart.report.export import FORMATS
+
+    p = sub.add_parser("export", help="results as github-action-benchmark, Bencher (BMF) or pytest-benchmark JSON",
+                       description="Read RESULTS_DIR/runs/*.json and write medians (and ranges) per case x metric, "
+                       "in seconds: --format github (github-action-benchmark tool: customSmallerIsBetter), "
+                       "bencher (Bencher Metric Format, for `bencher run --adapter json`), pytest-benchmark (a "
+                       "file `pytest-benchmark compare` reads; rounds = cold starts).")
+    p.add_argument("results", nargs="?", default="results", metavar="RESULTS_DIR", help="default: results")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("-o", "--output", default="", metavar="FILE", help="write here (default: stdout)")
+    p.set_defaults(func=_export)
+
     p = sub.add_parser("preflight", help="check a GPU runner with NVML before cold starts (exit 0 pass, 1 fail, "
                        "2 cannot check)",
                        description="Check, with NVML, that the expected GPUs are present and idle, not throttled, "

@@ -46,7 +46,12 @@ def _timeline(args: argparse.Namespace) -> int:
     text = read_log(path, "timeline")
     if text is None:
         return 2
-    print_timeline(timeline_from_log(text), path, args.json, f"{path.name} (times from the log's own 1 s timestamps)")
+    timeline = timeline_from_log(text)
+    print_timeline(timeline, path, args.json, f"{path.name} (times from the log's own 1 s timestamps)")
+    if not any(p.duration_s is not None for p in timeline.phases) and timeline.total_ready_s is None:
+        print(f"coldstart timeline: {path} has no vLLM startup lines (no phase observed); is it a vLLM server log?",
+              file=sys.stderr)
+        return 2
     return 0
 
 
@@ -71,7 +76,7 @@ def _ray_timeline(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from pytest_coldstart.measure.config import load_budgets
+    from pytest_coldstart.measure.config import budget_files, load_budget_layers
     from pytest_coldstart.model.case import group_by_case
     from pytest_coldstart.model.result import load_results
     from pytest_coldstart.report.tables import render_summary
@@ -81,7 +86,15 @@ def _summary(args: argparse.Namespace) -> int:
         print(f"coldstart summary: no runs under {Path(args.results) / 'runs'}; run the benchmarks first",
               file=sys.stderr)
         return 2
-    budgets = load_budgets(Path(args.budgets)) if args.budgets else None
+    files = budget_files(args.budgets, Path("benchmarks/budgets.toml"))
+    budgets = load_budget_layers(files) if files else None
+    print(f"budgets in force: {budgets.path if budgets else 'none'}", file=sys.stderr)
+    if args.json:
+        from pytest_coldstart.report.export import summary_record
+
+        json.dump(summary_record(results, budgets), sys.stdout, indent=2)
+        print()
+        return 0
     for runs in group_by_case(results).values():
         print(render_summary(runs, budgets))
         print()
@@ -113,6 +126,8 @@ def add_commands(sub: Any) -> None:
                        description="Read results/runs/*.json and print one phase table per "
                                    "model x optimization x launcher.")
     p.add_argument("results", nargs="?", default="results", metavar="RESULTS_DIR", help="default: results")
-    p.add_argument("--budgets", default="benchmarks/budgets.toml", help="budgets file to compare against "
-                   "(default: benchmarks/budgets.toml; '' for none)")
+    p.add_argument("--budgets", default=None, help="budgets file to compare against, used alone; it must exist "
+                   "(default: the packaged budgets + benchmarks/budgets.toml when present; '' for none)")
+    p.add_argument("--json", action="store_true", help="print JSON: per case, starts, medians and samples in "
+                   "seconds, budgets")
     p.set_defaults(func=_summary)

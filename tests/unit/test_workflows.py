@@ -95,18 +95,56 @@ def test_pr_gate_never_runs_fork_code_on_the_self_hosted_runner() -> None:
 
 
 def test_pr_gate_pairs_base_and_head_and_fails_on_regression() -> None:
-    job = _load("coldstart-pr.yml")["jobs"]["paired"]
-    script = _script(job)
+    wf = _load("coldstart-pr.yml")
+    paired, gate = wf["jobs"]["paired"], wf["jobs"]["gate"]
+    script = _script(paired)
     assert 'for side in base head' in script, "base and head must alternate on the same runner"
     assert "merge-base" in script
-    assert "compare runs-base runs-head" in script and "--markdown comment.md" in script
-    assert "base/benchmarks/compare.toml" in script, "the PR must not choose its own thresholds"
-    assert re.search(r"1\) echo .*; exit 1 ;;", script) and "exit 2" in script
-    comment = _load("coldstart-pr.yml")["jobs"]["comment"]
-    assert comment["permissions"] == {"pull-requests": "write"}
+    assert "coldstart compare" not in script, "the GPU job (which runs the head's code) must not judge"
+    assert any("upload-artifact" in s.get("uses", "") for s in paired["steps"])
+    # The verdict: a hosted runner, the base commit checked out, the base's compare and thresholds.
+    assert _runs_on(gate) == ["ubuntu-latest"]
+    checkout = next(s for s in gate["steps"] if "actions/checkout" in s.get("uses", ""))
+    assert checkout["with"]["ref"] == "${{ needs.paired.outputs.base_sha }}"
+    gate_script = _script(gate)
+    assert "pip install './base[asv]'" in gate_script
+    assert "compare runs-base runs-head" in gate_script and "--markdown comment.md" in gate_script
+    assert "base/benchmarks/compare.toml" in gate_script, "the PR must not choose its own thresholds"
+    assert re.search(r"1\) echo .*; exit 1 ;;", gate_script) and "exit 2" in gate_script
+    comment = wf["jobs"]["comment"]
+    assert comment["needs"] == "gate" and comment["permissions"] == {"pull-requests": "write"}
     from pytest_coldstart.report.compare import MARKER
 
     assert MARKER in comment["steps"][-1]["with"]["script"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_actions_pinned_credentials_dropped_artifacts_expire(name: str) -> None:
+    wf = _load(name)
+    for job_name, job in wf["jobs"].items():
+        for step in job.get("steps", []):
+            uses = step.get("uses", "")
+            if uses:
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", uses), f"{name} {job_name}: {uses} not pinned by SHA"
+            if "actions/checkout" in uses:
+                pushes = job.get("permissions", {}).get("contents") == "write"
+                assert step.get("with", {}).get("persist-credentials") is pushes, f"{name} {job_name}: credentials"
+            if "actions/upload-artifact" in uses:
+                assert step["with"].get("retention-days"), f"{name} {job_name}: artifact without retention-days"
+
+
+def test_gpu_jobs_share_one_concurrency_group_and_run_the_preflight() -> None:
+    for name in ("coldstart-pr.yml", "coldstart-nightly.yml"):
+        for job in _load(name)["jobs"].values():
+            if "self-hosted" in _runs_on(job):
+                assert job["concurrency"] == {"group": "coldstart-gpu-pool", "cancel-in-progress": False}, name
+                assert "coldstart preflight --gpus 8" in _script(job), name
+                assert "nvidia-smi" not in _script(job), name
+                assert "--coldstart-asv off" in _script(job), name
+
+
+def test_nightly_writes_a_step_summary() -> None:
+    assert "GITHUB_STEP_SUMMARY" in _script(_load("coldstart-nightly.yml")["jobs"]["bench"])
 
 
 def test_cpu_lane_runs_make_test_on_a_hosted_runner() -> None:
@@ -149,7 +187,9 @@ def test_coldstart_commands_in_workflows_exist() -> None:
 def test_pytest_options_in_workflows_exist() -> None:
     from pytest_coldstart.plugin.options import all_plugin_options
 
-    known = {o.flag for o in all_plugin_options()} | {"-p", "-rA", "-m"}
+    from pytest_coldstart.plugin.options import SHORT_OPTIONS  # benchmarks/conftest.py adds them
+
+    known = {o.flag for o in all_plugin_options()} | set(SHORT_OPTIONS) | {"-p", "-rA", "-m"}
     for name in NAMES:
         for flag in re.findall(r"(--(?:coldstart-[a-z-]+|model|optimization|launcher))\b", (WORKFLOWS / name).read_text()):
             assert flag in known, (name, flag)
