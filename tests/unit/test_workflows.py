@@ -185,9 +185,10 @@ def test_coldstart_commands_in_workflows_exist() -> None:
 
 
 def test_pytest_options_in_workflows_exist() -> None:
-    from pytest_coldstart.plugin.options import all_plugin_options
-
-    from pytest_coldstart.plugin.options import SHORT_OPTIONS  # benchmarks/conftest.py adds them
+    from pytest_coldstart.plugin.options import (
+        SHORT_OPTIONS,  # benchmarks/conftest.py adds them
+        all_plugin_options,
+    )
 
     known = {o.flag for o in all_plugin_options()} | set(SHORT_OPTIONS) | {"-p", "-rA", "-m"}
     for name in NAMES:
