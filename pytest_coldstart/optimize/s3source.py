@@ -226,7 +226,7 @@ class EmbeddedS3:
         binary = moto_server_binary(self.python)
         if binary is None:
             raise ConfigError("the embedded S3 endpoint of the CPU lane needs moto's server: "
-                              "pip install 'pytest-coldstart[cpu-s3]' (moto[server]); or " + S3_ADVICE)
+                              "pip install 'pytest-coldstart[cpu]' (moto[server]); or " + S3_ADVICE)
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
