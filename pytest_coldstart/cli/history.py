@@ -163,7 +163,9 @@ def add_commands(sub: Any) -> None:
                                    "branches added so a version sweep shows on the site.")
     p.add_argument("--config", default="asv.conf.json", help="default: asv.conf.json")
     p.add_argument("--html-dir", help="output directory (default: html_dir of the config)")
-    p.add_argument("--results-dir", help="asv results to publish (default: results_dir of the config)")
+    # --asv-results: the name compare and record use for the same directory (one name per concept).
+    p.add_argument("--asv-results", "--results-dir", dest="results_dir", metavar="DIR",
+                   help="asv results to publish (default: results_dir of the config)")
     p.add_argument("--self-contained", action="store_true",
                    help="serve jQuery, flot and bootstrap from the site instead of CDNs (for viewing offline; "
                    "fetched once with npm into --vendor-dir)")
