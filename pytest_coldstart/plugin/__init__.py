@@ -268,12 +268,15 @@ class ColdstartHandle:
 
         The server is stopped and the result saved when the block exits.
         """
+        failure = None
         try:
             self.state.ready_s3(self.case)
             with self.state.runner.launch(self.case) as live:
                 yield live
         except ColdstartError as exc:
-            pytest.fail(f"{self.case.id}: {exc}", pytrace=False)
+            failure = f"{self.case.id}: {exc}"
+        if failure is not None:  # outside the except: the message once, no "During handling of ..."
+            pytest.fail(failure, pytrace=False)
 
     def run(self, *, check_budgets: bool = True) -> RunResult:
         """Measure one cold start, save it, and (by default) enforce budgets."""
