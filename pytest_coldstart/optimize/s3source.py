@@ -214,6 +214,10 @@ class EmbeddedS3:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def start(self) -> str:
         """Start the endpoint (idempotent); returns its location (``EMBEDDED_LOCATION``)."""
         if self.running:
