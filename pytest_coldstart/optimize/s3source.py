@@ -13,7 +13,13 @@ with ``coldstart s3 upload-model`` / ``coldstart s3 shard``.
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,8 +191,6 @@ _EMBEDDED_ENV_KEYS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY
 
 def moto_server_binary(python: str = sys.executable) -> str | None:
     """``moto_server`` beside *python* (a venv), else on PATH; None when moto[server] is not installed."""
-    import shutil
-
     local = Path(python).parent / "moto_server"
     return str(local) if local.exists() else shutil.which("moto_server")
 
@@ -222,11 +226,6 @@ class EmbeddedS3:
         """Start the endpoint (idempotent); returns its location (``EMBEDDED_LOCATION``)."""
         if self.running:
             return EMBEDDED_LOCATION
-        import secrets
-        import socket
-        import subprocess
-        import time
-
         binary = moto_server_binary(self.python)
         if binary is None:
             raise ConfigError("the embedded S3 endpoint of the CPU lane needs moto's server: "
@@ -263,8 +262,6 @@ class EmbeddedS3:
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Restore the AWS environment and stop the server; safe to call twice."""
-        import signal
-        import subprocess
 
         for key, value in self._saved.items():
             if value is None:
