@@ -152,10 +152,11 @@ def choose_python(version: str, explicit: dict[str, Path], venv_dir: Path) -> tu
 
 def bench_argv(python: Path, repo: Path, results: Path, args: SweepOptions) -> list[str]:
     argv = [str(python), "-m", "pytest", str(repo / "benchmarks"), "-m", "coldstart", "-p", "no:cacheprovider",
-            f"--rootdir={repo}", f"--coldstart-results={results}", f"--model={args.model}",
-            f"--coldstart-repeat={args.repeat}", f"--coldstart-workdir={args.workdir}"]
+            f"--rootdir={repo}", f"--coldstart-results={results}", f"--coldstart-model={args.model}",
+            f"--coldstart-repeat={args.repeat}", f"--coldstart-workdir={args.workdir}",
+            "--coldstart-asv=off"]  # the sweep records each version itself, at its pin commit
     if args.optimization:
-        argv.append(f"--optimization={args.optimization}")
+        argv.append(f"--coldstart-optimization={args.optimization}")
     return argv
 
 

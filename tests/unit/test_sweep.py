@@ -99,7 +99,7 @@ def test_bench_argv() -> None:
     args = argparse.Namespace(model="tiny-llama", optimization="baseline", repeat=2, workdir=".coldstart")
     argv = bench_argv(Path("/v/bin/python"), REPO, Path("/out/0.30.0/results"), args)
     assert argv[:4] == ["/v/bin/python", "-m", "pytest", str(REPO / "benchmarks")]
-    assert "--coldstart-results=/out/0.30.0/results" in argv and "--optimization=baseline" in argv
+    assert "--coldstart-results=/out/0.30.0/results" in argv and "--coldstart-optimization=baseline" in argv
     assert "--coldstart-repeat=2" in argv
 
 
