@@ -132,10 +132,29 @@ def _preflight_inputs(args: argparse.Namespace) -> dict[str, Any]:
     return inputs
 
 
+def _probe_h2d(args: argparse.Namespace) -> int:
+    import json
+
+    from pytest_coldstart.measure.preflight import NvmlUnavailable, probe_host_to_gpu
+
+    try:
+        result = probe_host_to_gpu(size_gib=args.probe_gib)
+    except NvmlUnavailable as exc:
+        print(f"coldstart preflight --probe-h2d: cannot probe (exit 2): {exc}")
+        return 2
+    print(json.dumps(result) if args.json else
+          f"host->GPU copy, {result['size_bytes'] / 2**30:.1f} GiB, best of 5: pinned {result['pinned_gbps']} GB/s, "
+          f"pageable {result['pageable_gbps']} GB/s")
+    return 0
+
+
 def _preflight(args: argparse.Namespace) -> int:
     import json
 
     from pytest_coldstart.measure.preflight import run_preflight
+
+    if args.probe_h2d:
+        return _probe_h2d(args)
 
     report = run_preflight(expect_gpus=args.gpus, max_memory_used_mib=args.max_memory_used_mib,
                            **_preflight_inputs(args))
@@ -213,4 +232,7 @@ def add_runner_commands(sub: Any) -> None:
     p.add_argument("--registry", default="benchmarks", help="registry overrides directory (default: benchmarks)")
     p.add_argument("--workdir", default=".coldstart", help="the plugin's --coldstart-workdir (default: .coldstart)")
     p.add_argument("--disk", default="", help="path whose filesystem must have room (default: --workdir)")
+    p.add_argument("--probe-h2d", action="store_true", help="instead: measure host->GPU copy bandwidth through torch "
+                   "(pinned and pageable, best of 5), the floor for weights loaded from RAM; needs CUDA torch")
+    p.add_argument("--probe-gib", type=float, default=2.0, metavar="GIB", help="bytes per copy, GiB (default: 2)")
     p.set_defaults(func=_preflight)

@@ -149,3 +149,9 @@ def test_results_carry_every_gpus_facts_and_the_preflight() -> None:
     assert info["gpu_source"] == "nvml" and info["gpu_count"] == 8 and info["gpu_name"] == "NVIDIA H100 80GB HBM3"
     assert [g["index"] for g in info["gpus"]] == list(range(8)) and info["gpus"][5]["pcie_width_max"] == 16
     assert info["preflight"]["exit_code"] == 0 and info["cuda_version"] == "12.4"
+
+
+def test_host_to_gpu_probe_without_cuda_cannot_probe(capsys: pytest.CaptureFixture[str]) -> None:
+    """The probe is written for a GPU host and has never run on one; here torch has no CUDA."""
+    assert main(["preflight", "--probe-h2d"]) == 2
+    assert "cannot probe (exit 2)" in capsys.readouterr().out
