@@ -190,9 +190,9 @@ def pytest_configure(config: pytest.Config) -> None:
     state = ColdstartState(config)
     config.stash[STATE_KEY] = state
     register_history(config, state, state.history, implicit=state.history_implicit)
-    explicit = any(config.getoption(d) is not None for d in ("coldstart_model", "coldstart_optimization",
-                                                             "coldstart_launcher"))
-    if explicit:  # the user asked for cold starts: bad names fail before anything runs
+    asked = any(config.getoption(d) is not None for d in ("coldstart_model", "coldstart_optimization",
+                                                          "coldstart_launcher"))
+    if asked:  # the user asked for cold starts: bad names fail before anything runs
         try:
             state.cases()
         except ColdstartError as exc:
