@@ -24,7 +24,7 @@ STARTER_FILES: tuple[tuple[str, str], ...] = (
     ("budgets.toml", "benchmarks/budgets.toml"),
     ("asv.conf.json", "asv.conf.json"),
 )
-GITIGNORE_LINES = (".coldstart/", "results/runs/", "results/logs/", ".asv/")
+GITIGNORE_LINES = (".coldstart/", "results/runs/", "results/logs/", "results/.coldstart-asv.lock", ".asv/")
 
 
 def package_version() -> str:
