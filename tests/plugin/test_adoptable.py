@@ -109,3 +109,18 @@ def test_x(coldstart):
     result.assert_outcomes(passed=1)
     result = pytester.runpytest("--coldstart-model=llama-3-8b", "--coldstart-s3=ftp://x")
     assert result.ret == 4 and "expected s3://BUCKET" in result.stderr.str()
+
+
+def test_the_tiny_model_s3_cases_bind_to_the_embedded_endpoint(pytester, monkeypatch):
+    """No S3 location: the generated model's S3 cases run against the embedded endpoint, not skipped."""
+    monkeypatch.delenv("COLDSTART_S3_URI", raising=False)
+    pytester.makepyfile(test_suite="""
+from pytest_coldstart.plugin import state_of
+
+def test_x(coldstart):
+    model = state_of(coldstart.item.config).registry.model(coldstart.case.model)
+    assert model.source_for(coldstart.case.optimization).startswith("s3://coldstart-embedded/tiny-llama")
+    assert model.compile_cache_uri == ""  # the compile cache stays local: the endpoint lives one session
+""")
+    result = pytester.runpytest("-q", "-rs", "--coldstart-model=tiny-llama", "--coldstart-optimization=runai_streamer,all")
+    result.assert_outcomes(passed=2)
