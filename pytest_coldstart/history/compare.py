@@ -11,6 +11,13 @@ phase (plus unaccounted, total and TTFT) the verdict is one of
 * ``unchanged``: within the thresholds, or beyond them but not significant.
 * ``missing``: observed in the base but not in the head, or head starts failed.
   Counts as a regression: a phase that vanished is not a speed-up.
+
+Failed starts are judged by kind (``ExitStatus``): a head whose *server*
+fails (exited, timed out, unhealthy) while every base start succeeded is a
+regression (exit 1, the row says so). A start the *harness* did not complete
+(interrupted, harness error, preflight) says nothing about the code, and
+server failures on both sides say nothing about the change: both make the
+comparison impossible (exit 2), never "regression".
 * ``not comparable``: no baseline for it, or the asv series versions differ.
 
 Budgets ride along: a head median over its budget is reported in the same
@@ -266,8 +273,9 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
     if head.failed:
         errors = "; ".join(sorted(set(head.errors)))[:300]
         rows.append(Row(key, FAILED_ROW, (float(base.failed),), (float(head.failed),), MISSING,
-                        f"{head.failed} of {head.runs} HEAD start(s) failed: {errors}"))
-    ok_head = head.runs - head.failed
+                        f"HEAD server failed to start in {head.failed} of {head.runs} start(s) while every base "
+                        f"start succeeded: {errors}"))
+    ok_head = head.ok_runs
     for metric in METRICS:
         b, h = base.values(metric), head.values(metric)
         if not b and not h:
@@ -291,6 +299,27 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
             d = decide(b, h, config.threshold(metric), alpha=config.alpha, min_samples=config.min_samples)
             rows.append(Row(key, metric, b, h, d.verdict, d.reason, d.test, d.p_value, **budget))
     return rows
+
+
+def _failure_problems(key: CaseKey, base: CaseSamples, head: CaseSamples) -> list[str]:
+    """Why failed starts make *key* impossible to judge (exit 2), or nothing.
+
+    Aborts and harness failures on either side: the runs are incomplete, not slow.
+    Server failures on both sides: the base is broken too, so a failing head is
+    not evidence that this change broke it.
+    """
+    problems = []
+    for side, samples in (("base", base), ("HEAD", head)):
+        if samples.aborted:
+            why = "; ".join(sorted(set(samples.abort_errors)))[:300]
+            problems.append(f"{key.label}: {samples.aborted} of {samples.runs} {side} start(s) did not complete "
+                            f"for a reason outside the server ({why}); re-run them (an abort or a harness "
+                            "failure is no verdict)")
+    if base.failed and head.failed:
+        problems.append(f"{key.label}: the server failed on both sides (base {base.failed} of {base.runs}, HEAD "
+                        f"{head.failed} of {head.runs}); the base is broken too, so no verdict on this change. "
+                        "Fix the base (or the machine) and re-run")
+    return problems
 
 
 def _same_machine(a: Mapping[str, object], b: Mapping[str, object]) -> bool:
@@ -331,12 +360,15 @@ def compare(base: SampleSet, head: SampleSet, config: CompareConfig | None = Non
         if b is None:
             rows.append(Row(key, CASE_ROW, (), (), NOT_COMPARABLE, "no base runs for this case"))
             continue
-        if b.runs == b.failed:
+        blocked = _failure_problems(key, b, h)
+        if blocked:
+            problems.extend(blocked)
+            rows.append(Row(key, CASE_ROW, (), (), NOT_COMPARABLE, blocked[0]))
+            continue
+        if b.ok_runs == 0:
             rows.append(Row(key, CASE_ROW, (), (), NOT_COMPARABLE, f"every base start failed ({b.failed})"))
-            notes.append(f"{key.label}: every base start failed, nothing to compare against")
-            if h.failed:
-                rows.append(Row(key, FAILED_ROW, (float(b.failed),), (float(h.failed),), MISSING,
-                                f"{h.failed} of {h.runs} HEAD start(s) failed too"))
+            notes.append(f"{key.label}: every base start failed and every HEAD start succeeded; nothing to "
+                         "compare against")
             continue
         rows.extend(_case_rows(b, h, config, budgets, problems))
     if not problems and not any(r.verdict != NOT_COMPARABLE for r in rows):
