@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pytest_coldstart.model.efficiency import LoadEfficiency
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.model.files import atomic_path
 from pytest_coldstart.model.phase import Phase
+from pytest_coldstart.model.redact import Redactor
 
 #: Bump on any incompatible change; readers refuse other versions with a next step.
 SCHEMA_VERSION = 1
@@ -115,8 +117,10 @@ def write_result(results_dir: Path, result: RunResult) -> Path:
     stamp = result.started_at.replace(":", "").replace("-", "").split(".")[0]
     name = f"{stamp}_{result.model}_{result.optimization}_{result.launcher}_r{result.repeat_index}_{uuid.uuid4().hex[:6]}.json"
     target = runs / name
+    # Redacted as a whole: server_argv, error, environment and cache can carry a token or a presigned URL.
+    data = Redactor.from_env(os.environ).redact_value(result.to_dict())
     with atomic_path(target, overwrite=False, mode=None) as tmp:
-        tmp.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return target
 
 
