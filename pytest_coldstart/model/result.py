@@ -188,7 +188,7 @@ def _non_finite_in(value: object, where: str) -> str | None:
     return None
 
 
-def validate(data: dict[str, Any]) -> str | None:  # noqa: C901 - one flat check per field reads best
+def validate(data: dict[str, Any]) -> str | None:
     """The first problem of a results file's JSON, as "field X: why", or None if it is well-formed.
 
     Types and finite numbers are checked here so that a hand-edited or corrupt
