@@ -272,9 +272,18 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
     rows: list[Row] = []
     if head.failed:
         errors = "; ".join(sorted(set(head.errors)))[:300]
-        rows.append(Row(key, FAILED_ROW, (float(base.failed),), (float(head.failed),), MISSING,
-                        f"HEAD server failed to start in {head.failed} of {head.runs} start(s) while every base "
-                        f"start succeeded: {errors}"))
+        if not base.failed:
+            rows.append(Row(key, FAILED_ROW, (float(base.failed),), (float(head.failed),), MISSING,
+                            f"HEAD server failed to start in {head.failed} of {head.runs} start(s) while every base "
+                            f"start succeeded: {errors}"))
+        elif head.failed / head.runs > base.failed / base.runs:
+            rows.append(Row(key, FAILED_ROW, (float(base.failed),), (float(head.failed),), MISSING,
+                            f"HEAD server failed to start in {head.failed} of {head.runs} start(s), more often than "
+                            f"the base ({base.failed} of {base.runs}): {errors}"))
+        else:
+            rows.append(Row(key, FAILED_ROW, (float(base.failed),), (float(head.failed),), UNCHANGED,
+                            f"the server failed as often on both sides (base {base.failed} of {base.runs}, HEAD "
+                            f"{head.failed} of {head.runs}): flaky, not this change"))
     ok_head = head.ok_runs
     for metric in METRICS:
         b, h = base.values(metric), head.values(metric)
@@ -315,7 +324,7 @@ def _failure_problems(key: CaseKey, base: CaseSamples, head: CaseSamples) -> lis
             problems.append(f"{key.label}: {samples.aborted} of {samples.runs} {side} start(s) did not complete "
                             f"for a reason outside the server ({why}); re-run them (an abort or a harness "
                             "failure is no verdict)")
-    if base.failed and head.failed:
+    if base.failed and head.failed and (base.ok_runs == 0 or head.ok_runs == 0):
         problems.append(f"{key.label}: the server failed on both sides (base {base.failed} of {base.runs}, HEAD "
                         f"{head.failed} of {head.runs}); the base is broken too, so no verdict on this change. "
                         "Fix the base (or the machine) and re-run")
