@@ -455,7 +455,9 @@ class ColdStartRunner:
             ttft_s=ttft.ttft_s if ttft else None, first_response_s=ttft.first_response_s if ttft else None,
             unaccounted_s=timeline.unaccounted_s, environment=self.environment, exit_status=status,
             log_path=str(spec.log_path), repeat_index=case.repeat_index, server_exit_code=server.exit_code,
-            error=None if error is None else describe_failure(error), last_phase=timeline.last_phase_reached,
+            error=None if error is None else describe_failure(error),
+            # No startup marker seen but /health answered (a launcher without a phase table): "ready".
+            last_phase=timeline.last_phase_reached or ("ready" if server.ready_s is not None else None),
             server_argv=tuple(server.process.argv), env_overrides=redact_env(spec.env),
             cache={**plan.cache.record, **hygiene_record},
             efficiency=self._efficiency(case, timeline),

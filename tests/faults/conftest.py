@@ -55,3 +55,33 @@ def baseline_runs(dest: Path, status: str | None = None, error: str | None = Non
 def copy_cpu_lane(dest: Path) -> Path:
     shutil.copytree(CPU_LANE, dest)
     return dest
+
+TINY = REPO / ".coldstart" / "models" / "tiny-llama"
+FAKE_MODES = ("ok", "trickle", "unhealthy", "setsid", "ignore-term", "chatty", "hang", "hang-ignore-term")
+
+
+def fake_registry(dest: Path) -> Path:
+    """A registry with model `fake` (the tiny model's files, served by tests/faults/fake_server.py) and one
+    optimization per fake-server mode (`mode_trickle`, ...)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "models.toml").write_text(
+        '[models.fake]\ndescription = "fault-injection server"\n'
+        f'source = "local:{TINY}"\nserved_name = "fake"\nweight_bytes = 1685112\n'
+        f'optimizations = [{", ".join(repr("mode_" + m.replace("-", "_")).replace(chr(39), chr(34)) for m in FAKE_MODES)}]\n')
+    opts = "".join(f'[optimizations.mode_{m.replace("-", "_")}]\ncache = "cold"\nenv = {{ FAKE_MODE = "{m}" }}\n\n'
+                   for m in FAKE_MODES)
+    (dest / "optimizations.toml").write_text(opts)
+    return dest
+
+
+def alive(pid: int) -> bool:
+    """True if *pid* runs and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def pids_in(path: Path) -> list[int]:
+    return [int(x) for x in path.read_text().split()] if path.exists() else []

@@ -1,0 +1,138 @@
+"""Faults a start can meet, through the real runner, Server and OwnedProcess, with the small fake server
+of tests/faults/fake_server.py where a real vLLM cannot show the fault on demand (a trickling stream, a
+setsid() grandchild, a server that ignores SIGTERM)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_coldstart.launch import registry as launch_registry
+from pytest_coldstart.measure.runner import ColdStartRunner, Settings
+from pytest_coldstart.model.case import Case
+from pytest_coldstart.model.errors import DeadlineExceeded, LaunchError, UnhealthyError
+from pytest_coldstart.model.registry import load_registry
+from pytest_coldstart.model.result import load_results
+from tests.conftest import REPO
+from tests.faults.conftest import alive, fake_registry, pids_in
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setitem(launch_registry.LAUNCHERS, "fake", "tests.faults.fake_launcher:FakeLauncher")
+    monkeypatch.setenv("FAKE_PID_FILE", str(tmp_path / "pids"))
+    return fake_registry(tmp_path / "registry")
+
+
+def runner(tmp_path: Path, registry_dir: Path, timeout_s: float) -> ColdStartRunner:
+    settings = Settings(registry_dir=registry_dir, results_dir=tmp_path / "results", workdir=tmp_path / "work",
+                        repo_dir=REPO, timeout_s=timeout_s)
+    return ColdStartRunner(settings, load_registry(registry_dir))
+
+
+def saved(tmp_path: Path) -> dict:
+    (result,) = load_results(tmp_path / "results")
+    return json.loads(json.dumps(result.to_dict()))
+
+
+def test_a_trickling_stream_cannot_outlast_the_deadline(fake: Path, tmp_path: Path) -> None:
+    r = runner(tmp_path, fake, timeout_s=6)
+    t0 = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match="reached: headers received, no token yet"):
+        r.run(Case("fake", "mode_trickle", "fake"))
+    assert time.monotonic() - t0 < 6 + 8  # the deadline, plus the stop's grace
+    result = saved(tmp_path)
+    assert result["exit_status"] == "timeout"
+    assert "deadline passed while waiting for the first response" in result["error"]
+    assert result["last_phase"] == "ready"  # the phase reached is named
+
+
+def test_an_unhealthy_server_is_unhealthy_not_timeout(fake: Path, tmp_path: Path) -> None:
+    with pytest.raises(UnhealthyError, match="/health kept answering 503"):
+        runner(tmp_path, fake, timeout_s=3).run(Case("fake", "mode_unhealthy", "fake"))
+    assert saved(tmp_path)["exit_status"] == "unhealthy"
+
+
+def test_setsid_grandchildren_are_found_and_killed(fake: Path, tmp_path: Path) -> None:
+    result = runner(tmp_path, fake, timeout_s=30).run(Case("fake", "mode_setsid", "fake"))
+    pids = pids_in(tmp_path / "pids")
+    assert len(pids) == 4, pids  # server, setsid child, its double-forked grandchild, the orphaned one
+    assert result.ok, result.error
+    assert not [p for p in pids if alive(p)], "a process outlived the stop"
+
+
+def test_an_interrupt_is_saved_as_interrupted_with_a_reason(fake: Path, tmp_path: Path) -> None:
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner(tmp_path, fake, timeout_s=60).run(Case("fake", "mode_hang", "fake"))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    result = saved(tmp_path)
+    assert result["exit_status"] == "interrupted"
+    assert result["error"].startswith("interrupted (KeyboardInterrupt)")
+    pids = pids_in(tmp_path / "pids")
+    assert len(pids) == 4 and not [p for p in pids if alive(p)]
+
+
+def test_a_second_interrupt_during_the_grace_kills_the_tree(fake: Path, tmp_path: Path) -> None:
+    """SIGTERM ignored: the stop waits its grace; a second Ctrl-C then kills everything at once."""
+    hits = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        hits.append(time.monotonic())
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 2.0, 1.0)  # the first at 2 s (during the wait), the second 1 s later
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner(tmp_path, fake, timeout_s=60).run(Case("fake", "mode_hang_ignore_term", "fake"))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert len(hits) >= 2
+    assert time.monotonic() - t0 < 2 + 5  # did not sit out the 5 s grace after the second interrupt
+    assert saved(tmp_path)["exit_status"] == "interrupted"
+    pids = pids_in(tmp_path / "pids")
+    assert len(pids) == 4 and not [p for p in pids if alive(p)]
+
+
+def test_a_preflight_failure_is_saved_as_such(fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_coldstart.measure import runner as runner_module
+    from pytest_coldstart.model.errors import PreflightError
+
+    monkeypatch.setattr(runner_module, "START_RESERVE_BYTES", 2**62)  # more than any disk has
+    with pytest.raises(PreflightError, match="MiB free at"):
+        runner(tmp_path, fake, timeout_s=30).run(Case("fake", "mode_ok", "fake"))
+    result = saved(tmp_path)
+    assert result["exit_status"] == "preflight_failed" and "MiB free at" in result["error"]
+    assert not pids_in(tmp_path / "pids")  # nothing was started
+
+
+def test_the_callers_own_failure_in_the_block_is_not_the_servers(fake: Path, tmp_path: Path) -> None:
+    r = runner(tmp_path, fake, timeout_s=30)
+
+    def use() -> None:
+        with r.launch(Case("fake", "mode_ok", "fake")) as live:
+            assert live.ttft is not None and live.ttft.completion_text == "hello"
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        use()
+    assert saved(tmp_path)["exit_status"] == "ok"
+
+
+def test_a_launch_error_is_still_a_launch_error(fake: Path, tmp_path: Path) -> None:
+    with pytest.raises(LaunchError):
+        runner(tmp_path, fake, timeout_s=2).run(Case("fake", "mode_unhealthy", "fake"))
