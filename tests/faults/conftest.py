@@ -57,7 +57,8 @@ def copy_cpu_lane(dest: Path) -> Path:
     return dest
 
 TINY = REPO / ".coldstart" / "models" / "tiny-llama"
-FAKE_MODES = ("ok", "trickle", "unhealthy", "setsid", "ignore-term", "chatty", "hang", "hang-ignore-term")
+FAKE_MODES = ("ok", "leaky", "trickle", "unhealthy", "setsid", "ignore-term", "chatty", "chatty-hang", "hang",
+              "hang-ignore-term")
 
 
 def fake_registry(dest: Path) -> Path:

@@ -22,6 +22,7 @@ class FakeLauncher(Launcher):
         argv = [spec.python, str(SERVER), "--port", str(spec.port), "--mode", env.get("FAKE_MODE", "ok")]
         if env.get("FAKE_PID_FILE"):
             argv += ["--pid-file", env["FAKE_PID_FILE"]]
+        argv += env.get("FAKE_ARGS", "").split()
         process = OwnedProcess(argv, env=env, log_path=spec.log_path, clock=clock, redactor=Redactor.from_env(env))
         process.start()
         return Server(spec, process, clock)

@@ -9,9 +9,12 @@ Modes (``--mode``):
   ``setsid()`` and double-forks a grandchild (its parent exits), both sleeping;
   their pids go to ``--pid-file``;
 * ``ignore-term``: as ``setsid``, and the server ignores SIGTERM;
-* ``chatty``: as ``ok``, printing a 1 KiB line every 10 ms (to fill a small disk);
+* ``chatty`` / ``chatty-hang``: printing an 8 KiB line every 10 ms (to fill a small disk); the
+  latter never healthy;
 * ``hang`` / ``hang-ignore-term``: never healthy (503), with the escapees of
   ``setsid``; the latter also ignores SIGTERM (only KILL stops it).
+* ``leaky``: prints every line of ``$FAKE_LEAK_FILE`` (secrets, as a careless library would) and
+  exits 1;
 * ``ok``: healthy, answers one short completion.
 """
 
@@ -55,13 +58,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", default="ok")
     parser.add_argument("--pid-file", default=None)
-    args = parser.parse_args()
+    args, _extra = parser.parse_known_args()
     mode = args.mode
     if args.pid_file:
         with Path(args.pid_file).open("a") as f:
             f.write(f"{os.getpid()}\n")
     if mode in ("setsid", "ignore-term", "hang", "hang-ignore-term") and args.pid_file:
         spawn_escapees(Path(args.pid_file))
+    if mode == "leaky":
+        for line in Path(os.environ["FAKE_LEAK_FILE"]).read_text().splitlines():
+            print(f"DEBUG {line}", flush=True)
+        sys.exit(1)
     if mode in ("ignore-term", "hang-ignore-term"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
@@ -72,7 +79,7 @@ def main() -> None:
             pass
 
         def do_GET(self) -> None:
-            code = 503 if mode in ("unhealthy", "hang", "hang-ignore-term") else 200
+            code = 503 if mode in ("unhealthy", "hang", "hang-ignore-term", "chatty-hang") else 200
             self.send_response(code)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -101,10 +108,10 @@ def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     print("INFO Started server process", flush=True)
-    if mode == "chatty":
+    if mode in ("chatty", "chatty-hang"):
         def chatter() -> None:
             while True:
-                print("x" * 1024, flush=True)
+                print("x" * 8192, flush=True)
                 time.sleep(0.01)
         threading.Thread(target=chatter, daemon=True).start()
     print(f"INFO Uvicorn running on http://127.0.0.1:{args.port}", flush=True)
