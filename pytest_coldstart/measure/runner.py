@@ -129,6 +129,13 @@ def stop_on_signals(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signa
             signal.signal(sig, handler)
 
 
+def _tree_bytes(path: str | None) -> int | None:
+    """Bytes of the regular files under *path* (None when it is not a directory)."""
+    if not path or not Path(path).is_dir():
+        return None
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and not p.is_symlink())
+
+
 def check_free_space(needs: Mapping[Path, int]) -> None:
     """Refuse a start when a directory it writes to has less free space than it needs (bytes)."""
     for path, need in needs.items():
@@ -327,7 +334,8 @@ class ColdStartRunner:
             except BaseException as exc:  # populate, S3 fetch, disk: saved with its kind, then raised as is
                 self._save_unstarted(case, plan, started_at, exc)
                 raise
-            hygiene_record = apply_hygiene(plan.cache.hygiene).to_record()
+            hygiene_record = {**apply_hygiene(plan.cache.hygiene).to_record(),
+                              "hf_hub_bytes_before": _tree_bytes(plan.env.get("HF_HUB_CACHE"))}
             started_at = self.clock.wall().isoformat()
             spec = self._spec(case, plan, plan.env, f"{self._stamp()}_{case.id}.log")
             server = get_launcher(case.launcher).start(spec, self.clock)
@@ -412,22 +420,21 @@ class ColdStartRunner:
         if leftovers and error is None:
             status = ExitStatus.HARNESS_ERROR
             error = HarnessError(f"{len(leftovers)} server process(es) survived stop: {[p.pid for p in leftovers]}")
-        live.result = self._result(live.case, spec, server, live.ttft, started_at, plan,
-                                   {**hygiene_record, **self._cold_check(plan, server)}, status, error)
+        cold = self._cold_check(plan, server, hygiene_record.get("hf_hub_bytes_before"))
+        live.result = self._result(live.case, spec, server, live.ttft, started_at, plan, {**hygiene_record, **cold},
+                                   status, error)
         return self._save(live.result, error)
 
-    def _cold_check(self, plan: StartPlan, server: Server) -> dict[str, Any]:
+    def _cold_check(self, plan: StartPlan, server: Server, before_bytes: int | None) -> dict[str, Any]:
         """After the fact: did the measured start download its weights, as its policy says it must?
 
-        A fresh HF hub cache that holds files after the start means the start
-        fetched them; a ``weights_download`` phase in the log says the same.
+        An HF hub cache that holds more after the start than before it means
+        the start fetched weights; a ``weights_download`` phase in the log says
+        the same.
         """
-        hub = plan.env.get("HF_HUB_CACHE")
-        hub_bytes = None
-        if hub and Path(hub).is_dir():
-            hub_bytes = sum(p.stat().st_size for p in Path(hub).rglob("*") if p.is_file() and not p.is_symlink())
+        hub_bytes = _tree_bytes(plan.env.get("HF_HUB_CACHE"))
         in_log = [p for p in server.timeline().phases if p.name == "weights_download" and p.observed]
-        downloaded = bool(hub_bytes) or bool(in_log)
+        downloaded = (hub_bytes or 0) > (before_bytes or 0) or bool(in_log)
         expected = plan.source.kind == "hf" and plan.cache.policy != CachePolicy.WARM
         check: dict[str, Any] = {"weights_downloaded": downloaded, "hf_hub_bytes_after": hub_bytes}
         if plan.source.kind == "hf":

@@ -57,7 +57,7 @@ def copy_cpu_lane(dest: Path) -> Path:
     return dest
 
 TINY = REPO / ".coldstart" / "models" / "tiny-llama"
-FAKE_MODES = ("ok", "leaky", "trickle", "unhealthy", "setsid", "ignore-term", "chatty", "chatty-hang", "hang",
+FAKE_MODES = ("ok", "download", "leaky", "trickle", "unhealthy", "setsid", "ignore-term", "chatty", "chatty-hang", "hang",
               "hang-ignore-term")
 
 
@@ -71,6 +71,11 @@ def fake_registry(dest: Path) -> Path:
         f'optimizations = [{", ".join(repr("mode_" + m.replace("-", "_")).replace(chr(39), chr(34)) for m in FAKE_MODES)}]\n')
     opts = "".join(f'[optimizations.mode_{m.replace("-", "_")}]\ncache = "cold"\nenv = {{ FAKE_MODE = "{m}" }}\n\n'
                    for m in FAKE_MODES)
+    # A hub model whose weights the fake "downloads", under a compile cache (one unmeasured populate start).
+    (dest / "models.toml").write_text((dest / "models.toml").read_text() + '\n[models.fakehub]\nsource = "hf:org/fake"\n'
+                                      'served_name = "fake"\noptimizations = ["compile_download"]\n')
+    opts += '[optimizations.compile_download]\ncache = "compile"\nenv = { FAKE_MODE = "download" }\n'
+
     (dest / "optimizations.toml").write_text(opts)
     return dest
 

@@ -15,6 +15,8 @@ Modes (``--mode``):
   ``setsid``; the latter also ignores SIGTERM (only KILL stops it).
 * ``leaky``: prints every line of ``$FAKE_LEAK_FILE`` (secrets, as a careless library would) and
   exits 1;
+* ``download``: as ``ok``, after "downloading" its weights into ``$HF_HUB_CACHE`` unless they are
+  already there (what vLLM does with an ``hf:`` model);
 * ``ok``: healthy, answers one short completion.
 """
 
@@ -65,6 +67,14 @@ def main() -> None:
             f.write(f"{os.getpid()}\n")
     if mode in ("setsid", "ignore-term", "hang", "hang-ignore-term") and args.pid_file:
         spawn_escapees(Path(args.pid_file))
+    if mode == "download":
+        blob = Path(os.environ["HF_HUB_CACHE"]) / "models--org--fake" / "blobs" / "weights"
+        if blob.exists():
+            print("INFO weights found in the HF hub cache; no download", flush=True)
+        else:
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            blob.write_bytes(os.urandom(256 * 1024))
+            print("INFO Downloading weights: done", flush=True)
     if mode == "leaky":
         for line in Path(os.environ["FAKE_LEAK_FILE"]).read_text().splitlines():
             print(f"DEBUG {line}", flush=True)

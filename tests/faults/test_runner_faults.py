@@ -136,3 +136,18 @@ def test_the_callers_own_failure_in_the_block_is_not_the_servers(fake: Path, tmp
 def test_a_launch_error_is_still_a_launch_error(fake: Path, tmp_path: Path) -> None:
     with pytest.raises(LaunchError):
         runner(tmp_path, fake, timeout_s=2).run(Case("fake", "mode_unhealthy", "fake"))
+
+
+def test_a_compile_cache_start_downloads_its_weights_after_the_populate_start(fake: Path, tmp_path: Path) -> None:
+    """The unmeasured populate start downloads the weights too; the measured start must not find them."""
+    result = runner(tmp_path, fake, timeout_s=30).run(Case("fakehub", "compile_download", "fake"))
+    assert result.ok, result.error
+    cache = result.cache
+    assert cache["populated"]["populate_log"]  # there was a populate start
+    assert cache["weights_downloaded"] is True and cache["cold_verified"] is True, cache
+    assert cache["hf_hub_bytes_after"] == 256 * 1024
+    assert "hf_hub" in cache["fresh"] and "compile" in cache["warm"], cache
+    log = Path(result.log_path).read_text()
+    assert "Downloading weights" in log and "no download" not in log
+    populate_log = Path(cache["populated"]["populate_log"]).read_text()
+    assert "Downloading weights" in populate_log  # it downloaded too, into its own hub cache
