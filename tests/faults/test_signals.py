@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,9 +34,9 @@ GITHUB_TERM_AFTER_S = 7.5
 GITHUB_KILL_AFTER_S = 2.5
 
 
-def _start(tmp_path: Path, optimization: str) -> tuple[subprocess.Popen[str], Path]:
+def _command(tmp_path: Path, optimization: str, *extra: str) -> tuple[list[str], dict[str, str]]:
     suite = tmp_path / "suite"
-    suite.mkdir()
+    suite.mkdir(parents=True)
     (suite / "conftest.py").write_text(SUITE_CONFTEST)
     (suite / "test_cancel.py").write_text(SUITE_TEST)
     registry = fake_registry(tmp_path / "registry")
@@ -45,7 +46,13 @@ def _start(tmp_path: Path, optimization: str) -> tuple[subprocess.Popen[str], Pa
     cmd = [sys.executable, "-m", "pytest", str(suite), "-m", "coldstart", "-p", "no:cacheprovider", "-q",
            f"--rootdir={suite}", "--model=fake", f"--optimization={optimization}",
            f"--coldstart-registry={registry}", f"--coldstart-results={tmp_path / 'results'}",
-           f"--coldstart-workdir={tmp_path / 'work'}", "--coldstart-timeout=120"]
+           f"--coldstart-workdir={tmp_path / 'work'}", "--coldstart-timeout=120", *extra]
+    return cmd, env
+
+
+def _start(tmp_path: Path, optimization: str) -> tuple[subprocess.Popen[str], Path]:
+    cmd, env = _command(tmp_path, optimization)
+    suite, pid_file = tmp_path / "suite", tmp_path / "pids"
     proc = subprocess.Popen(cmd, cwd=suite, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while len(pids_in(pid_file)) < 4:  # the server and its three escapees are up
@@ -93,3 +100,41 @@ def test_sigterm_alone_stops_the_server_and_saves_the_attempt(tmp_path: Path) ->
     assert proc.returncode == 2, output[-3000:]
     assert not [p for p in pids_in(pid_file) if alive(p)]
     assert _saved(tmp_path)["exit_status"] == "interrupted"
+
+
+def test_the_pytest_gate_exits_2_when_it_cannot_decide(tmp_path: Path) -> None:
+    """--coldstart-compare-to a base whose starts were all interrupted: no verdict, exit 2 (not 1)."""
+    base = tmp_path / "base"
+    (base / "runs").mkdir(parents=True)
+    cmd, env = _command(tmp_path / "first", "mode_ok")
+    first = subprocess.run(cmd, cwd=tmp_path / "first" / "suite", env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert first.returncode == 0, first.stdout[-3000:]
+    (ok,) = (tmp_path / "first" / "results" / "runs").glob("*.json")
+    data = json.loads(ok.read_text())
+    data.update(exit_status="interrupted", error="interrupted (KeyboardInterrupt)", total_ready_s=None)
+    (base / "runs" / ok.name).write_text(json.dumps(data))
+    cmd, env = _command(tmp_path / "second", "mode_ok", f"--coldstart-compare-to={base}")
+    gate = subprocess.run(cmd, cwd=tmp_path / "second" / "suite", env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert gate.returncode == 2, gate.stdout[-3000:]
+    assert "did not complete for a reason outside the server" in " ".join(gate.stdout.split())
+
+
+def test_pytest_timeout_is_set_from_the_case_and_never_pre_empts_the_harness(tmp_path: Path) -> None:
+    """pyproject's 900 s would fire before a populate start plus a measured start of 600 s each."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "conftest.py").write_text(SUITE_CONFTEST)
+    (suite / "test_marker.py").write_text(
+        "import pytest\n\n@pytest.mark.coldstart(launcher='fake')\n"
+        "def test_m(coldstart, request):\n    print('TIMEOUT_S', request.node.get_closest_marker('timeout').args[0])\n")
+    registry = fake_registry(tmp_path / "registry")
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}" + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "-q", "-s",
+                          f"--rootdir={suite}", "-o", "timeout=900", "--model=fakehub,fake",
+                          "--optimization=compile_download,mode_ok", f"--coldstart-registry={registry}",
+                          "--coldstart-timeout=600", "-k", "fakehub-compile_download or fake-mode_ok"],
+                         cwd=suite, env=env, capture_output=True, text=True, timeout=120)
+    values = sorted(float(v) for v in re.findall(r"TIMEOUT_S ([0-9.]+)", out.stdout))
+    assert values == [600 + 180, 2 * 600 + 180], out.stdout[-3000:]
