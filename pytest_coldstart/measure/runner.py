@@ -57,6 +57,7 @@ from pytest_coldstart.model.errors import (
     ColdstartError,
     HarnessError,
     LaunchError,
+    LogWriteError,
     PortInUseError,
     PreflightError,
     ReadinessTimeout,
@@ -92,6 +93,10 @@ def failure_kind(exc: BaseException) -> ExitStatus:
         return ExitStatus.SERVER_EXITED
     if isinstance(exc, (PreflightError, PortInUseError)):
         return ExitStatus.PREFLIGHT_FAILED
+    if isinstance(exc, LogWriteError):
+        return ExitStatus.HARNESS_ERROR
+    if isinstance(exc, LaunchError):  # a launcher's own "it ran but could not serve" (a failed first request)
+        return ExitStatus.UNHEALTHY
     return ExitStatus.HARNESS_ERROR
 
 
