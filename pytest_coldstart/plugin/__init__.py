@@ -234,7 +234,8 @@ class ColdstartHandle:
             with self.state.runner.launch(self.case) as live:
                 yield live
         except ColdstartError as exc:
-            pytest.fail(f"{self.case.id}: {exc}", pytrace=False)
+            notes = "".join(f"\n{note}" for note in getattr(exc, "__notes__", ()))  # e.g. "result not saved: ENOSPC"
+            pytest.fail(f"{self.case.id}: {exc}{notes}", pytrace=False)
 
     def run(self, *, check_budgets: bool = True) -> RunResult:
         """Measure one cold start, save it, and (by default) enforce budgets."""
