@@ -418,7 +418,8 @@ class ColdStartRunner:
         server = live.server
         try:
             server.stop()
-        except KeyboardInterrupt as exc:  # a second interrupt: the tree was killed; still save the attempt
+        except KeyboardInterrupt as exc:  # a second interrupt: KILL the whole tree now; still save the attempt
+            server.process.kill_tree()  # a launcher's own stop (Ray's SIGINT wait) may not have got that far
             if error is None:
                 error, status = exc, ExitStatus.INTERRUPTED
         leftovers = server.process.descendants()
