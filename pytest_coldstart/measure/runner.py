@@ -305,7 +305,11 @@ class ColdStartRunner:
                             elapsed_s=exc.elapsed_s, log_tail=exc.log_tail, log_path=exc.log_path,
                             exit_code=exc.exit_code, hint=exc.hint) from None
         finally:
-            server.stop()
+            try:
+                server.stop()
+            except KeyboardInterrupt:  # a second interrupt: no more grace
+                server.process.kill_tree()
+                raise
             if populate_hub is not None:
                 shutil.rmtree(populate_hub, ignore_errors=True)
         return PopulateOutcome(str(spec.log_path))
