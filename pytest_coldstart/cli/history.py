@@ -60,6 +60,8 @@ def _override(config: CompareConfig, args: argparse.Namespace) -> CompareConfig:
         config = replace(config, alpha=args.alpha)
     if args.min_samples is not None:
         config = replace(config, min_samples=args.min_samples)
+    if getattr(args, "paired", False):
+        config = replace(config, paired=True)
     return config
 
 
@@ -140,6 +142,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--floor", type=float, metavar="SECONDS", help="absolute floor for every metric, in seconds")
     p.add_argument("--alpha", type=float, help="significance level of the Mann-Whitney U test")
     p.add_argument("--min-samples", type=int, help="starts per side needed before the test is used")
+    p.add_argument("--paired", action="store_true", help="judge base r_i against head r_i (the PR workflow runs "
+                   "them interleaved): a paired t-test on log ratios; prints the smallest detectable change and the "
+                   "pairs +10 %% needs (default: compare.toml's `paired`, else off)")
     p.add_argument("--markdown", metavar="FILE", help="write the PR-comment table here (it is also appended to "
                    "$GITHUB_STEP_SUMMARY when that is set)")
     p.add_argument("--allow-machine-mismatch", action="store_true",

@@ -11,6 +11,13 @@ phase (plus unaccounted, total and TTFT) the verdict is one of
 * ``unchanged``: within the thresholds, or beyond them but not significant.
 * ``missing``: observed in the base but not in the head, or head starts failed.
   Counts as a regression: a phase that vanished is not a speed-up.
+
+Failed starts are judged by kind (``ExitStatus``): a head whose *server*
+fails (exited, timed out, unhealthy) while every base start succeeded is a
+regression (exit 1, the row says so). A start the *harness* did not complete
+(interrupted, harness error, preflight) says nothing about the code, and
+server failures on both sides say nothing about the change: both make the
+comparison impossible (exit 2), never "regression".
 * ``not comparable``: no baseline for it, or the asv series versions differ.
 
 Budgets ride along: a head median over its budget is reported in the same
@@ -37,7 +44,9 @@ from pytest_coldstart.model.files import load_toml
 REGRESSED, IMPROVED, UNCHANGED, NOT_COMPARABLE, MISSING = (
     "regressed", "improved", "unchanged", "not comparable", "missing")
 VERDICTS = (REGRESSED, MISSING, IMPROVED, NOT_COMPARABLE, UNCHANGED)
-TEST_MWU, TEST_RATIO = "mann-whitney", "ratio"
+TEST_MWU, TEST_RATIO, TEST_PAIRED = "mann-whitney", "ratio", "paired-t"
+#: The change the paired gate is sized to catch, and how surely (README, "Paired comparisons").
+TARGET_CHANGE, TARGET_POWER = 0.10, 0.95
 FAILED_ROW = "failed_starts"
 CASE_ROW = "(case)"
 
@@ -73,6 +82,10 @@ class CompareConfig:
     alpha: float = 0.05
     min_samples: int = 4
     source: str = "built-in defaults"
+    #: Use the interleaved pairing (base r_i with head r_i) when both sides have the same starts, all ok.
+    paired: bool = False
+    #: The relative threshold of the paired rule (its test carries the noise, so it can sit under 10 %).
+    paired_rel: float = 0.05
 
     def threshold(self, metric: str) -> Threshold:
         return self.metrics.get(metric, self.default)
@@ -112,9 +125,14 @@ def load_config(path: Path | None) -> CompareConfig:
     if path is None or not path.exists():
         return CompareConfig()
     raw = load_toml(path, "compare config")
-    unknown = set(raw) - {"alpha", "min_samples", "default", "metrics"}
+    unknown = set(raw) - {"alpha", "min_samples", "default", "metrics", "paired", "paired_rel_threshold"}
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: alpha, min_samples, default, metrics")
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: alpha, min_samples, default, metrics, "
+                          "paired, paired_rel_threshold")
+    paired = raw.get("paired", False)
+    if not isinstance(paired, bool):
+        raise ConfigError(f"{path}: paired = {paired!r}; expected true or false")
+    paired_rel = _number(str(path), "paired_rel_threshold", raw.get("paired_rel_threshold", 0.05), 0, 10)
     built = CompareConfig()
     default = _threshold(f"{path} [default]", raw.get("default", {}), built.default)
     metrics = {}
@@ -130,7 +148,7 @@ def load_config(path: Path | None) -> CompareConfig:
         raise ConfigError(f"{path}: with min_samples = {min_samples} per side the smallest Mann-Whitney p-value is "
                           f"{min_p_value(min_samples, min_samples):.3g}, never below alpha = {alpha:g}; raise "
                           "min_samples or alpha")
-    return CompareConfig(default, metrics, alpha, min_samples, str(path))
+    return CompareConfig(default, metrics, alpha, min_samples, str(path), paired, paired_rel)
 
 
 def min_p_value(n_base: int, n_head: int) -> float:
@@ -187,6 +205,77 @@ def decide(base: Sequence[float], head: Sequence[float], threshold: Threshold, *
     if faster:
         return Decision(IMPROVED, TEST_RATIO, None, f"{pct}, beyond {limits} ({few})")
     return Decision(UNCHANGED, TEST_RATIO, None, f"{pct}, within {limits} ({few})")
+
+
+def log_ratios(base: Sequence[float], head: Sequence[float]) -> list[float]:
+    return [math.log(h / b) for b, h in zip(base, head, strict=True) if b > 0 and h > 0]
+
+
+def _t_quantile(q: float, df: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(q, df))
+
+
+def detectable_change(sd_log: float, n: int, *, alpha: float, power: float = TARGET_POWER) -> float:
+    """The smallest relative slowdown *n* pairs catch with probability *power* at one-sided *alpha*,
+    given the spread *sd_log* of the paired log ratios (normal approximation of the paired t-test)."""
+    if n < 2 or sd_log <= 0:
+        return math.inf if n < 2 else 0.0
+    from scipy.stats import norm
+
+    return math.exp((_t_quantile(1 - alpha, n - 1) + float(norm.ppf(power))) * sd_log / math.sqrt(n)) - 1
+
+
+def recommended_pairs(sd_log: float, *, alpha: float, change: float = TARGET_CHANGE, power: float = TARGET_POWER,
+                      most: int = 50) -> int | None:
+    """The fewest pairs that catch *change* with *power* at this spread (None: more than *most*)."""
+    for n in range(2, most + 1):
+        if detectable_change(sd_log, n, alpha=alpha, power=power) <= change:
+            return n
+    return None
+
+
+def decide_paired(base: Sequence[float], head: Sequence[float], threshold: Threshold, *, alpha: float,
+                  rel: float) -> Decision:
+    """The verdict from interleaved pairs (base r_i ran next to head r_i): a one-sided paired t-test on the
+    log ratios head_i / base_i, plus the relative threshold *rel* on their geometric mean and the absolute
+    floor on the median difference. Drift the pair shares cancels out of each ratio."""
+    logs = log_ratios(base, head)
+    n = len(logs)
+    mean = statistics.fmean(logs)
+    ratio = math.exp(mean)
+    delta = statistics.median(h - b for b, h in zip(base, head, strict=True))
+    sd = statistics.stdev(logs) if n > 1 else 0.0
+    if sd > 0:
+        from scipy.stats import t
+
+        p_slower = float(t.sf(mean / (sd / math.sqrt(n)), n - 1))
+    else:
+        p_slower = 0.0 if mean > 0 else 1.0
+    p_faster = 1 - p_slower if sd > 0 else (0.0 if mean < 0 else 1.0)
+    mdc = detectable_change(sd, n, alpha=alpha)
+    what = (f"{n} pairs, geometric mean ratio {ratio:.3f} ({(ratio - 1) * 100:+.1f} %), median Δ {delta:+.2f} s; "
+            f"detectable ≥ {mdc * 100:.0f} %")
+    limits = f"+{rel * 100:.0f} % and {threshold.floor_s:g} s"
+    if ratio > 1 + rel and delta > threshold.floor_s and p_slower < alpha:
+        return Decision(REGRESSED, TEST_PAIRED, p_slower, f"{what}, beyond {limits}, p={p_slower:.3g} < {alpha:g}")
+    if ratio * (1 + rel) < 1 and -delta > threshold.floor_s and p_faster < alpha:
+        return Decision(IMPROVED, TEST_PAIRED, p_faster, f"{what}, beyond {limits}, p={p_faster:.3g} < {alpha:g}")
+    p = p_slower if mean >= 0 else p_faster
+    return Decision(UNCHANGED, TEST_PAIRED, p, f"{what}, within {limits} or p={p:.3g} >= {alpha:g}")
+
+
+def paired_note(base: Sequence[float], head: Sequence[float], *, alpha: float, metric: str) -> str | None:
+    """What the run count can detect for *metric*, and how many pairs the target needs."""
+    logs = log_ratios(base, head)
+    if len(logs) < 3:
+        return None
+    sd = statistics.stdev(logs)
+    need = recommended_pairs(sd, alpha=alpha)
+    return (f"paired {metric}: with {len(logs)} pairs the smallest slowdown caught {TARGET_POWER:.0%} of the time is "
+            f"{detectable_change(sd, len(logs), alpha=alpha) * 100:.1f} % (spread of log ratios {sd:.3f}); "
+            + (f"{need} pairs catch +{TARGET_CHANGE:.0%}" if need else f"+{TARGET_CHANGE:.0%} needs over 50 pairs"))
 
 
 @dataclass(frozen=True)
@@ -265,9 +354,19 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
     rows: list[Row] = []
     if head.failed:
         errors = "; ".join(sorted(set(head.errors)))[:300]
-        rows.append(Row(key, FAILED_ROW, (float(base.failed),), (float(head.failed),), MISSING,
-                        f"{head.failed} of {head.runs} HEAD start(s) failed: {errors}"))
-    ok_head = head.runs - head.failed
+        if not base.failed:
+            rows.append(Row(key, FAILED_ROW, (float(base.failed),), (float(head.failed),), MISSING,
+                            f"HEAD server failed to start in {head.failed} of {head.runs} start(s) while every base "
+                            f"start succeeded: {errors}"))
+        elif head.failed / head.runs > base.failed / base.runs:
+            rows.append(Row(key, FAILED_ROW, (float(base.failed),), (float(head.failed),), MISSING,
+                            f"HEAD server failed to start in {head.failed} of {head.runs} start(s), more often than "
+                            f"the base ({base.failed} of {base.runs}): {errors}"))
+        else:
+            rows.append(Row(key, FAILED_ROW, (float(base.failed),), (float(head.failed),), UNCHANGED,
+                            f"the server failed as often on both sides (base {base.failed} of {base.runs}, HEAD "
+                            f"{head.failed} of {head.runs}): flaky, not this change"))
+    ok_head = head.ok_runs
     for metric in METRICS:
         b, h = base.values(metric), head.values(metric)
         if not b and not h:
@@ -288,9 +387,43 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
         elif h and not b:
             rows.append(Row(key, metric, b, h, NOT_COMPARABLE, "not observed in the base: no baseline", **budget))
         else:
-            d = decide(b, h, config.threshold(metric), alpha=config.alpha, min_samples=config.min_samples)
+            if paired_ok(base, head, config, b, h):
+                # Bonferroni over the metrics judged: the gate's alarm rate is per case, not per metric.
+                judged = sum(1 for m in METRICS if base.values(m) and head.values(m))
+                d = decide_paired(b, h, config.threshold(metric), alpha=config.alpha / max(judged, 1),
+                                  rel=config.paired_rel)
+            else:
+                d = decide(b, h, config.threshold(metric), alpha=config.alpha, min_samples=config.min_samples)
             rows.append(Row(key, metric, b, h, d.verdict, d.reason, d.test, d.p_value, **budget))
     return rows
+
+
+def paired_ok(base: CaseSamples, head: CaseSamples, config: CompareConfig, b: Sequence[float],
+              h: Sequence[float]) -> bool:
+    """Whether the pairing holds: asked for, every start ok on both sides, the same count, at least 2."""
+    return (config.paired and not base.failed and not head.failed and not base.aborted and not head.aborted
+            and len(b) == len(h) == base.runs == head.runs and len(b) >= 2)
+
+
+def _failure_problems(key: CaseKey, base: CaseSamples, head: CaseSamples) -> list[str]:
+    """Why failed starts make *key* impossible to judge (exit 2), or nothing.
+
+    Aborts and harness failures on either side: the runs are incomplete, not slow.
+    Server failures on both sides: the base is broken too, so a failing head is
+    not evidence that this change broke it.
+    """
+    problems = []
+    for side, samples in (("base", base), ("HEAD", head)):
+        if samples.aborted:
+            why = "; ".join(sorted(set(samples.abort_errors)))[:300]
+            problems.append(f"{key.label}: {samples.aborted} of {samples.runs} {side} start(s) did not complete "
+                            f"for a reason outside the server ({why}); re-run them (an abort or a harness "
+                            "failure is no verdict)")
+    if base.failed and head.failed and (base.ok_runs == 0 or head.ok_runs == 0):
+        problems.append(f"{key.label}: the server failed on both sides (base {base.failed} of {base.runs}, HEAD "
+                        f"{head.failed} of {head.runs}); the base is broken too, so no verdict on this change. "
+                        "Fix the base (or the machine) and re-run")
+    return problems
 
 
 def _same_machine(a: Mapping[str, object], b: Mapping[str, object]) -> bool:
@@ -331,14 +464,24 @@ def compare(base: SampleSet, head: SampleSet, config: CompareConfig | None = Non
         if b is None:
             rows.append(Row(key, CASE_ROW, (), (), NOT_COMPARABLE, "no base runs for this case"))
             continue
-        if b.runs == b.failed:
+        blocked = _failure_problems(key, b, h)
+        if blocked:
+            problems.extend(blocked)
+            rows.append(Row(key, CASE_ROW, (), (), NOT_COMPARABLE, blocked[0]))
+            continue
+        if b.ok_runs == 0:
             rows.append(Row(key, CASE_ROW, (), (), NOT_COMPARABLE, f"every base start failed ({b.failed})"))
-            notes.append(f"{key.label}: every base start failed, nothing to compare against")
-            if h.failed:
-                rows.append(Row(key, FAILED_ROW, (float(b.failed),), (float(h.failed),), MISSING,
-                                f"{h.failed} of {h.runs} HEAD start(s) failed too"))
+            notes.append(f"{key.label}: every base start failed and every HEAD start succeeded; nothing to "
+                         "compare against")
             continue
         rows.extend(_case_rows(b, h, config, budgets, problems))
+        tb, th = b.values("total_ready_s"), h.values("total_ready_s")
+        if config.paired and paired_ok(b, h, config, tb, th):
+            note = paired_note(tb, th, alpha=config.alpha, metric=f"{key.label} total_ready_s")
+            if note:
+                notes.append(note)
+        elif config.paired:
+            notes.append(f"{key.label}: not paired (the sides differ in starts, or some failed); decided unpaired")
     if not problems and not any(r.verdict != NOT_COMPARABLE for r in rows):
         problems.append("nothing to compare: no case and metric has samples on both sides")
     return Comparison(base.label, head.label, tuple(rows), tuple(problems), tuple(notes), config,

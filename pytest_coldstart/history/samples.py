@@ -39,10 +39,13 @@ MACHINE_KEYS: tuple[str, ...] = ("cpu_model", "cpu_cores", "gpu_name", "gpu_coun
 class CaseSamples:
     """Seconds per metric over the successful starts of one case.
 
-    :param runs: starts attempted (successful + failed).
-    :param failed: starts that did not reach ``/health`` or died.
-    :param errors: first line of each failure, already redacted by the launcher.
+    :param runs: starts attempted (successful + failed + aborted).
+    :param failed: starts the *server* failed (exited, timed out, unhealthy): evidence about the code.
+    :param errors: first line of each server failure, already redacted by the launcher.
     :param versions: asv series version per metric (empty for a results directory).
+    :param aborted: starts the *harness* did not complete (interrupted, harness error, preflight):
+        no evidence about the code either way, so a comparison with any cannot be made (exit 2).
+    :param abort_errors: first line of each of those.
     """
 
     key: CaseKey
@@ -51,6 +54,12 @@ class CaseSamples:
     failed: int = 0
     errors: tuple[str, ...] = ()
     versions: Mapping[str, str] = field(default_factory=dict)
+    aborted: int = 0
+    abort_errors: tuple[str, ...] = ()
+
+    @property
+    def ok_runs(self) -> int:
+        return self.runs - self.failed - self.aborted
 
     def values(self, metric: str) -> tuple[float, ...]:
         return self.samples_s.get(metric, ())
@@ -93,7 +102,8 @@ def cases_from_runs(results: Iterable[RunResult]) -> dict[CaseKey, CaseSamples]:
     cases = {}
     for key, runs in sorted(grouped.items()):
         samples: dict[str, list[float]] = {}
-        failed = [r for r in runs if not r.ok]
+        failed = [r for r in runs if r.exit_status.server_failure]
+        aborted = [r for r in runs if r.exit_status.harness_failure]
         for run in runs:
             if not run.ok:
                 continue
@@ -101,7 +111,8 @@ def cases_from_runs(results: Iterable[RunResult]) -> dict[CaseKey, CaseSamples]:
                 samples.setdefault(metric, []).append(value)
         cases[key] = CaseSamples(key, {m: tuple(v) for m, v in samples.items()}, len(runs), len(failed),
                                  tuple(_first_line(r.error, r.exit_status) for r in failed),
-                                 dict.fromkeys(samples, SERIES_VERSION))
+                                 dict.fromkeys(samples, SERIES_VERSION), len(aborted),
+                                 tuple(_first_line(r.error, r.exit_status) for r in aborted))
     return cases
 
 

@@ -12,10 +12,18 @@ from typing import ClassVar
 import httpx
 
 from pytest_coldstart.launch.process import OwnedProcess
-from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
+from pytest_coldstart.launch.ttft import TTFTDeadline, TTFTSample, measure_ttft
 from pytest_coldstart.logs.timeline import PHASE_RULES, PhaseRule, Timeline, timeline_from_stamped
 from pytest_coldstart.model.clock import Clock
-from pytest_coldstart.model.errors import LaunchError, PortInUseError, ReadinessTimeout, ServerExitedError
+from pytest_coldstart.model.errors import (
+    DeadlineExceeded,
+    LaunchError,
+    LogWriteError,
+    PortInUseError,
+    ReadinessTimeout,
+    ServerExitedError,
+    UnhealthyError,
+)
 
 #: Called while a start runs: (phase in progress, seconds since spawn).
 ProgressFn = Callable[[str, float], None]
@@ -78,6 +86,15 @@ class Server:
         if code is not None:
             self.exit_code = code
             raise self.failure(ServerExitedError, f"server exited with code {code} before it was ready")
+        self.check_log()
+
+    def check_log(self) -> None:
+        """Raise ``LogWriteError`` once the server log can no longer be written (a full disk)."""
+        error = self.process.log_error
+        if error is not None:
+            raise self.failure(LogWriteError, f"the server log {self.spec.log_path} could not be written "
+                                              f"({error.strerror or error}); the start was stopped rather than "
+                                              "measured without its log")
 
     def poll_until(self, done: Callable[[], bool], *, timeout_s: float, timeout_summary: Callable[[], str],
                    progress: ProgressFn | None = None, describe: Callable[[], str] | None = None,
@@ -109,17 +126,26 @@ class Server:
 
     def wait_ready(self, progress: ProgressFn | None = None) -> float:
         """Poll ``GET /health`` until 200; seconds since spawn when it answered."""
+        last_status: list[int] = []
         with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as client:
 
             def healthy() -> bool:
                 try:
-                    return client.get(f"{self.base_url}/health").status_code == 200
+                    code = client.get(f"{self.base_url}/health").status_code
                 except httpx.TransportError:
                     return False
+                last_status[:] = [code]
+                return code == 200
 
-            self.poll_until(healthy, timeout_s=self.spec.timeout_s, progress=progress,
-                            timeout_summary=lambda: f"server not ready after {self.spec.timeout_s:.0f} s "
-                                                    "(--coldstart-timeout)")
+            try:
+                self.poll_until(healthy, timeout_s=self.spec.timeout_s, progress=progress,
+                                timeout_summary=lambda: f"server not ready after {self.spec.timeout_s:.0f} s "
+                                                        "(--coldstart-timeout)")
+            except ReadinessTimeout as exc:
+                if last_status and last_status[0] >= 500:  # it ran and answered, but never healthy
+                    raise self.failure(UnhealthyError, f"{exc.summary}; /health kept answering "
+                                                       f"{last_status[0]}") from None
+                raise
         self.ready_s = self.process.elapsed_s()
         return self.ready_s
 
@@ -127,6 +153,8 @@ class Server:
         """A next step for the user, from the failure kind and the log tail."""
         if any("Address already in use" in line for line in tail):
             return f"port {self.spec.port} is taken; pass another --coldstart-port or 0 for a free one"
+        if issubclass(cls, LogWriteError):
+            return "free space where --coldstart-results points, or point it at a bigger disk"
         if issubclass(cls, ReadinessTimeout):
             return "raise --coldstart-timeout, or look at the phase that stalled in the log"
         return None
@@ -139,8 +167,20 @@ class Server:
                    hint=self.failure_hint(cls, tail))
 
     def first_token(self, served_name: str, *, timeout_s: float, progress: ProgressFn | None = None) -> TTFTSample:
-        """Time the first streamed completion of the ready server."""
-        return measure_ttft(self.base_url, served_name, self.clock, timeout_s=timeout_s)
+        """Time the first streamed completion of the ready server, within *timeout_s* in all.
+
+        Raises ``DeadlineExceeded`` naming how far the response got.
+        """
+        try:
+            return measure_ttft(self.base_url, served_name, self.clock, timeout_s=max(timeout_s, 0.001))
+        except TTFTDeadline as exc:
+            raise self.failure(DeadlineExceeded, f"deadline passed while waiting for the first response: {exc} "
+                                                 "(--coldstart-timeout covers ready + first token + first "
+                                                 "response)") from None
+        except httpx.HTTPError as exc:  # it said ready, then could not serve: the server's failure
+            self.check_alive()
+            raise self.failure(UnhealthyError, f"ready, but the first request failed: {type(exc).__name__}: "
+                                               f"{exc}") from None
 
     def stop(self) -> int | None:
         code = self.process.stop()

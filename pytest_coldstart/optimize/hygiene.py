@@ -43,9 +43,16 @@ class HygieneReport:
     kept: tuple[str, ...]
     eviction: Eviction = field(default_factory=Eviction)
 
+    fresh: tuple[str, ...] = ()
+    warm: tuple[str, ...] = ()
+
     def to_record(self) -> dict[str, Any]:
         return {"hygiene": self.mode, "cleared": list(self.cleared), "kept": list(self.kept),
-                "page_cache": self.eviction.to_dict()}
+                "page_cache": self.eviction.to_dict(), "fresh": list(self.fresh), "warm": list(self.warm)}
+
+
+#: Every cache a start could hit, by short name (``fresh`` / ``warm`` in the result's ``cache`` record).
+CACHES = ("compile", "hf_hub", "assets", "page_cache")
 
 
 def model_files(model_dir: Path) -> list[Path]:
@@ -121,12 +128,17 @@ def apply(p: HygienePlan) -> HygieneReport:
     """Right before the measured start: empty the assets dir, evict the model's pages."""
     if p.mode == "warm":
         p.assets_dir.mkdir(parents=True, exist_ok=True)
-        return HygieneReport(p.mode, p.env, p.cleared, p.kept)
+        return HygieneReport(p.mode, p.env, p.cleared, p.kept, warm=CACHES)
     cleared = list(p.cleared)
+    # Emptied again right before the start: nothing (a populate start, an earlier step) may have filled it.
+    _empty_dir(Path(p.env["HF_HUB_CACHE"]))
     _empty_dir(p.assets_dir)
     cleared.append("vLLM assets (where an s3:// model's config and tokenizer are mirrored)")
     eviction = Eviction()
     if p.local_model_dir is not None:
         eviction = evict(model_files(p.local_model_dir))
         cleared.append(f"page cache of the model's {eviction.files} local file(s) (posix_fadvise DONTNEED)")
-    return HygieneReport(p.mode, p.env, tuple(cleared), p.kept, eviction)
+    fresh = ["hf_hub", "assets"] + (["page_cache"] if p.local_model_dir is not None else [])
+    warm = []
+    (fresh if p.mode == "cold" else warm).insert(0, "compile")
+    return HygieneReport(p.mode, p.env, tuple(cleared), p.kept, eviction, tuple(fresh), tuple(warm))

@@ -227,10 +227,32 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         state.close()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+#: Seconds on top of the harness's own deadlines before pytest-timeout may fire: stop grace, result, floors.
+TEST_TIMEOUT_MARGIN_S = 180.0
+
+
+def case_timeout_s(state: ColdstartState, case: Case) -> float:
+    """The longest a test of *case* can legitimately take: an unmeasured populate start when its cache
+    policy may need one, the measured start (each under ``--coldstart-timeout``), plus a margin."""
+    try:
+        policy = str(state.registry.optimization(case.optimization).cache)
+    except ColdstartError:
+        policy = "compile"
+    starts = 2 if policy in ("compile", "warm") else 1
+    return starts * state.settings.timeout_s + TEST_TIMEOUT_MARGIN_S
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = state_of(config)
+    has_timeout = config.pluginmanager.hasplugin("timeout")
     for item in items:
         if "coldstart" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.coldstart)
+            case = getattr(item, "callspec", None) and item.callspec.params.get("coldstart_case")
+            # pytest-timeout (if installed) must never pre-empt the harness: its thread method would orphan
+            # the server and lose the result. The case's own deadlines decide; this only bounds a hang.
+            if has_timeout and isinstance(case, Case) and item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(case_timeout_s(state, case)))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -274,7 +296,8 @@ class ColdstartHandle:
             with self.state.runner.launch(self.case) as live:
                 yield live
         except ColdstartError as exc:
-            failure = f"{self.case.id}: {exc}"
+            notes = "".join(f"\n{note}" for note in getattr(exc, "__notes__", ()))  # e.g. "result not saved: ENOSPC"
+            failure = f"{self.case.id}: {exc}{notes}"
         if failure is not None:  # outside the except: the message once, no "During handling of ..."
             pytest.fail(failure, pytrace=False)
 

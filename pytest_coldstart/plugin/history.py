@@ -7,7 +7,8 @@ turns pytest objects into plain values and calls ``gate``:
   typo fails in seconds instead of after an hour of cold starts;
 * ``pytest_runtestloop`` (wrapper) compares after the last test and fails the
   session through ``session.testsfailed``: exit 1 and a table, no traceback
-  (raising from ``pytest_terminal_summary`` would print one);
+  (raising from ``pytest_terminal_summary`` would print one); a comparison
+  that could not be made (aborted starts, both sides failing) exits 2;
 * ``pytest_sessionfinish`` records into asv (persisting belongs there);
 * ``pytest_terminal_summary`` only prints.
 """
@@ -78,7 +79,7 @@ class HistoryPlugin:
             except ColdstartError:
                 budgets = None
             self.comparison = gate.compare_session(self.state.results, self.settings, budgets, self.base)
-            if self.comparison.exit_code:
+            if self.comparison.exit_code == 1:
                 session.testsfailed += 1
         return outcome
 
@@ -94,7 +95,14 @@ class HistoryPlugin:
                 if session.exitstatus == pytest.ExitCode.OK:
                     session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.comparison is not None:
-            append_step_summary(render_markdown(self.comparison))
+            if self.comparison.exit_code == 2 and session.exitstatus in (pytest.ExitCode.OK,
+                                                                         pytest.ExitCode.TESTS_FAILED):
+                # "could not decide" is not "regression": the gate's 2 stays 2 (pytest's own 2 is an abort).
+                session.exitstatus = 2
+            try:
+                append_step_summary(render_markdown(self.comparison))
+            except OSError as exc:
+                self.errors.append(f"$GITHUB_STEP_SUMMARY not written: {exc.strerror or exc}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.comparison is not None:

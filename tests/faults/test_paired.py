@@ -1,0 +1,64 @@
+"""The paired rule (``coldstart compare --paired``): base r_i against head r_i, as the PR workflow interleaves them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_coldstart.history.compare import (
+    REGRESSED,
+    TEST_PAIRED,
+    UNCHANGED,
+    CompareConfig,
+    Threshold,
+    compare,
+    decide_paired,
+    detectable_change,
+    load_config,
+    recommended_pairs,
+)
+from pytest_coldstart.history.samples import CaseSamples, SampleSet
+from pytest_coldstart.model.case import CaseKey
+
+pytest.importorskip("scipy")
+KEY = CaseKey("m", "baseline", "vllm")
+#: Drift both sides of a pair share (load, thermals): large, and it cancels out of each ratio.
+DRIFT = [60.0, 75.0, 58.0, 80.0, 66.0, 71.0]
+
+
+def test_a_slowdown_hidden_in_drift_is_caught_by_the_pairing() -> None:
+    head = [b * 1.10 * (1 + 0.01 * (-1) ** i) for i, b in enumerate(DRIFT)]
+    d = decide_paired(DRIFT, head, Threshold(0.10, 1.0), alpha=0.01, rel=0.05)
+    assert d.verdict == REGRESSED and d.test == TEST_PAIRED, d.reason
+    assert "6 pairs" in d.reason and "detectable" in d.reason
+
+
+def test_the_same_code_is_unchanged() -> None:
+    head = [b * (1 + 0.01 * (-1) ** i) for i, b in enumerate(DRIFT)]
+    assert decide_paired(DRIFT, head, Threshold(0.10, 1.0), alpha=0.05, rel=0.05).verdict == UNCHANGED
+
+
+def test_detectable_change_shrinks_with_pairs_and_pairs_are_recommended() -> None:
+    changes = [detectable_change(0.06, n, alpha=0.05) for n in (3, 4, 6, 10)]
+    assert changes == sorted(changes, reverse=True)
+    need = recommended_pairs(0.06, alpha=0.05)
+    assert need is not None and detectable_change(0.06, need, alpha=0.05) <= 0.10
+    assert detectable_change(0.06, need - 1, alpha=0.05) > 0.10
+    assert recommended_pairs(0.01, alpha=0.05) == 2
+
+
+def test_compare_uses_the_pairing_when_asked_and_says_what_it_can_detect(tmp_path: Path) -> None:
+    def side(values: list[float], label: str) -> SampleSet:
+        return SampleSet(label, {KEY: CaseSamples(KEY, {"total_ready_s": tuple(values)}, len(values))}, {})
+
+    head = [b * 1.15 for b in DRIFT]
+    unpaired = compare(side(DRIFT, "base"), side(head, "head"), CompareConfig())
+    paired = compare(side(DRIFT, "base"), side(head, "head"), CompareConfig(paired=True))
+    assert [r.test for r in unpaired.rows] != [TEST_PAIRED]
+    assert [r.test for r in paired.rows] == [TEST_PAIRED] and paired.exit_code == 1
+    assert any("smallest slowdown caught 95% of the time" in n for n in paired.notes), paired.notes
+    toml = tmp_path / "compare.toml"
+    toml.write_text("paired = true\npaired_rel_threshold = 0.04\n")
+    config = load_config(toml)
+    assert config.paired and config.paired_rel == 0.04
