@@ -44,7 +44,7 @@ def _command(tmp_path: Path, optimization: str, *extra: str) -> tuple[list[str],
     env = {**os.environ, "FAKE_PID_FILE": str(pid_file), "PYTHONPATH": f"{REPO}{os.pathsep}"
            + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "pytest", str(suite), "-m", "coldstart", "-p", "no:cacheprovider", "-q",
-           f"--rootdir={suite}", "--model=fake", f"--optimization={optimization}",
+           f"--rootdir={suite}", "--coldstart-model=fake", f"--coldstart-optimization={optimization}",
            f"--coldstart-registry={registry}", f"--coldstart-results={tmp_path / 'results'}",
            f"--coldstart-workdir={tmp_path / 'work'}", "--coldstart-timeout=120", *extra]
     return cmd, env
@@ -132,8 +132,8 @@ def test_pytest_timeout_is_set_from_the_case_and_never_pre_empts_the_harness(tmp
     registry = fake_registry(tmp_path / "registry")
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}" + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run([sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "-q", "-s",
-                          f"--rootdir={suite}", "-o", "timeout=900", "--model=fakehub,fake",
-                          "--optimization=compile_download,mode_ok", f"--coldstart-registry={registry}",
+                          f"--rootdir={suite}", "-o", "timeout=900", "--coldstart-model=fakehub,fake",
+                          "--coldstart-optimization=compile_download,mode_ok", f"--coldstart-registry={registry}",
                           "--coldstart-timeout=600", "-k", "fakehub-compile_download or fake-mode_ok"],
                          cwd=suite, env=env, capture_output=True, text=True, timeout=120)
     values = sorted(float(v) for v in re.findall(r"TIMEOUT_S ([0-9.]+)", out.stdout))
