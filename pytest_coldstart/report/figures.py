@@ -143,7 +143,7 @@ def waterfall(result: RunResult, path: Path) -> FigureInfo:
         bars.append(Bar("unaccounted", "unaccounted", start, end - start, KIND_GAP))
     span = ttft_span(result)
     if span is not None:
-        bars.append(Bar("ttft", "ttft", span[0], span[1] - span[0], KIND_TTFT))
+        bars.append(Bar("ttft", "ttft", span[0], span[1], KIND_TTFT))
 
     order = phase_order([result])
     rows = [*order, "unaccounted", "ttft"]
@@ -215,13 +215,14 @@ def ttft_spans_phases(result: RunResult) -> bool:
 
 
 def ttft_span(result: RunResult) -> tuple[float, float] | None:
-    """(start_s, end_s) of the first request on the start's time axis: after ready, or, where the
+    """(start_s, duration_s) of the first request on the start's time axis: after ready, or, where the
     request started the server, ending at ready (its ``total_ready_s`` is the first token)."""
     if result.ttft_s is None or result.total_ready_s is None:
         return None
     if ttft_spans_phases(result):
-        return max(0.0, result.total_ready_s - result.ttft_s), result.total_ready_s
-    return result.total_ready_s, result.total_ready_s + result.ttft_s
+        start = max(0.0, result.total_ready_s - result.ttft_s)
+        return start, result.total_ready_s - start
+    return result.total_ready_s, result.ttft_s
 
 
 def _row_end(bars: Sequence[Bar], row: str, skip: str) -> float:
@@ -263,7 +264,7 @@ def comparison(results: Sequence[RunResult], path: Path) -> FigureInfo:
         bars.extend(Bar(row, "unaccounted", a, b - a, KIND_GAP) for a, b in unaccounted_gaps(chosen))
         ttft = ttft_span(chosen)
         if ttft is not None:
-            bars.append(Bar(row, "ttft", ttft[0], ttft[1] - ttft[0], KIND_TTFT))
+            bars.append(Bar(row, "ttft", ttft[0], ttft[1], KIND_TTFT))
         last = chosen.last_phase or "?"
         ends[row] = (f"ready {chosen.total_ready_s:.1f} s" if chosen.total_ready_s is not None
                      else f"{end_s(chosen):.1f} s to end of {last} (no ready in the log)")
