@@ -220,3 +220,18 @@ def test_ttft_spans_the_phases_where_the_first_request_started_the_server(tmp_pa
     assert (drawn.start_s, drawn.duration_s) == (0.0, 116.2)
     assert not figures.ttft_spans_phases(vllm)
     assert info.title.endswith("by launcher x optimization")
+
+
+def test_launchers_markdown_compares_systems_per_model() -> None:
+    from pytest_coldstart.report.compare import launchers_markdown
+
+    vllm = next(r for r in cpu_lane() if r.ok and r.optimization == "baseline")
+    ray = replace(ray_serve_run(), total_ready_s=116.2, ttft_s=116.2)
+    assert launchers_markdown([vllm]) == ""  # one launcher: nothing to compare
+    text = launchers_markdown([vllm, ray])
+    assert "## Cold start across systems" in text
+    ray_row = next(line for line in text.splitlines() if line.startswith("| ray-serve |"))
+    # Ready is the first token there: not 116.2 + 116.2.
+    assert "| 116.20 | 116.20 | 116.20 |" in ray_row and "232" not in ray_row
+    vllm_row = next(line for line in text.splitlines() if line.startswith("| vllm |"))
+    assert f"{vllm.total_ready_s + vllm.ttft_s:.2f}" in vllm_row
