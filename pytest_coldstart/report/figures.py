@@ -245,8 +245,10 @@ def comparison(results: Sequence[RunResult], path: Path) -> FigureInfo:
     if len(models) != 1:
         raise ValueError(f"comparison() draws one model, got {sorted(models)}")
     groups: dict[str, list[RunResult]] = {}
+    several = len({r.launcher for r in results}) > 1  # across systems every row names its launcher
     for r in results:
-        groups.setdefault(f"{r.optimization}" + (f" ({r.launcher})" if r.launcher != "vllm" else ""), []).append(r)
+        groups.setdefault(f"{r.optimization}" + (f" ({r.launcher})" if several or r.launcher != "vllm" else ""),
+                          []).append(r)
     bars: list[Bar] = []
     notes: list[str] = []
     ends: dict[str, str] = {}

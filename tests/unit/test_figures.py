@@ -177,7 +177,7 @@ def test_figures_follow_the_launchers_own_phase_table(tmp_path: Path) -> None:
     assert info.notes == ("autoscale: not observed",)
     assert [(b.start_s, b.duration_s) for b in info.of_kind(KIND_GAP)] == [(31.0, 1.0)]
     both = comparison([ray, *[r for r in cpu_lane() if r.optimization == "baseline"]], tmp_path / "cmp.png")
-    assert {b.row for b in both.bars} == {"baseline", "baseline (ray-serve)"}
+    assert {b.row for b in both.bars} == {"baseline (vllm)", "baseline (ray-serve)"}
     assert figures.phase_order([ray])[:3] == ("ingress_scale_up", "autoscale", "replica_scheduling")
 
 
@@ -212,8 +212,8 @@ def test_ttft_spans_the_phases_where_the_first_request_started_the_server(tmp_pa
     assert ttft["baseline (ray-serve)"].start_s == 0.0
     assert ttft["baseline (ray-serve)"].start_s + ttft["baseline (ray-serve)"].duration_s == pytest.approx(116.2)
     # A server that was ready before the request: TTFT follows ready.
-    assert ttft["baseline"].start_s == vllm.total_ready_s
-    assert ttft["baseline"].duration_s == pytest.approx(vllm.ttft_s)
+    assert ttft["baseline (vllm)"].start_s == vllm.total_ready_s
+    assert ttft["baseline (vllm)"].duration_s == pytest.approx(vllm.ttft_s)
     assert max(b.start_s + b.duration_s for b in info.bars) == pytest.approx(max(116.2, vllm.total_ready_s + vllm.ttft_s))
     assert figures.ttft_span(ray) == (0.0, 116.2) and figures.ttft_spans_phases(ray)
     [drawn] = waterfall(ray, tmp_path / "w.png").of_kind("ttft")
