@@ -60,7 +60,7 @@ def test_fixture_use_alone_adds_the_marker(pytester):
 @pytest.mark.parametrize(("args", "message"), [
     (["--model=gpt-5"], "unknown model 'gpt-5'; known models: tiny-llama, llama-3-8b, llama-3-70b, qwen-3-235b"),
     (["--optimization=warp"], "unknown optimization 'warp'; known optimizations: baseline, compile_cache"),
-    (["--launcher=docker"], "unknown launcher 'docker'; known launchers: vllm"),
+    (["--launcher=kubernetes"], "unknown launcher 'kubernetes'; known launchers: vllm"),
 ])
 def test_unknown_names_fail_before_anything_runs(pytester, args, message):
     pytester.makepyfile(test_suite=SUITE)
