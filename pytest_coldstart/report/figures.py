@@ -69,7 +69,11 @@ def _pyplot() -> Any:
 #: One colour per phase, none of them the gap's red or TTFT's black (the tab20 hues, reds left out).
 _PHASE_COLOURS = ("#1f77b4", "#aec7e8", "#ff7f0e", "#17becf", "#2ca02c", "#98df8a", "#9467bd", "#c5b0d5",
                   "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#ffbb78", "#9edae5", "#c49c94", "#f7b6d2",
-                  "#dbdb8d", "#c7c7c7")
+                  "#dbdb8d", "#c7c7c7",
+                  # tab20b's darker hues: a cross-system figure (vllm, docker, ray-serve, a command server)
+                  # has ~25 phases, and a repeated colour would make two phases look like one.
+                  "#393b79", "#637939", "#8c6d31", "#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#a55194",
+                  "#6b6ecf", "#b5cf6b", "#e7ba52", "#ce6dbd")
 
 
 def phase_order(results: Sequence[RunResult]) -> tuple[str, ...]:
