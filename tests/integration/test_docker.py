@@ -63,7 +63,8 @@ def test_docker_start_times_pull_create_start_then_vllm(two_systems: BenchRun) -
     for name in ("image_pull", "container_create", "container_start", "imports", "engine_init", "weights_load",
                  "api_server", "ready"):
         assert phases[name].observed, name
-    assert phases["image_pull"].start_s == 0.0 and phases["image_pull"].source == "harness"
+    # t = 0 is start(); the pull request leaves from its thread a few ms later.
+    assert 0.0 <= phases["image_pull"].start_s < 0.1 and phases["image_pull"].source == "harness"
     # A real pull of a ~470 MB image over loopback takes seconds, not milliseconds (it was not cached).
     assert phases["image_pull"].duration_s > 0.5
     reported = result.reported
