@@ -297,6 +297,17 @@ def _stop_pid(pid: object, name: str) -> None:
         say(f"{name} (pid {pid}) stopped")
 
 
+def leftover_mounts(ground: Ground) -> list[str]:
+    """Mount points under *ground*'s root, deepest first."""
+    root = str(ground.root.resolve())
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    points = [line.split()[1].replace("\\040", " ") for line in lines if len(line.split()) > 1]
+    return sorted((p for p in points if p == root or p.startswith(root + "/")), key=len, reverse=True)
+
+
 def down(ground: Ground) -> list[str]:
     """Stop what ``up`` started; returns what is wrong afterwards (empty: all clean)."""
     state = ground.state()
@@ -312,6 +323,11 @@ def down(ground: Ground) -> list[str]:
     containerd_pid = ground.root / "exec" / "containerd" / "containerd.pid"
     with contextlib.suppress(OSError, ValueError):
         _stop_pid(int(containerd_pid.read_text().strip()), "containerd")
+    for mount in leftover_mounts(ground):
+        # dockerd 20.10 leaves its exec root's netns/default bind mount behind when it stops.
+        done = subprocess.run(["umount", "-l", mount], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            problems.append(f"could not unmount {mount}: {done.stderr.strip()}")
     before = state.get("network_before")
     if isinstance(before, dict):
         after = network_state()
