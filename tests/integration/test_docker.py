@@ -42,7 +42,8 @@ def docker_host() -> Iterator[str]:
             pytest.skip(f"Docker cannot run here: {exc}")
     yield GROUND.docker_host
     if not ready:
-        assert docker_ground.down(GROUND) == []
+        assert docker_ground.down(GROUND) == []  # nothing left, iptables and ip_forward as found
+        assert docker_ground.leftover_mounts(GROUND) == []
 
 
 @pytest.fixture(scope="session")
