@@ -49,8 +49,14 @@ def docker_host() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def two_systems(docker_host: str, tmp_path_factory: pytest.TempPathFactory) -> BenchRun:
     root = tmp_path_factory.mktemp("two-systems")
+    # --launcher command with an entry that has no phase markers: the generic phases (~10 s more).
+    servers = root / "servers.toml"
+    servers.write_text('[servers.plain]\ncommand = ["{python}", "-m", "transformers.cli.transformers", "serve", '
+                       '"--host", "{host}", "--port", "{port}", "--device", "cpu", "{model}"]\n'
+                       'readiness_url = "{base_url}/health"\nrequest_model = "{model}"\n')
     return run_bench(root / "results", "--model", "tiny-llama", "--optimization", "baseline", "--launcher",
-                     "docker,transformers-serve", f"--docker-host={docker_host}", f"--coldstart-workdir={root / 'w'}",
+                     "docker,transformers-serve,command", f"--docker-host={docker_host}",
+                     "--command-server=plain", f"--command-servers={servers}", f"--coldstart-workdir={root / 'w'}",
                      # Behaviour, not speed: budgets are benchmarks' business (a loaded 2-core box misses them).
                      f"--coldstart-budgets={root / 'no-budgets.toml'}")
 
@@ -84,6 +90,14 @@ def test_transformers_serve_start_has_its_own_phases(two_systems: BenchRun) -> N
     assert all(p.observed for p in result.phases)
     assert result.ttft_s is not None and result.total_ready_s > 0
     assert "transformers.cli.transformers" in " ".join(result.server_argv)
+
+
+def test_a_server_entry_without_markers_has_the_generic_phases(two_systems: BenchRun) -> None:
+    assert two_systems.returncode == 0, two_systems.output[-6000:]
+    [result] = [r for r in load_results(two_systems.results_dir) if r.launcher == "command"]
+    [ready] = result.phases
+    assert (ready.name, ready.start_s, ready.end_s) == ("ready", 0.0, result.total_ready_s)
+    assert result.unaccounted_s == 0.0 and result.ttft_s is not None and result.ttft_s > 0
 
 
 def test_no_container_is_left_after_the_run(two_systems: BenchRun, docker_host: str) -> None:
