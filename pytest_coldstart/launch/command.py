@@ -251,7 +251,11 @@ class CommandLauncher(Launcher):
     server: ClassVar[str | None] = None
 
     def entry(self, spec: LaunchSpec) -> ServerEntry:
-        name = self.server or spec.launcher_options.get("command_server") or "transformers-serve"
+        if self.server is not None:
+            # A launcher bound to a packaged entry keeps it (its phase table is declared from it), also
+            # when --command-servers names another file for --launcher command in the same session.
+            return server_entry(self.server)
+        name = spec.launcher_options.get("command_server") or "transformers-serve"
         return server_entry(name, _servers_path(spec))
 
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:

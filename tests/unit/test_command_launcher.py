@@ -111,3 +111,14 @@ def test_phase_in_progress_walks_the_entrys_phases(tmp_path: Path) -> None:
     assert server.phase_in_progress() == "api_server"
     server.process = Lines([StampedLine(1.0, "weights done"), StampedLine(2.0, "listening")])  # type: ignore[assignment]
     assert server.phase_in_progress() == "ready"
+
+
+def test_a_bound_launcher_keeps_its_packaged_entry_beside_a_servers_file(tmp_path: Path) -> None:
+    """`--launcher transformers-serve,command --command-servers FILE`: FILE is for `command` only."""
+    from pytest_coldstart.launch.command import CommandLauncher, TransformersServeLauncher
+
+    path = tmp_path / "servers.toml"
+    path.write_text('[servers.plain]\ncommand = ["srv"]\nreadiness_url = "{base_url}/health"\n')
+    options = {"command_server": "plain", "command_servers": str(path)}
+    assert TransformersServeLauncher().entry(spec(tmp_path, launcher_options=options)).name == "transformers-serve"
+    assert CommandLauncher().entry(spec(tmp_path, launcher_options=options)).name == "plain"
