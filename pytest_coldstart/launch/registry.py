@@ -16,6 +16,9 @@ from pytest_coldstart.model.errors import ConfigError
 LAUNCHERS: dict[str, str] = {
     "vllm": "pytest_coldstart.launch.vllm:VllmLauncher",
     "ray-serve": "pytest_coldstart.launch.ray_serve:RayServeLauncher",
+    "docker": "pytest_coldstart.launch.docker:DockerLauncher",
+    "command": "pytest_coldstart.launch.command:CommandLauncher",
+    "transformers-serve": "pytest_coldstart.launch.command:TransformersServeLauncher",
 }
 KNOWN_LAUNCHERS: tuple[str, ...] = tuple(LAUNCHERS)
 

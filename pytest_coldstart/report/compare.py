@@ -29,6 +29,7 @@ from pytest_coldstart.history.compare import (
 )
 from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.files import atomic_write_text
+from pytest_coldstart.model.result import RunResult
 
 MARKER = "<!-- pytest-coldstart compare -->"
 _BADGE = {REGRESSED: "🔴 **regressed**", MISSING: "🔴 **missing**", IMPROVED: "🟢 improved",
@@ -176,3 +177,42 @@ def append_step_summary(markdown: str, environ: Mapping[str, str] | None = None)
 def write_markdown(path: Path, markdown: str) -> None:
     """Write the PR comment atomically (a workflow may read it while a retry writes)."""
     atomic_write_text(path, markdown)
+
+
+def launchers_markdown(results: Sequence[RunResult]) -> str:
+    """Per model, one row per launcher x optimization (the median run, as the comparison figure draws
+    it): ready, TTFT and first token, and the three longest phases. Empty with fewer than two launchers.
+
+    Where the first request started the server (Ray Serve scale-from-zero), ready *is* the first token
+    and TTFT covers the phases; elsewhere the first token comes TTFT after ready.
+    """
+    from pytest_coldstart.report.figures import median_run, ttft_spans_phases
+
+    runs = list(results)
+    if len({r.launcher for r in runs}) < 2:
+        return ""
+    out = ["", "## Cold start across systems", "",
+           "Median run per launcher x optimization. *first token* = ready + TTFT, or ready itself where the "
+           "first request started the server (its TTFT spans the phases).", ""]
+    for model in sorted({r.model for r in runs}):
+        out += [f"### {model}", "", "| launcher | optimization | ok runs | ready s | TTFT s | first token s "
+                "| longest phases |", "|---|---|---:|---:|---:|---:|---|"]
+        groups: dict[tuple[str, str], list[RunResult]] = {}
+        for r in runs:
+            if r.model == model:
+                groups.setdefault((r.launcher, r.optimization), []).append(r)
+        for (launcher, optimization), group in sorted(groups.items()):
+            chosen = median_run(group)
+            ok = f"{sum(r.ok for r in group)}/{len(group)}"
+            if chosen is None or chosen.total_ready_s is None:
+                out.append(f"| {launcher} | {optimization} | {ok} | — | — | — | no successful run |")
+                continue
+            ttft = chosen.ttft_s
+            first = (chosen.total_ready_s if ttft_spans_phases(chosen)
+                     else None if ttft is None else chosen.total_ready_s + ttft)
+            longest = sorted((p for p in chosen.phases if p.duration_s is not None), key=lambda p: -p.duration_s)[:3]
+            phases = ", ".join(f"{p.name} {p.duration_s:.1f}" for p in longest)
+            out.append(f"| {launcher} | {optimization} | {ok} | {chosen.total_ready_s:.2f} | {_s(ttft)} | {_s(first)} "
+                       f"| {_cell(phases)} |")
+        out.append("")
+    return "\n".join(out)

@@ -69,7 +69,11 @@ def _pyplot() -> Any:
 #: One colour per phase, none of them the gap's red or TTFT's black (the tab20 hues, reds left out).
 _PHASE_COLOURS = ("#1f77b4", "#aec7e8", "#ff7f0e", "#17becf", "#2ca02c", "#98df8a", "#9467bd", "#c5b0d5",
                   "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#ffbb78", "#9edae5", "#c49c94", "#f7b6d2",
-                  "#dbdb8d", "#c7c7c7")
+                  "#dbdb8d", "#c7c7c7",
+                  # tab20b's darker hues: a cross-system figure (vllm, docker, ray-serve, a command server)
+                  # has ~25 phases, and a repeated colour would make two phases look like one.
+                  "#393b79", "#637939", "#8c6d31", "#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#a55194",
+                  "#6b6ecf", "#b5cf6b", "#e7ba52", "#ce6dbd")
 
 
 def phase_order(results: Sequence[RunResult]) -> tuple[str, ...]:
@@ -141,8 +145,9 @@ def waterfall(result: RunResult, path: Path) -> FigureInfo:
                             KIND_REPORTED))
     for start, end in unaccounted_gaps(result):
         bars.append(Bar("unaccounted", "unaccounted", start, end - start, KIND_GAP))
-    if result.ttft_s is not None and result.total_ready_s is not None:
-        bars.append(Bar("ttft", "ttft", result.total_ready_s, result.ttft_s, KIND_TTFT))
+    span = ttft_span(result)
+    if span is not None:
+        bars.append(Bar("ttft", "ttft", span[0], span[1], KIND_TTFT))
 
     order = phase_order([result])
     rows = [*order, "unaccounted", "ttft"]
@@ -207,6 +212,27 @@ def end_s(result: RunResult) -> float | None:
     return max((p.end_s for p in result.phases if p.end_s is not None), default=None)
 
 
+def ttft_spans_phases(result: RunResult) -> bool:
+    """True where the first request is what started the server (Ray Serve scale-from-zero, serverless):
+    its timeline ends at the first token (a ``first_token`` phase), so TTFT covers the phases."""
+    return any(p.name == "first_token" and p.observed for p in result.phases)
+
+
+def ttft_span(result: RunResult) -> tuple[float, float] | None:
+    """(start_s, duration_s) of the first request on the start's time axis: after ready, or, where the
+    request started the server, ending at ready (its ``total_ready_s`` is the first token)."""
+    if result.ttft_s is None or result.total_ready_s is None:
+        return None
+    if ttft_spans_phases(result):
+        start = max(0.0, result.total_ready_s - result.ttft_s)
+        return start, result.total_ready_s - start
+    return result.total_ready_s, result.ttft_s
+
+
+def _row_end(bars: Sequence[Bar], row: str, skip: str) -> float:
+    return max((b.start_s + b.duration_s for b in bars if b.row == row and b.kind != skip), default=0.0)
+
+
 def median_run(runs: Sequence[RunResult]) -> RunResult | None:
     """The successful run with the median (low) end: its phases add up to its total, unlike medians of phases."""
     ok = [r for r in runs if r.ok and end_s(r) is not None]
@@ -223,8 +249,10 @@ def comparison(results: Sequence[RunResult], path: Path) -> FigureInfo:
     if len(models) != 1:
         raise ValueError(f"comparison() draws one model, got {sorted(models)}")
     groups: dict[str, list[RunResult]] = {}
+    several = len({r.launcher for r in results}) > 1  # across systems every row names its launcher
     for r in results:
-        groups.setdefault(f"{r.optimization}" + (f" ({r.launcher})" if r.launcher != "vllm" else ""), []).append(r)
+        groups.setdefault(f"{r.optimization}" + (f" ({r.launcher})" if several or r.launcher != "vllm" else ""),
+                          []).append(r)
     bars: list[Bar] = []
     notes: list[str] = []
     ends: dict[str, str] = {}
@@ -240,11 +268,16 @@ def comparison(results: Sequence[RunResult], path: Path) -> FigureInfo:
             if p.duration_s is not None and p.start_s is not None:
                 bars.append(Bar(row, p.name, p.start_s, p.duration_s, KIND_PHASE))
         bars.extend(Bar(row, "unaccounted", a, b - a, KIND_GAP) for a, b in unaccounted_gaps(chosen))
-        if chosen.ttft_s is not None and chosen.total_ready_s is not None:
-            bars.append(Bar(row, "ttft", chosen.total_ready_s, chosen.ttft_s, KIND_TTFT))
+        ttft = ttft_span(chosen)
+        if ttft is not None:
+            bars.append(Bar(row, "ttft", ttft[0], ttft[1], KIND_TTFT))
         last = chosen.last_phase or "?"
         ends[row] = (f"ready {chosen.total_ready_s:.1f} s" if chosen.total_ready_s is not None
                      else f"{end_s(chosen):.1f} s to end of {last} (no ready in the log)")
+        if chosen.ttft_s is not None and chosen.total_ready_s is not None:
+            ends[row] = (f"first token {chosen.total_ready_s:.1f} s (the first request started the server)"
+                         if ttft_spans_phases(chosen) else
+                         f"{ends[row]}, first token {chosen.total_ready_s + chosen.ttft_s:.1f} s")
     rows = [row for row in groups if any(b.row == row for b in bars)]
     order = phase_order(results)
     fig, ax = plt.subplots(figsize=(11, 0.7 * max(1, len(rows)) + 2.2))
@@ -252,6 +285,13 @@ def comparison(results: Sequence[RunResult], path: Path) -> FigureInfo:
     seen: set[str] = set()
     for bar in bars:
         colour = {KIND_GAP: _GAP_COLOUR, KIND_TTFT: "black"}.get(bar.kind, phase_colour(bar.label, order))
+        if bar.kind == KIND_TTFT and bar.start_s + bar.duration_s <= _row_end(bars, bar.row, KIND_TTFT) + _MIN_GAP_S:
+            # The first request started the server (Ray Serve scale-from-zero): TTFT spans the phases,
+            # drawn as a thin bar under them, not after them.
+            ax.barh(rows.index(bar.row) + 0.36, bar.duration_s, left=bar.start_s, height=0.1, color=colour,
+                    label=None if bar.label in seen else bar.label)
+            seen.add(bar.label)
+            continue
         ax.barh(rows.index(bar.row), bar.duration_s, left=bar.start_s, height=0.6, color=colour,
                 edgecolor="white", linewidth=0.5, hatch="xx" if bar.kind == KIND_GAP else None,
                 label=None if bar.label in seen else bar.label)
@@ -265,9 +305,11 @@ def comparison(results: Sequence[RunResult], path: Path) -> FigureInfo:
     ax.set_yticks(range(len(rows)), rows)
     ax.invert_yaxis()
     ax.set_xlim(0, longest * 1.3)
-    ax.set_xlabel("seconds since start (median run per optimization; phases + unaccounted gaps = ready)")
+    ax.set_xlabel("seconds since start (median run per launcher x optimization; phases + unaccounted gaps = "
+                  "ready; black: time to first token)")
     model = next(iter(models))
-    title = f"{model}: cold start by optimization"
+    launchers = {r.launcher for r in results}
+    title = f"{model}: cold start by " + ("launcher x optimization" if len(launchers) > 1 else "optimization")
     ax.set_title(title, fontsize=11, loc="left")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=7, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)

@@ -61,7 +61,7 @@ def test_fixture_use_alone_adds_the_marker(pytester):
 @pytest.mark.parametrize(("args", "message"), [
     (["--coldstart-model=gpt-5"], "unknown model 'gpt-5'; known models: tiny-llama, llama-3-8b, llama-3-70b, qwen-3-235b"),
     (["--coldstart-optimization=warp"], "unknown optimization 'warp'; known optimizations: baseline, compile_cache"),
-    (["--coldstart-launcher=docker"], "unknown launcher 'docker'; known launchers: vllm"),
+    (["--coldstart-launcher=kubernetes"], "unknown launcher 'kubernetes'; known launchers: vllm"),
 ])
 def test_unknown_names_fail_before_anything_runs(pytester, args, message):
     pytester.makepyfile(test_suite=SUITE)

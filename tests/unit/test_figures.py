@@ -177,7 +177,7 @@ def test_figures_follow_the_launchers_own_phase_table(tmp_path: Path) -> None:
     assert info.notes == ("autoscale: not observed",)
     assert [(b.start_s, b.duration_s) for b in info.of_kind(KIND_GAP)] == [(31.0, 1.0)]
     both = comparison([ray, *[r for r in cpu_lane() if r.optimization == "baseline"]], tmp_path / "cmp.png")
-    assert {b.row for b in both.bars} == {"baseline", "baseline (ray-serve)"}
+    assert {b.row for b in both.bars} == {"baseline (vllm)", "baseline (ray-serve)"}
     assert figures.phase_order([ray])[:3] == ("ingress_scale_up", "autoscale", "replica_scheduling")
 
 
@@ -200,3 +200,38 @@ def test_phase_order_follows_each_launchers_declared_phases() -> None:
                 result("ray-serve-llm", ["replica_init", "mystery_phase"])]  # an old launcher name: appended
     # Launchers in order of appearance, each in its declared order; unknown phases last.
     assert figures.phase_order(shuffled) == (*ray[:6], "imports", "config", "ready", "mystery_phase")
+
+
+def test_ttft_spans_the_phases_where_the_first_request_started_the_server(tmp_path: Path) -> None:
+    """Ray Serve scale-from-zero: ready *is* the first token, so TTFT covers the phases instead of
+    following them (a 116 s TTFT stacked after 116 s of phases drew the bar out to ~232 s)."""
+    ray = replace(ray_serve_run(), total_ready_s=116.2, ttft_s=116.2)
+    vllm = next(r for r in cpu_lane() if r.ok and r.optimization == "baseline")
+    info = comparison([ray, vllm], tmp_path / "cmp.png")
+    ttft = {b.row: b for b in info.of_kind("ttft")}
+    assert ttft["baseline (ray-serve)"].start_s == 0.0
+    assert ttft["baseline (ray-serve)"].start_s + ttft["baseline (ray-serve)"].duration_s == pytest.approx(116.2)
+    # A server that was ready before the request: TTFT follows ready.
+    assert ttft["baseline (vllm)"].start_s == vllm.total_ready_s
+    assert ttft["baseline (vllm)"].duration_s == pytest.approx(vllm.ttft_s)
+    assert max(b.start_s + b.duration_s for b in info.bars) == pytest.approx(max(116.2, vllm.total_ready_s + vllm.ttft_s))
+    assert figures.ttft_span(ray) == (0.0, 116.2) and figures.ttft_spans_phases(ray)
+    [drawn] = waterfall(ray, tmp_path / "w.png").of_kind("ttft")
+    assert (drawn.start_s, drawn.duration_s) == (0.0, 116.2)
+    assert not figures.ttft_spans_phases(vllm)
+    assert info.title.endswith("by launcher x optimization")
+
+
+def test_launchers_markdown_compares_systems_per_model() -> None:
+    from pytest_coldstart.report.compare import launchers_markdown
+
+    vllm = next(r for r in cpu_lane() if r.ok and r.optimization == "baseline")
+    ray = replace(ray_serve_run(), total_ready_s=116.2, ttft_s=116.2)
+    assert launchers_markdown([vllm]) == ""  # one launcher: nothing to compare
+    text = launchers_markdown([vllm, ray])
+    assert "## Cold start across systems" in text
+    ray_row = next(line for line in text.splitlines() if line.startswith("| ray-serve |"))
+    # Ready is the first token there: not 116.2 + 116.2.
+    assert "| 116.20 | 116.20 | 116.20 |" in ray_row and "232" not in ray_row
+    vllm_row = next(line for line in text.splitlines() if line.startswith("| vllm |"))
+    assert f"{vllm.total_ready_s + vllm.ttft_s:.2f}" in vllm_row
