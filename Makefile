@@ -14,7 +14,7 @@ TINY_MODEL := .coldstart/models/tiny-llama
 BENCH_ARGS ?= --model tiny-llama
 TEST_ARGS ?=
 
-.PHONY: install tiny-model bench lint test test-unit clean
+.PHONY: install tiny-model bench bench-scaleout lint test test-unit test-scaleout clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,13 @@ lint: install
 
 test: install tiny-model lint
 	$(BIN)/pytest tests $(TEST_ARGS)
+
+# The scale-out benchmark and its integration test (~10 min each on 2 cores): not in bench/test.
+bench-scaleout: install tiny-model
+	$(BIN)/pytest benchmarks -m scaleout $(BENCH_ARGS)
+
+test-scaleout: install tiny-model lint
+	$(BIN)/pytest tests -m scaleout $(TEST_ARGS)
 
 test-unit: install lint
 	$(BIN)/pytest tests -m "not integration" $(TEST_ARGS)

@@ -33,6 +33,7 @@ from pytest_coldstart.model.budgets import Budgets
 from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import load_toml
+from pytest_coldstart.model.scaleout import SCALEOUT_METRICS
 
 REGRESSED, IMPROVED, UNCHANGED, NOT_COMPARABLE, MISSING = (
     "regressed", "improved", "unchanged", "not comparable", "missing")
@@ -268,7 +269,7 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
         rows.append(Row(key, FAILED_ROW, (float(base.failed),), (float(head.failed),), MISSING,
                         f"{head.failed} of {head.runs} HEAD start(s) failed: {errors}"))
     ok_head = head.runs - head.failed
-    for metric in METRICS:
+    for metric in (*METRICS, *SCALEOUT_METRICS):
         b, h = base.values(metric), head.values(metric)
         if not b and not h:
             continue

@@ -23,6 +23,7 @@ import httpx
 
 from pytest_coldstart.launch.base import Launcher, LauncherOption, LaunchSpec, ProgressFn, Server, free_port
 from pytest_coldstart.launch.process import OwnedProcess
+from pytest_coldstart.launch.ray_cluster import check_reachable
 from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
 from pytest_coldstart.logs.ray import (
     EVENT_PREFIX,
@@ -341,6 +342,9 @@ class RayServeLauncher(Launcher):
 
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:
         config = driver_config(spec, free_port())
+        if config["ray_address"]:
+            # e.g. a `ray start --head` cluster (launch.ray_cluster): fail in seconds, not after Ray's retries.
+            check_reachable(str(config["ray_address"]))
         env = driver_env(spec)
         argv = [spec.python, "-m", DRIVER_MODULE, "--config-json", json.dumps(config, sort_keys=True)]
         process = OwnedProcess(argv, env=env, log_path=spec.log_path, clock=clock, redactor=Redactor.from_env(env))
