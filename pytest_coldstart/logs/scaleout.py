@@ -22,7 +22,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from pytest_coldstart.logs.ray import RAY_PHASE_RULES, RayLine
+from pytest_coldstart.logs.grammar import offline_times
+from pytest_coldstart.logs.ray import RAY_PHASE_RULES, RayLine, parse_ray_line, serve_timestamp
 from pytest_coldstart.logs.timeline import SOURCE_ARRIVAL, Timeline, build_timeline
 
 _LLM_DEP = r"Deployment\(name='(?P<dep>LLMServer[^']*)'"
@@ -167,3 +168,13 @@ def replica_counts(lines: Sequence[RayLine]) -> list[tuple[float, int, int]]:
         if not out or out[-1][1:] != (running, starting):
             out.append((line.t_s, running, starting))
     return out
+
+
+def stamp_offline(text: str) -> list[RayLine]:
+    """A saved driver log on its own timestamps (epoch seconds): Serve's ms stamps, vLLM's whole seconds,
+    a line without one takes the one before it (``grammar.offline_times``). For logs read after the fact;
+    a live run uses arrival stamps (``ray.stamp_live``)."""
+    parsed = [parse_ray_line(raw) for raw in text.splitlines()]
+    times = offline_times([record for record, _, _ in parsed], lambda r: serve_timestamp(r.message))
+    return [RayLine(ts.timestamp(), record, event, data)
+            for ts, (record, event, data) in zip(times, parsed, strict=True) if ts is not None]
