@@ -5,8 +5,8 @@ Deployment(name='LLMServer:...') from 1 to 2 replicas``) -> adds it (``Adding 1
 replica to ...``) -> its worker's first line (``(ServeReplica:...:LLMServer...
 pid=N)``) -> vLLM's engine phases (lines under that pid) -> ``Started vLLM
 engine.`` -> the controller's ``Replica(id='X', ...) started successfully on
-node 'NODE' after Ys (PID: N)`` -> its first ``CALL completions OK`` access line
-(the first request it served). ``replica_add_s`` = decision -> first request
+node 'NODE' after Ys (PID: N)`` -> its first ``CALL completions OK`` (or ``chat``) access
+line, logged when that call finished (the first request it served). ``replica_add_s`` = decision -> first request
 served. The phases are ``ray.RAY_PHASE_RULES`` applied to that one replica with
 t = 0 at the decision, so they never overlap and add up (with unaccounted) to it.
 
@@ -31,7 +31,9 @@ UPSCALE_RE = re.compile(_LLM_DEP + r".* from (?P<old>\d+) to (?P<new>\d+) replic
 ADDING_RE = re.compile(r"Adding (?P<n>\d+) replicas? to " + _LLM_DEP)
 STARTED_RE = re.compile(r"Replica\(id='(?P<rid>[^']+)', deployment='LLMServer[^']*'.*started successfully on node "
                         r"'(?P<node>[^']+)' after (?P<e2e>\d+(?:\.\d+)?)s \(PID: (?P<pid>\d+)\)")
-CALL_RE = re.compile(r"coldstart_LLMServer\S* (?P<rid>\w+) \S+ -- CALL \w+ OK (?P<ms>\d+(?:\.\d+)?)ms")
+#: A generation call: the ingress also sends a new replica ``tokenize`` calls (Ray 2.60), which serve no user.
+CALL_RE = re.compile(r"coldstart_LLMServer\S* (?P<rid>\w+) \S+ -- CALL (?:completions|chat\w*) OK "
+                     r"(?P<ms>\d+(?:\.\d+)?)ms")
 ENGINE_RE = re.compile(r"coldstart_LLMServer\S* (?P<rid>\w+) -- Started vLLM engine\.")
 INIT_RE = re.compile(r"coldstart_LLMServer\S* (?P<rid>\w+) -- Started initializing replica\.")
 PID_RE = re.compile(r"\(ServeReplica:[^ )]*:LLMServer[^ )]* pid=(?P<pid>\d+)")

@@ -46,7 +46,7 @@ class StepResult:
     itl_p95_s: float | None
     slo_attainment: float | None
     generator_cpu_util: float | None  # generator CPU seconds / wall seconds (1.0 = one core busy)
-    #: (offset from start_s, ttft_s) per completed request, for the figure.
+    #: (sent_s on the run's time axis, ttft_s) per completed request, for the figure.
     requests: tuple[tuple[float, float], ...] = ()
 
 

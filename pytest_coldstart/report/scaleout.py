@@ -101,7 +101,7 @@ def scaleout_figure(result: ScaleoutResult, path: Path) -> ScaleoutFigure:
 
     for s in result.steps:
         if s.requests:
-            ax_ttft.plot([s.start_s + off for off, _ in s.requests], [t for _, t in s.requests], ".",
+            ax_ttft.plot([sent for sent, _ in s.requests], [t for _, t in s.requests], ".",
                          color="#9edae5", markersize=2)
     ttft_p95 = tuple((s.start_s, s.end_s, s.ttft_p95_s) for s in result.steps if s.ttft_p95_s is not None)
     for start, end, p95 in ttft_p95:
