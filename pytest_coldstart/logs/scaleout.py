@@ -64,9 +64,14 @@ class ReplicaLifecycle:
 
     @property
     def phase_reached(self) -> str:
-        if self.timeline is not None and self.timeline.last_phase_reached:
-            return self.timeline.last_phase_reached
-        return "autoscale" if self.added_s is None else "replica_scheduling"
+        """The phase this replica is in (or was in when the log ends): the next required Ray phase
+        after the last one observed, as the Ray launcher names it in its errors."""
+        last = self.timeline.last_phase_reached if self.timeline is not None else None
+        if last is None:
+            return "autoscale" if self.added_s is None else "replica_scheduling"
+        names = [rule.name for rule in RAY_PHASE_RULES]
+        later = [rule.name for rule in RAY_PHASE_RULES[names.index(last) + 1:] if not rule.optional]
+        return later[0] if later else "first_token"
 
 
 def _dep_upscales(lines: Sequence[RayLine]) -> list[tuple[float, int, int]]:
@@ -134,6 +139,16 @@ def replica_lifecycles(lines: Sequence[RayLine]) -> list[ReplicaLifecycle]:
                                 reported_startup_s=started[rid][2] if rid in started else None)
         out.append(replace(life, timeline=_timeline(life, pid_lines.get(pid, []) if pid else [],
                                                     engine.get(rid))))
+    # Added by the controller but not yet (or never) identified by id: a replica still starting shows only
+    # its worker's pid (its "Started initializing" line stays in its node's log file), one that no node can
+    # place shows nothing at all.
+    for index in range(len(rids), len(adds)):
+        before = [t for t, old, new in upscales if t <= adds[index] + 0.5 and new > old]
+        pid = unclaimed.pop(0) if unclaimed else None
+        life = ReplicaLifecycle(index=index, replica_id=None, pid=pid, node_id=None,
+                                decision_s=before[-1] if before and index > 0 else adds[index], added_s=adds[index],
+                                alive_s=first_pid_line.get(pid) if pid else None, ready_s=None, first_request_s=None)
+        out.append(replace(life, timeline=_timeline(life, pid_lines.get(pid, []) if pid else [], None)))
     return out
 
 
