@@ -127,3 +127,15 @@ def test_figure_draws_load_replicas_ttft_and_each_cold_start(result, tmp_path):
     assert sum(s.duration_s for s in added) == pytest.approx(
         result.replica_add_s - result.added_replica.unaccounted_s, abs=0.01)
     assert len(fig.ttft_p95) == len([s for s in result.steps if s.ttft_p95_s is not None])
+
+
+def test_coldstart_report_has_the_scaleout_section(result, tmp_path):
+    from pytest_coldstart.report.html import build_report
+
+    (tmp_path / "results" / "scaleout").mkdir(parents=True)
+    shutil.copy(RESULT, tmp_path / "results" / "scaleout" / RESULT.name)
+    info = build_report(tmp_path / "results", tmp_path / "report.html")
+    page = info.path.read_text()
+    assert "Scale-out under load" in page and "0 run(s) and 1 scale-out run(s)" in page
+    assert "replica_add_s" in page and "231.4" in page and page.count("data:image/png;base64") == 1
+    assert [f.path.name for f in info.figures] == [f"{result.run_id}_scaleout.png"]
