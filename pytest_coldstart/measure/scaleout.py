@@ -20,6 +20,7 @@ what Ray left (ideally nothing) is recorded.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -274,9 +275,7 @@ class ScaleoutRun:
             shutil.rmtree(plan.run_root, ignore_errors=True)
             result = self._result(driver, cluster, error, left, runner.environment)
             save_scaleout(result, settings.results_dir)
-        if error is not None and not isinstance(error, (LaunchError, ConfigError)):
-            raise error
-        if error is not None:
+        if error is not None:  # recorded in the saved result; the caller shows it
             raise error
         return result
 
@@ -307,7 +306,7 @@ class ScaleoutRun:
         env = driver_env(spec)
         env["RAY_AUTH_MODE"] = "disabled"
         argv = [settings.python, "-m", "pytest_coldstart.launch.ray_driver", "--config-json",
-                __import__("json").dumps(config, sort_keys=True)]
+                json.dumps(config, sort_keys=True)]
         process = OwnedProcess(argv, env=env, log_path=spec.log_path, clock=self.clock)
         process.start()
         wall_offset = self.clock.wall().timestamp() - self.clock.monotonic_s() + process.spawn_s
@@ -339,7 +338,7 @@ class ScaleoutRun:
     def _run_step(self, driver: _Driver, command: Sequence[str], plan: Any, request: LoadRequest,
                   kind: str, timeout_s: float) -> LoadOutcome:
         before = driver.running()
-        added_at: dict[str, float] = {}
+        added_at: dict[str, str] = {}
         left_s = self.deadline_s - self.clock.monotonic_s()
         if left_s < 10.0:
             raise LoadGeneratorError(f"load step {request.label!r} not started: the run is past its "
@@ -354,7 +353,7 @@ class ScaleoutRun:
                 if life.first_request_s is None and life.decision_s is not None:
                     waited = self.clock.monotonic_s() - (driver.process.spawn_s + life.decision_s)
                     if waited > self.settings.replica_timeout_s:
-                        added_at["phase"] = life.phase_reached  # type: ignore[assignment]
+                        added_at["phase"] = life.phase_reached
                         return (f"replica {life.index + 1} not serving {waited:.0f} s after the scale-up "
                                 f"decision (--scaleout-replica-timeout), in phase {life.phase_reached!r}")
             return None
@@ -505,7 +504,7 @@ def _step_result(kind: str, outcome: LoadOutcome, before: int, after: int, origi
         start_s, end_s = outcome.started_s - origin, outcome.ended_s - origin
     label = outcome.label
     return StepResult(
-        label=label, kind=kind, rate_rps=None if kind == "probe" else _rate(label, data, profile),
+        label=label, kind=kind, rate_rps=None if kind == "probe" else _rate(data),
         max_concurrency=profile.probe_concurrency if kind == "probe" else None,
         start_s=round(start_s, 3), end_s=round(end_s, 3), replicas_start=before, replicas_end=after,
         completed=completed, failed=int(data.get("failed") or 0),
@@ -516,7 +515,7 @@ def _step_result(kind: str, outcome: LoadOutcome, before: int, after: int, origi
         generator_cpu_util=cpu, requests=requests)
 
 
-def _rate(label: str, data: dict[str, Any], profile: Profile) -> float | None:
+def _rate(data: dict[str, Any]) -> float | None:
     rate = data.get("request_rate")
     if isinstance(rate, (int, float)) and math.isfinite(rate):
         return float(rate)
