@@ -74,3 +74,16 @@ def test_bench_argv_is_a_real_vllm_bench_serve_command(tmp_path: Path):
     text = " ".join(bench_argv(("x",), probe, base_url="u", served_name="t", tokenizer="m", result_dir=tmp_path,
                                result_name="p.json", ready_check_s=1))
     assert "--request-rate inf" in text and "--max-concurrency 2" in text
+
+
+def test_single_start_launcher_on_a_loopback_cluster_keeps_one_proxy():
+    from pytest_coldstart.launch.base import LaunchSpec
+    from pytest_coldstart.launch.ray_serve import driver_config
+
+    def config(address: str) -> dict:
+        spec = LaunchSpec("m", "m", 8000, Path("x.log"), 60.0, launcher_options={"ray_address": address})
+        return driver_config(spec, 9000)
+
+    assert config("127.0.0.1:6379")["proxy_location"] == "HeadOnly"  # `ray start --head` on this machine
+    assert "proxy_location" not in config("ray://10.0.0.5:10001")  # a real multi-host cluster: Serve's default
+    assert "proxy_location" not in config("") and config("")["ray_address"] is None
