@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 
 import psutil
 import pytest
 
 from pytest_coldstart.history.asv_store import load_commit
 from pytest_coldstart.model.scaleout import load_scaleouts
-from tests.conftest import REPO, requires_vllm, run_bench
+from tests.conftest import requires_vllm, run_bench
 
 requires_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                   reason="ray[serve] is not installed (extra `ray`)")
@@ -60,7 +59,7 @@ def test_scale_out_from_one_to_two_replicas_under_load(tmp_path):
     bench = json.loads((asv_dir / "benchmarks.json").read_text())
     assert {"scaleout.replica_add_s", "scaleout.ttft_p95_scaleout_s", "scaleout.s_per_request_2r"} <= set(bench)
     [machine] = [p.parent.name for p in asv_dir.glob("*/machine.json")]
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    samples = load_commit(asv_dir, head, machine)
+    [recorded] = (asv_dir / machine).glob("*-coldstart-scaleout.json")
+    samples = load_commit(asv_dir, recorded.name.split("-")[0], machine)
     case = next(c for k, c in samples.cases.items() if k.optimization == "scaleout")
     assert case.values("replica_add_s") == (added.replica_add_s,)
