@@ -63,3 +63,22 @@ def test_scale_out_from_one_to_two_replicas_under_load(tmp_path):
     samples = load_commit(asv_dir, recorded.name.split("-")[0], machine)
     case = next(c for k, c in samples.cases.items() if k.optimization == "scaleout")
     assert case.values("replica_add_s") == (added.replica_add_s,)
+
+
+def test_single_start_ray_launcher_joins_a_local_two_node_cluster(tmp_path):
+    """`--launcher ray-serve --ray-address 127.0.0.1:PORT` against `ray start --head` + a worker (~3.5 min)."""
+    from pytest_coldstart.launch.ray_cluster import ClusterSpec, LocalRayCluster
+    from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
+    from pytest_coldstart.model.clock import SystemClock
+    from pytest_coldstart.model.registry import load_registry
+    from tests.conftest import REPO
+
+    cluster = LocalRayCluster(ClusterSpec(), tmp_path / "cluster", SystemClock())
+    with cluster:
+        settings = Settings(registry_dir=REPO / "benchmarks", results_dir=tmp_path / "results",
+                            workdir=tmp_path / "work", repo_dir=REPO, timeout_s=600,
+                            launcher_options=(("ray_address", cluster.address), ("ray_replicas", "0,0,1")))
+        result = ColdStartRunner(settings, load_registry(REPO / "benchmarks")).run(
+            Case("tiny-llama", "baseline", "ray-serve"))
+    assert result.ok and result.ttft_s is not None
+    assert cluster.leftover == [] and _our_ray_processes([cluster.address, str(cluster.root)]) == []
