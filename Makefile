@@ -15,7 +15,7 @@ BENCH_ARGS ?= --model tiny-llama
 TEST_ARGS ?=
 comma := ,
 
-.PHONY: install tiny-model bench site lint test test-unit clean
+.PHONY: install tiny-model bench bench-scaleout site lint test test-unit test-scaleout clean
 
 install: $(VENV)/.installed
 
@@ -66,6 +66,13 @@ lint: install
 test: install tiny-model lint
 	$(WITH_DOCKER) || echo "Docker ground not available: the docker tests will skip"; \
 	$(BIN)/pytest tests $(TEST_ARGS); $(AFTER_DOCKER)
+
+# The scale-out benchmark and its integration test (~10 min each on 2 cores): not in bench/test.
+bench-scaleout: install tiny-model
+	$(BIN)/pytest benchmarks -m scaleout $(BENCH_ARGS)
+
+test-scaleout: install tiny-model lint
+	$(BIN)/pytest tests -m scaleout $(TEST_ARGS)
 
 test-unit: install lint
 	$(BIN)/pytest tests -m "not integration" $(TEST_ARGS)

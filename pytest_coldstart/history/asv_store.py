@@ -51,6 +51,7 @@ from pytest_coldstart.logs.timeline import PHASE_RULES
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.model.files import atomic_path
 from pytest_coldstart.model.result import RunResult
+from pytest_coldstart.model.scaleout import SCALEOUT_METRICS
 
 PARAM_NAMES = ("model", "optimization", "launcher")
 ENV_NAME = "coldstart"
@@ -82,6 +83,8 @@ def benchmark_name(metric: str) -> str:
 
 ALL_METRICS: tuple[str, ...] = (*METRICS, FAILED_METRIC)
 BENCHMARK_NAMES: dict[str, str] = {benchmark_name(m): m for m in ALL_METRICS}
+#: The scale-out series (``history.scaleout.record_scaleout`` writes them).
+SCALEOUT_BENCHMARKS: dict[str, str] = {f"scaleout.{m}": m for m in SCALEOUT_METRICS}
 
 
 def _code(metric: str) -> str:
@@ -163,6 +166,23 @@ def _locked(results_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def locked(results_dir: Path) -> Any:
+    """The history's lock (public for ``history.scaleout``)."""
+    return _locked(results_dir)
+
+
+def write_json_atomic(path: Path, data: Any, api_version: int) -> None:
+    _write_json_atomic(path, data, api_version)
+
+
+def load_json(path: Path, api_version: int) -> Any:
+    return _load_json(path, api_version)
+
+
+def check_machine(results_dir: Path, name: str, info: dict[str, str]) -> None:
+    _check_machine(results_dir, name, info)
 
 
 def _write_json_atomic(path: Path, data: Any, api_version: int) -> None:
@@ -368,7 +388,7 @@ def load_commit(results_dir: Path, commit_hash: str, machine: str) -> SampleSet:
     cases: dict[CaseKey, dict[str, Any]] = {}
     for res in loaded:
         for bench in res.get_all_result_keys():
-            metric = BENCHMARK_NAMES.get(bench)
+            metric = BENCHMARK_NAMES.get(bench) or SCALEOUT_BENCHMARKS.get(bench)
             if metric is None:
                 continue
             params = res.get_result_params(bench)
@@ -386,7 +406,7 @@ def load_commit(results_dir: Path, commit_hash: str, machine: str) -> SampleSet:
                     case["samples"][metric] = case["samples"].get(metric, ()) + tuple(samples[j])
     out = {}
     for key, raw in sorted(cases.items()):
-        ok = len(raw["samples"].get("total_ready_s", ()))
+        ok = len(raw["samples"].get("total_ready_s") or raw["samples"].get("replica_add_s") or ())
         if ok == 0 and raw["failed"] == 0:
             continue
         # The version each value was recorded under; compare refuses to mix versions.

@@ -40,6 +40,7 @@ from pytest_coldstart.model.budgets import Budgets
 from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import load_toml
+from pytest_coldstart.model.scaleout import SCALEOUT_METRICS
 
 REGRESSED, IMPROVED, UNCHANGED, NOT_COMPARABLE, MISSING = (
     "regressed", "improved", "unchanged", "not comparable", "missing")
@@ -367,7 +368,7 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
                             f"the server failed as often on both sides (base {base.failed} of {base.runs}, HEAD "
                             f"{head.failed} of {head.runs}): flaky, not this change"))
     ok_head = head.ok_runs
-    for metric in METRICS:
+    for metric in (*METRICS, *SCALEOUT_METRICS):
         b, h = base.values(metric), head.values(metric)
         if not b and not h:
             continue

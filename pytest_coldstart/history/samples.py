@@ -19,6 +19,13 @@ from pytest_coldstart.logs.timeline import PHASE_NAMES
 from pytest_coldstart.model.case import CaseKey, group_by_case
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.result import RunResult, load_results
+from pytest_coldstart.model.scaleout import (
+    SCALEOUT_DIR,
+    SCALEOUT_METRICS,
+    SCALEOUT_OPTIMIZATION,
+    ScaleoutResult,
+    load_scaleouts,
+)
 
 #: Whole-start metrics that follow the phases in every table and series.
 TOTAL_METRICS: tuple[str, ...] = ("unaccounted_s", "total_ready_s", "ttft_s")
@@ -132,9 +139,45 @@ def from_runs(results: list[RunResult], label: str) -> SampleSet:
 
 
 def from_results_dir(path: Path) -> SampleSet:
-    """Every run under ``path/runs/`` (the plugin's ``--coldstart-results`` layout)."""
-    return from_runs(load_results(path), f"results dir {path}")
+    """Every run under ``path/runs/`` (the plugin's ``--coldstart-results`` layout), plus ``path/scaleout/``."""
+    scaleouts = load_scaleouts(path) if (path / SCALEOUT_DIR).is_dir() else []
+    if not scaleouts:
+        return from_runs(load_results(path), f"results dir {path}")
+    label = f"results dir {path}"
+    runs = load_results(path) if (path / "runs").is_dir() else []
+    base = from_runs(runs, label) if runs else SampleSet(label, {}, machine_identity(scaleouts[-1].environment),
+                                                         {k: scaleouts[-1].environment.get(k)
+                                                          for k in ("vllm", "torch", "ray", "git_commit")})
+    return SampleSet(label, {**base.cases, **scaleout_cases(scaleouts)}, base.machine, base.software)
+
+
+def scaleout_metrics(result: ScaleoutResult) -> dict[str, float]:
+    """Observed values of one successful scale-out run (unobserved ones left out)."""
+    values: dict[str, float | None] = {"replica_add_s": result.replica_add_s,
+                                       "ttft_p95_scaleout_s": result.ttft_p95_scaleout_s()}
+    for replicas, rps in result.throughput_by_replicas.items():
+        values[f"s_per_request_{replicas}r"] = round(1.0 / rps, 6) if rps else None
+    return {name: float(v) for name, v in values.items() if v is not None and name in SCALEOUT_METRICS}
+
+
+def scaleout_cases(results: Iterable[ScaleoutResult]) -> dict[CaseKey, CaseSamples]:
+    """Scale-out runs grouped by model; failed runs are counted, not sampled."""
+    grouped: dict[CaseKey, list[ScaleoutResult]] = {}
+    for result in results:
+        grouped.setdefault(CaseKey(result.model, SCALEOUT_OPTIMIZATION, "ray-serve"), []).append(result)
+    cases = {}
+    for key, runs in sorted(grouped.items()):
+        samples: dict[str, list[float]] = {}
+        failed = [r for r in runs if r.exit_status != "ok"]
+        for run in runs:
+            if run.exit_status == "ok":
+                for metric, value in scaleout_metrics(run).items():
+                    samples.setdefault(metric, []).append(value)
+        cases[key] = CaseSamples(key, {m: tuple(v) for m, v in samples.items()}, len(runs), len(failed),
+                                 tuple(_first_line(r.error, r.exit_status) for r in failed),
+                                 dict.fromkeys(samples, SERIES_VERSION))
+    return cases
 
 
 def is_results_dir(path: Path) -> bool:
-    return (path / "runs").is_dir()
+    return (path / "runs").is_dir() or (path / SCALEOUT_DIR).is_dir()

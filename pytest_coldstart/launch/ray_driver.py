@@ -79,6 +79,8 @@ def build_app(config: dict[str, Any], gpus: float) -> Any:
         "deployment_config": {"autoscaling_config": {
             "min_replicas": config["min_replicas"], "initial_replicas": config["initial_replicas"],
             "max_replicas": config["max_replicas"],
+            # Scale-out runs (measure/scaleout.py) set target_ongoing_requests and the delays.
+            **(config.get("autoscaling_extra") or {}),
         }},
         "runtime_env": {"env_vars": {name: os.environ[name] for name in config["env_var_names"]
                                      if name in os.environ}},
@@ -90,8 +92,12 @@ def build_app(config: dict[str, Any], gpus: float) -> Any:
         # No GPU in the cluster: CPU bundles make Ray LLM pick its CPU backend
         # (2.60 infers accelerator_config from the bundles; vLLM runs with the
         # `mp` executor instead of Ray workers).
-        llm["placement_group_config"] = {"bundles": [{"CPU": 1}] * tp}
-    return build_openai_app({"llm_configs": [LLMConfig(**llm)]})
+        # Scale-out runs add a per-node replica slot so replicas land on different nodes.
+        llm["placement_group_config"] = {"bundles": [{"CPU": 1, **(config.get("bundle_resources") or {})}] * tp}
+    args: dict[str, Any] = {"llm_configs": [LLMConfig(**llm)]}
+    if config.get("ingress_deployment_config"):
+        args["ingress_deployment_config"] = config["ingress_deployment_config"]
+    return build_openai_app(args)
 
 
 class Driver:
@@ -138,7 +144,11 @@ class Driver:
         engine_kwargs = engine_kwargs_from_cli(self.config["engine_args"])
         self.config["engine_kwargs"] = engine_kwargs
         emit("app_deploy_start", engine_kwargs=engine_kwargs)
-        serve.start(http_options={"host": self.config["host"], "port": int(self.config["port"])})
+        start_kwargs: dict[str, Any] = {}
+        if self.config.get("proxy_location"):
+            # Several nodes on one IP: a proxy per node would fight over the one port.
+            start_kwargs["proxy_location"] = self.config["proxy_location"]
+        serve.start(http_options={"host": self.config["host"], "port": int(self.config["port"])}, **start_kwargs)
         self._serve_started = True
         app = build_app(self.config, gpus)
         serve.run(app, name=self.app_name, route_prefix="/", blocking=False)

@@ -23,6 +23,7 @@ import httpx
 
 from pytest_coldstart.launch.base import Launcher, LauncherOption, LaunchSpec, ProgressFn, Server, free_port
 from pytest_coldstart.launch.process import OwnedProcess
+from pytest_coldstart.launch.ray_cluster import check_reachable
 from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
 from pytest_coldstart.logs.ray import (
     EVENT_PREFIX,
@@ -76,7 +77,13 @@ def driver_config(spec: LaunchSpec, metrics_port: int) -> dict[str, Any]:
         engine_args += ["--max-model-len", str(spec.max_model_len)]
     if spec.tensor_parallel_size != 1:
         engine_args += ["--tensor-parallel-size", str(spec.tensor_parallel_size)]
-    return {"app_name": APP_NAME, "ray_address": options.get("ray_address") or None,
+    address = options.get("ray_address") or None
+    extra: dict[str, Any] = {}
+    if address and re.match(r"^(?:ray://)?(?:127\.\d+\.\d+\.\d+|localhost):", address):
+        # A cluster on loopback (`ray start --head` here, launch.ray_cluster): its nodes share one IP, so one
+        # HTTP proxy, on the head; Serve's default (one per node) would make them fight over the port.
+        extra["proxy_location"] = "HeadOnly"
+    return {**extra, "app_name": APP_NAME, "ray_address": address,
             "num_cpus": int(options.get("ray_num_cpus", DEFAULT_NUM_CPUS)), "metrics_port": metrics_port,
             "host": spec.host, "port": spec.port, "model_ref": spec.model_ref, "served_name": spec.served_name,
             "tensor_parallel_size": spec.tensor_parallel_size, "engine_args": engine_args,
@@ -341,6 +348,9 @@ class RayServeLauncher(Launcher):
 
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:
         config = driver_config(spec, free_port())
+        if config["ray_address"]:
+            # e.g. a `ray start --head` cluster (launch.ray_cluster): fail in seconds, not after Ray's retries.
+            check_reachable(str(config["ray_address"]))
         env = driver_env(spec)
         argv = [spec.python, "-m", DRIVER_MODULE, "--config-json", json.dumps(config, sort_keys=True)]
         process = OwnedProcess(argv, env=env, log_path=spec.log_path, clock=clock, redactor=Redactor.from_env(env))

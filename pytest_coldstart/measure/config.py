@@ -15,6 +15,7 @@ from pytest_coldstart.model import budgets
 from pytest_coldstart.model.budgets import Budgets
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.registry import Registry, packaged_file
+from pytest_coldstart.model.scaleout import SCALEOUT_METRICS, SCALEOUT_OPTIMIZATION
 
 
 def load_budgets(path: Path, *, registry: Registry | None = None, known_models: Collection[str] | None = None,
@@ -24,8 +25,10 @@ def load_budgets(path: Path, *, registry: Registry | None = None, known_models: 
     if registry is not None:
         known_models = known_models or set(registry.models)
         known_optimizations = known_optimizations or set(registry.optimizations)
+    if known_optimizations is not None:  # the scale-out benchmark's budgets: [MODEL."scaleout@ray-serve"]
+        known_optimizations = {*known_optimizations, SCALEOUT_OPTIMIZATION}
     return budgets.load_budgets(path, known_models=known_models, known_optimizations=known_optimizations,
-                                known_phases=all_phase_names(), known_launchers=KNOWN_LAUNCHERS)
+                                known_phases=(*all_phase_names(), *SCALEOUT_METRICS), known_launchers=KNOWN_LAUNCHERS)
 
 
 def budget_files(named: Path | str | None, default: Path | None) -> list[Path]:

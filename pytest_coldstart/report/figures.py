@@ -106,6 +106,16 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (public for sibling figure modules, e.g. ``report.scaleout``)."""
+    return _pyplot()
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write *fig* as a PNG atomically and free it (public twin of ``_save``)."""
+    return _save(fig, path)
+
+
 def unaccounted_gaps(result: RunResult) -> list[tuple[float, float]]:
     """(start_s, end_s) of the time no observed phase covers, up to ready (or the last phase)."""
     spans = sorted((p.start_s, p.end_s) for p in result.phases

@@ -24,6 +24,7 @@ from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import atomic_write_text
 from pytest_coldstart.model.redact import MASK, Redactor, is_secret_name
 from pytest_coldstart.model.result import RunResult, load_results
+from pytest_coldstart.model.scaleout import SCALEOUT_DIR, ScaleoutResult, load_scaleouts
 from pytest_coldstart.report.efficiency import median_efficiency
 from pytest_coldstart.report.figures import phase_order
 
@@ -70,6 +71,32 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], numeric: Se
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _scaleout_section(scaleouts: Sequence[ScaleoutResult], png_dir: Path, drawn: list[Any]) -> str:
+    """Scale-out runs: the figure, then the per-step table and each replica's add time."""
+    from pytest_coldstart.report.scaleout import scaleout_figure, scaleout_table
+
+    parts = ["<section><h2>Scale-out under load</h2><p>Offered load, replicas and TTFT on one time axis; each "
+             "replica's cold start (autoscaling decision to first request served) drawn with its phases.</p>"]
+    for result in scaleouts:
+        fig = scaleout_figure(result, png_dir / f"{_slug(result.run_id)}_scaleout.png")
+        drawn.append(fig)
+        parts.append(f"<h3>{_e(result.run_id)} ({_e(result.exit_status)})</h3>" + _img(fig.path, fig.title))
+        if result.error:
+            parts.append(f"<p class=fail>{_e(result.error)}</p>")
+        rows = [(r["step"], _num(r["rate_rps"]), r["replicas"], _num(r["achieved_rps"]), _num(r["ttft_p50_s"], 3),
+                 _num(r["ttft_p95_s"], 3), _num(r["ttft_p99_s"], 3), r["completed"], r["failed"],
+                 _num(r["slo_attainment"], 3)) for r in scaleout_table([result])]
+        parts.append(_table(("step", "offered req/s", "replicas", "achieved req/s", "TTFT p50 s", "TTFT p95 s",
+                             "TTFT p99 s", "completed", "failed", "SLO attainment"), rows))
+        reps = [(r.index + 1, r.node_id or "", _num(r.replica_add_s, 1), _num(r.reported_startup_s, 1))
+                for r in result.replicas]
+        parts.append(_table(("replica", "node", "replica_add_s", "Serve's startup s"), reps))
+        thr = ", ".join(f"{k} replica(s): {v:.3f} req/s" for k, v in sorted(result.throughput_by_replicas.items()))
+        parts.append(f"<p>Throughput at concurrency {result.profile.get('probe_concurrency')}: {_e(thr or 'none')}"
+                     f"; efficiency against linear: {_num(result.scaling_efficiency, 3)}</p>")
+    return "\n".join(parts) + "</section>"
 
 
 def _run_section(result: RunResult, figure: Any) -> str:
@@ -156,8 +183,10 @@ def build_report(results_dir: Path, out: Path, *, png_dir: Path | None = None,
     """Render every run under *results_dir* into *out* (HTML) and *png_dir* (PNGs)."""
     from pytest_coldstart.report import figures
 
-    results = load_results(results_dir)
-    if not results:
+    results = load_results(results_dir) if (results_dir / "runs").is_dir() or not (results_dir / SCALEOUT_DIR).is_dir() \
+        else []
+    scaleouts = load_scaleouts(results_dir) if (results_dir / SCALEOUT_DIR).is_dir() else []
+    if not results and not scaleouts:
         raise ConfigError(f"no runs under {results_dir / 'runs'}; run the benchmarks first "
                           f"(pytest benchmarks -m coldstart --coldstart-results {results_dir})")
     png_dir = png_dir or out.parent / f"{out.stem}-figures"
@@ -166,13 +195,16 @@ def build_report(results_dir: Path, out: Path, *, png_dir: Path | None = None,
     for r in results:
         by_model.setdefault(r.model, []).append(r)
     body = []
-    chart = figures.efficiency_chart(results, png_dir / "efficiency.png")
-    eff = "<section><h2>Load efficiency</h2><p>Weight bytes / load time against the floor bandwidth of the " \
-          "source (a short probe, or floor_gbps in benchmarks/models.toml); medians over repeats.</p>"
-    if chart is not None:
-        drawn.append(chart)
-        eff += _img(chart.path, chart.title)
-    body.append(eff + _efficiency_table(results) + "</section>")
+    if results:
+        chart = figures.efficiency_chart(results, png_dir / "efficiency.png")
+        eff = "<section><h2>Load efficiency</h2><p>Weight bytes / load time against the floor bandwidth of the " \
+              "source (a short probe, or floor_gbps in benchmarks/models.toml); medians over repeats.</p>"
+        if chart is not None:
+            drawn.append(chart)
+            eff += _img(chart.path, chart.title)
+        body.append(eff + _efficiency_table(results) + "</section>")
+    if scaleouts:
+        body.append(_scaleout_section(scaleouts, png_dir, drawn))
     for model, runs in by_model.items():
         parts = [f"<section><h2>{_e(model)}</h2>"]
         if any(r.ok for r in runs):
@@ -188,11 +220,12 @@ def build_report(results_dir: Path, out: Path, *, png_dir: Path | None = None,
             parts.append(_run_section(r, wf))
         body.append("\n".join(parts) + "</section>")
     body.append(_anchors_section(anchors_path))
-    env = results[-1].environment
+    env = results[-1].environment if results else scaleouts[-1].environment
     env_rows = [(k, env.get(k)) for k in ENV_KEYS if env.get(k) is not None]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>Cold-start report</title><style>{_CSS}</style>"
-            f"</head><body><h1>Cold-start report</h1><p class=muted>{len(results)} run(s) from {_e(results_dir)}, "
+            f"</head><body><h1>Cold-start report</h1><p class=muted>{len(results)} run(s)"
+            f"{f' and {len(scaleouts)} scale-out run(s)' if scaleouts else ''} from {_e(results_dir)}, "
             f"generated {stamp}</p>{_table(('environment', ''), env_rows)}" + "\n".join(body) + "</body></html>\n")
     # The results are redacted when written; this also catches a secret of the machine building the
     # report, and any NAME=value whose name looks secret (an error message quoting an env line).

@@ -1,0 +1,263 @@
+"""A real multi-node Ray cluster on this machine: ``ray start --head`` plus ``ray start --address=...`` workers.
+
+Every node is an owned ``ray start --block`` process (own session) on loopback,
+with its own logical CPUs, a ``coldstart_replica_slot`` resource (one LLM
+replica per node, so replicas land on different nodes), its own temp dir and
+explicitly chosen free ports, so it never meets another Ray on the machine.
+Tear-down stops each node's session, then sweeps anything whose command line
+names this cluster's temp dir or GCS address, and says what (if anything) is left.
+
+Written against Ray 2.60 (``ray start`` flags as in ``ray start --help`` there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psutil
+
+from pytest_coldstart.launch.base import free_port
+from pytest_coldstart.launch.process import OwnedProcess
+from pytest_coldstart.model.clock import Clock
+from pytest_coldstart.model.errors import ConfigError, LaunchError
+
+#: One LLM replica per node: the scale-out bundles ask for one of these.
+REPLICA_SLOT = "coldstart_replica_slot"
+NODE_START_TIMEOUT_S = 120.0
+STOP_GRACE_S = 20.0
+SWEEP_ROUNDS = 5
+_STARTED_TEXT = "Ray runtime started"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node: logical CPUs and the replica slots it offers."""
+
+    num_cpus: int
+    replica_slots: int = 1
+    object_store_bytes: int = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """The head node (Serve controller, proxy and ingress live there too) and the workers."""
+
+    head: NodeSpec = NodeSpec(num_cpus=6)
+    workers: tuple[NodeSpec, ...] = (NodeSpec(num_cpus=4),)
+
+
+def parse_nodes(value: str) -> ClusterSpec:
+    """``"6,4"`` -> a head with 6 logical CPUs and one worker with 4 (one replica slot each)."""
+    parts = [p.strip() for p in str(value).split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) >= 2 for p in parts):
+        raise ConfigError(f"ray nodes {value!r}: expected logical CPUs per node, head first, each >= 2, e.g. 6,4")
+    nodes = [NodeSpec(num_cpus=int(p)) for p in parts]
+    return ClusterSpec(head=nodes[0], workers=tuple(nodes[1:]))
+
+
+def check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Fail fast, with what to do, if a Ray address does not accept TCP connections.
+
+    ``ray.init(address=...)`` on an unreachable GCS retries for about a minute
+    and then raises deep inside Ray (2.60); a plain connect says it in seconds.
+    """
+    if not address or address == "auto":
+        return
+    parsed = urlparse(address if "://" in address else f"gcs://{address}")
+    host, port = parsed.hostname, parsed.port
+    if not host or not port:
+        raise ConfigError(f"Ray address {address!r}: expected HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"Ray cluster address {address!r} is unreachable ({exc}); start the cluster "
+                          "(`ray start --head --port PORT`) or drop --ray-address to start a local Ray") from exc
+
+
+@dataclass
+class _Node:
+    name: str
+    process: OwnedProcess
+    temp_dir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+
+
+def _node_argv(ray_bin: str, spec: NodeSpec, temp_dir: Path, ports: Mapping[str, int], *,
+               head_address: str | None) -> list[str]:
+    argv = [ray_bin, "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(spec.num_cpus),
+            "--num-gpus", "0", "--resources", json.dumps({REPLICA_SLOT: spec.replica_slots}),
+            "--object-store-memory", str(spec.object_store_bytes), "--temp-dir", str(temp_dir),
+            "--disable-usage-stats"]
+    if head_address is None:
+        argv += ["--head", "--port", str(ports["gcs"]), "--include-dashboard", "false",
+                 "--ray-client-server-port", str(ports["client"])]
+    else:
+        argv += ["--address", head_address]
+    for flag in ("node-manager-port", "object-manager-port", "metrics-export-port", "dashboard-agent-listen-port",
+                 "dashboard-agent-grpc-port", "runtime-env-agent-port", "min-worker-port", "max-worker-port"):
+        argv += [f"--{flag}", str(ports[flag])]
+    return argv
+
+
+def _free_ports(names: Sequence[str]) -> dict[str, int]:
+    ports: dict[str, int] = {}
+    while len(ports) < len(names):
+        port = free_port()
+        if port not in ports.values():
+            ports[names[len(ports)]] = port
+    return ports
+
+
+def _worker_port_range() -> tuple[int, int]:
+    """A block of 40 free ports for one node's workers (Ray needs a range, not a list)."""
+    for _ in range(50):
+        base = free_port()
+        if base + 40 > 65000:
+            continue
+        if all(_port_free(p) for p in range(base, base + 40)):
+            return base, base + 39
+    raise LaunchError("no block of 40 free ports for Ray workers on 127.0.0.1")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalRayCluster:
+    """``with LocalRayCluster(spec, log_dir, clock) as cluster: cluster.address``"""
+
+    def __init__(self, spec: ClusterSpec, log_dir: Path, clock: Clock, *, env: Mapping[str, str] | None = None,
+                 ray_bin: str | None = None, start_timeout_s: float = NODE_START_TIMEOUT_S) -> None:
+        self.spec = spec
+        self.log_dir = log_dir
+        self.clock = clock
+        self.start_timeout_s = start_timeout_s
+        self.ray_bin = ray_bin or shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+        base = dict(os.environ if env is None else env)
+        # Loopback only; token auth (default since Ray 2.5x) would tie joins to a
+        # per-user token file shared with every other Ray user on the machine.
+        base["RAY_AUTH_MODE"] = "disabled"
+        base["RAY_USAGE_STATS_ENABLED"] = "0"
+        base["RAY_DEDUP_LOGS"] = "0"
+        self.env = base
+        # Short: Ray's unix sockets live under it (108-byte path limit).
+        self.root = Path(tempfile.mkdtemp(prefix="csray-", dir="/tmp"))
+        self.nodes: list[_Node] = []
+        self.address = ""
+        self.leftover: list[str] = []
+
+    def __enter__(self) -> LocalRayCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        names = ("gcs", "client", "node-manager-port", "object-manager-port", "metrics-export-port",
+                 "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port")
+        for index, spec in enumerate((self.spec.head, *self.spec.workers)):
+            ports = _free_ports(names)
+            ports["min-worker-port"], ports["max-worker-port"] = _worker_port_range()
+            if index == 0:
+                self.address = f"127.0.0.1:{ports['gcs']}"
+            name = "head" if index == 0 else f"worker{index}"
+            temp_dir = self.root / name
+            temp_dir.mkdir()
+            argv = _node_argv(self.ray_bin, spec, temp_dir, ports, head_address=None if index == 0 else self.address)
+            process = OwnedProcess(argv, env=self.env, log_path=self.log_dir / f"ray-{name}.log", clock=self.clock)
+            process.start()
+            self.nodes.append(_Node(name, process, temp_dir, ports))
+            self._wait_started(self.nodes[-1])
+
+    def _wait_started(self, node: _Node) -> None:
+        deadline = self.clock.monotonic_s() + self.start_timeout_s
+        while self.clock.monotonic_s() < deadline:
+            if any(_STARTED_TEXT in line.text for line in node.process.lines()):
+                return
+            code = node.process.poll()
+            if code is not None:
+                raise LaunchError(f"`ray start` for the {node.name} node exited with code {code}",
+                                  log_tail=node.process.tail(30), log_path=str(node.process.log_path),
+                                  exit_code=code, hint="see the node's log; a port taken meanwhile is retried by "
+                                                       "running again")
+            self.clock.sleep(0.5)
+        raise LaunchError(f"the {node.name} node did not start within {self.start_timeout_s:.0f} s",
+                          log_tail=node.process.tail(30), log_path=str(node.process.log_path),
+                          hint="the machine may be overloaded; run again when it is quieter")
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(node.name for node in self.nodes)
+
+    def stop(self) -> list[str]:
+        """Stop every node (workers first), sweep, and return what is still alive (ideally nothing)."""
+        for node in reversed(self.nodes):
+            # TERM to `ray start --block` stops the node's raylet/GCS/workers (Ray 2.60);
+            # the group/session sweep catches what it left.
+            node.process.stop(grace_s=STOP_GRACE_S)
+        self.leftover = []
+        for _ in range(SWEEP_ROUNDS):
+            left = self.processes()
+            if not left:
+                break
+            for proc in left:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            time.sleep(1.0)
+        self.leftover = [f"{p.pid} {' '.join(_cmdline(p))[:120]}" for p in self.processes()]
+        if not self.leftover:
+            shutil.rmtree(self.root, ignore_errors=True)
+        return self.leftover
+
+    def processes(self) -> list[psutil.Process]:
+        """Live processes of this cluster: by node session, temp dir or GCS address in the command line."""
+        marks = [str(self.root)] + ([self.address] if self.address else [])
+        sessions = {node.process.pid for node in self.nodes}
+        found: dict[int, psutil.Process] = {}
+        for proc in psutil.process_iter(["pid"]):
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                cmd = " ".join(_cmdline(proc))
+                if any(mark in cmd for mark in marks) or os.getsid(proc.pid) in sessions:
+                    found[proc.pid] = proc
+            except (psutil.Error, ProcessLookupError, PermissionError):
+                continue
+        found.pop(os.getpid(), None)
+        return list(found.values())
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+@contextlib.contextmanager
+def local_cluster(spec: ClusterSpec, log_dir: Path, clock: Clock, **kwargs: object) -> Iterator[LocalRayCluster]:
+    cluster = LocalRayCluster(spec, log_dir, clock, **kwargs)  # type: ignore[arg-type]
+    with cluster:
+        yield cluster

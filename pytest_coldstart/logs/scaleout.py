@@ -1,0 +1,197 @@
+"""Each LLM replica's lifecycle during a scale-out, from the Ray Serve driver's output.
+
+A replica added while load runs goes: the controller decides (``Upscaling
+Deployment(name='LLMServer:...') from 1 to 2 replicas``) -> adds it (``Adding 1
+replica to ...``) -> its worker's first line (``(ServeReplica:...:LLMServer...
+pid=N)``) -> vLLM's engine phases (lines under that pid) -> ``Started vLLM
+engine.`` -> the controller's ``Replica(id='X', ...) started successfully on
+node 'NODE' after Ys (PID: N)`` -> its first ``CALL completions OK`` (or ``chat``) access
+line, logged when that call finished (the first request it served). ``replica_add_s`` = decision -> first request
+served. The phases are ``ray.RAY_PHASE_RULES`` applied to that one replica with
+t = 0 at the decision, so they never overlap and add up (with unaccounted) to it.
+
+Times: Serve lines carry their own ms timestamps (mapped to the harness clock
+by ``stamp_live``); vLLM's carry whole seconds, so their arrival stamp is used.
+Formats: Ray 2.60 ``serve/_private/deployment_state.py``, ``autoscaling_state.py``
+and the replica access log (``CALL <method> OK <ms>ms``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from pytest_coldstart.logs.grammar import offline_times
+from pytest_coldstart.logs.ray import RAY_PHASE_RULES, RayLine, parse_ray_line, serve_timestamp
+from pytest_coldstart.logs.timeline import SOURCE_ARRIVAL, Timeline, build_timeline
+
+_LLM_DEP = r"Deployment\(name='(?P<dep>LLMServer[^']*)'"
+UPSCALE_RE = re.compile(_LLM_DEP + r".* from (?P<old>\d+) to (?P<new>\d+) replicas?")
+ADDING_RE = re.compile(r"Adding (?P<n>\d+) replicas? to " + _LLM_DEP)
+STARTED_RE = re.compile(r"Replica\(id='(?P<rid>[^']+)', deployment='LLMServer[^']*'.*started successfully on node "
+                        r"'(?P<node>[^']+)' after (?P<e2e>\d+(?:\.\d+)?)s \(PID: (?P<pid>\d+)\)")
+#: A generation call: the ingress also sends a new replica ``tokenize`` calls (Ray 2.60), which serve no user.
+CALL_RE = re.compile(r"coldstart_LLMServer\S* (?P<rid>\w+) \S+ -- CALL (?:completions|chat\w*) OK "
+                     r"(?P<ms>\d+(?:\.\d+)?)ms")
+ENGINE_RE = re.compile(r"coldstart_LLMServer\S* (?P<rid>\w+) -- Started vLLM engine\.")
+INIT_RE = re.compile(r"coldstart_LLMServer\S* (?P<rid>\w+) -- Started initializing replica\.")
+PID_RE = re.compile(r"\(ServeReplica:[^ )]*:LLMServer[^ )]* pid=(?P<pid>\d+)")
+
+
+@dataclass(frozen=True)
+class ReplicaLifecycle:
+    """One LLM replica, times in harness seconds (same axis as the load steps)."""
+
+    index: int
+    replica_id: str | None
+    pid: int | None
+    node_id: str | None
+    decision_s: float | None
+    added_s: float | None
+    alive_s: float | None
+    ready_s: float | None
+    first_request_s: float | None
+    reported_startup_s: float | None = None
+    timeline: Timeline | None = field(default=None, compare=False)
+
+    @property
+    def replica_add_s(self) -> float | None:
+        """Autoscaling decision -> first request served by this replica."""
+        if self.decision_s is None or self.first_request_s is None:
+            return None
+        return round(self.first_request_s - self.decision_s, 3)
+
+    @property
+    def phase_reached(self) -> str:
+        """The phase this replica is in (or was in when the log ends): the next required Ray phase
+        after the last one observed, as the Ray launcher names it in its errors."""
+        last = self.timeline.last_phase_reached if self.timeline is not None else None
+        if last is None:
+            return "autoscale" if self.added_s is None else "replica_scheduling"
+        names = [rule.name for rule in RAY_PHASE_RULES]
+        later = [rule.name for rule in RAY_PHASE_RULES[names.index(last) + 1:] if not rule.optional]
+        return later[0] if later else "first_token"
+
+
+def _dep_upscales(lines: Sequence[RayLine]) -> list[tuple[float, int, int]]:
+    out = []
+    for line in lines:
+        match = UPSCALE_RE.search(line.record.message)
+        if match and line.event is None:
+            out.append((line.t_s, int(match.group("old")), int(match.group("new"))))
+    return out
+
+
+def replica_lifecycles(lines: Sequence[RayLine]) -> list[ReplicaLifecycle]:
+    """Every LLM replica seen in *lines*, in the order the controller added them."""
+    lines = [line for line in lines if line.event is None]
+    adds = [line.t_s for line in lines if ADDING_RE.search(line.record.message)]
+    upscales = _dep_upscales(lines)
+    started: dict[str, tuple[float, str, float, int]] = {}
+    first_call: dict[str, float] = {}
+    engine: dict[str, float] = {}
+    init: dict[str, float] = {}
+    first_pid_line: dict[int, float] = {}
+    pid_lines: dict[int, list[RayLine]] = {}
+    for line in lines:
+        msg, raw = line.record.message, line.record.raw
+        if (m := STARTED_RE.search(msg)) and m.group("rid") not in started:
+            started[m.group("rid")] = (line.t_s, m.group("node"), float(m.group("e2e")), int(m.group("pid")))
+        if (m := CALL_RE.search(msg)) and m.group("rid") not in first_call:
+            first_call[m.group("rid")] = line.t_s
+        if (m := ENGINE_RE.search(msg)) and m.group("rid") not in engine:
+            engine[m.group("rid")] = line.t_s
+        if (m := INIT_RE.search(msg)) and m.group("rid") not in init:
+            init[m.group("rid")] = line.t_s
+        if m := PID_RE.search(raw):
+            pid = int(m.group("pid"))
+            first_pid_line.setdefault(pid, line.t_s)
+            pid_lines.setdefault(pid, []).append(line)
+    # Replica ids in the order they first showed up (initializing, or started).
+    rids = sorted(set(started) | set(init) | set(engine),
+                  key=lambda r: min(t for t in (init.get(r), started.get(r, (None,))[0], engine.get(r))
+                                    if t is not None))
+    pid_of = {rid: started[rid][3] for rid in started}
+    known_pids = set(pid_of.values())
+    # A replica that never reported "started successfully": match it to an unclaimed pid by order.
+    unclaimed = [pid for pid in sorted(first_pid_line, key=first_pid_line.get) if pid not in known_pids]
+    for rid in rids:
+        if rid not in pid_of and unclaimed:
+            pid_of[rid] = unclaimed.pop(0)
+    out = []
+    for index, rid in enumerate(rids):
+        added = adds[index] if index < len(adds) else None
+        decision = None
+        if added is not None:
+            before = [t for t, old, new in upscales if t <= added + 0.5 and new > old]
+            # The first replica comes with the deployment (initial_replicas): no autoscaling decision;
+            # its start counts from the add.
+            decision = before[-1] if before and index > 0 else added
+        pid = pid_of.get(rid)
+        alive_candidates = [t for t in (init.get(rid), first_pid_line.get(pid) if pid else None) if t is not None]
+        alive = min(alive_candidates) if alive_candidates else None
+        ready = started.get(rid, (None,))[0]
+        first = first_call.get(rid)
+        life = ReplicaLifecycle(index=index, replica_id=rid, pid=pid, node_id=started.get(rid, (0, None))[1],
+                                decision_s=decision, added_s=added, alive_s=alive, ready_s=ready,
+                                first_request_s=first,
+                                reported_startup_s=started[rid][2] if rid in started else None)
+        out.append(replace(life, timeline=_timeline(life, pid_lines.get(pid, []) if pid else [],
+                                                    engine.get(rid))))
+    # Added by the controller but not yet (or never) identified by id: a replica still starting shows only
+    # its worker's pid (its "Started initializing" line stays in its node's log file), one that no node can
+    # place shows nothing at all.
+    for index in range(len(rids), len(adds)):
+        before = [t for t, old, new in upscales if t <= adds[index] + 0.5 and new > old]
+        pid = unclaimed.pop(0) if unclaimed else None
+        life = ReplicaLifecycle(index=index, replica_id=None, pid=pid, node_id=None,
+                                decision_s=before[-1] if before and index > 0 else adds[index], added_s=adds[index],
+                                alive_s=first_pid_line.get(pid) if pid else None, ready_s=None, first_request_s=None)
+        out.append(replace(life, timeline=_timeline(life, pid_lines.get(pid, []) if pid else [], None)))
+    return out
+
+
+def _timeline(life: ReplicaLifecycle, own: Sequence[RayLine], engine_started_s: float | None) -> Timeline | None:
+    """``RAY_PHASE_RULES`` on this replica alone, t = 0 at the decision."""
+    if life.decision_s is None:
+        return None
+    origin = life.decision_s
+    until = life.first_request_s if life.first_request_s is not None else float("inf")
+    events: dict[str, list[tuple[float, dict[str, str]]]] = {"spawn": [(0.0, {})]}
+    for name, t_s in (("rayllm_llm_adding", life.added_s), ("rayllm_replica_alive", life.alive_s),
+                      ("ray_engine_started", engine_started_s), ("rayllm_replica_started", life.ready_s),
+                      ("health_ok", life.first_request_s)):
+        if t_s is not None:
+            events[name] = [(max(0.0, t_s - origin), {})]
+    stamped = [(line.t_s - origin, line.record) for line in own if origin <= line.t_s <= until]
+    ready = None if life.first_request_s is None else life.first_request_s - origin
+    return build_timeline(stamped, source=SOURCE_ARRIVAL, spawn_s=0.0, ready_s=ready, rules=RAY_PHASE_RULES,
+                          extra_events=events)
+
+
+def replica_counts(lines: Sequence[RayLine]) -> list[tuple[float, int, int]]:
+    """(t_s, running, starting) of the LLM deployment at every driver ``status`` event."""
+    out: list[tuple[float, int, int]] = []
+    for line in lines:
+        if line.event != "status":
+            continue
+        running = starting = 0
+        for name, dep in (line.data.get("deployments") or {}).items():
+            if name.startswith("LLMServer"):
+                states = dep.get("replicas") or {}
+                running += int(states.get("RUNNING", 0))
+                starting += int(states.get("STARTING", 0))
+        if not out or out[-1][1:] != (running, starting):
+            out.append((line.t_s, running, starting))
+    return out
+
+
+def stamp_offline(text: str) -> list[RayLine]:
+    """A saved driver log on its own timestamps (epoch seconds): Serve's ms stamps, vLLM's whole seconds,
+    a line without one takes the one before it (``grammar.offline_times``). For logs read after the fact;
+    a live run uses arrival stamps (``ray.stamp_live``)."""
+    parsed = [parse_ray_line(raw) for raw in text.splitlines()]
+    times = offline_times([record for record, _, _ in parsed], lambda r: serve_timestamp(r.message))
+    return [RayLine(ts.timestamp(), record, event, data)
+            for ts, (record, event, data) in zip(times, parsed, strict=True) if ts is not None]

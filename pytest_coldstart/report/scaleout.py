@@ -1,0 +1,134 @@
+"""The scale-out figure: offered load, replicas and TTFT on one time axis, each replica's cold start as a span.
+
+Three panels share the run's time axis (seconds since the first load step):
+
+* load: offered rate per stair step (a step line), achieved rate (dots), the
+  fixed-concurrency probes shaded;
+* replicas: RUNNING replicas from ``serve.status()`` (a step line), and below
+  it one row per replica: its cold start from the autoscaling decision to the
+  first request it served, drawn as its phases (same colours as the waterfalls);
+* TTFT: every request's TTFT (small dots), each step's p95 (a bar), the SLO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_coldstart.logs.ray import RAY_PHASE_NAMES
+from pytest_coldstart.model.scaleout import ScaleoutResult
+from pytest_coldstart.report.figures import phase_colour, pyplot, save_figure
+
+
+@dataclass(frozen=True)
+class Span:
+    """One drawn piece of a replica's cold start."""
+
+    replica: int
+    phase: str
+    start_s: float
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class ScaleoutFigure:
+    path: Path
+    title: str
+    spans: tuple[Span, ...]
+    offered: tuple[tuple[float, float, float], ...]  # (start_s, end_s, rate_rps)
+    replicas: tuple[tuple[float, int], ...]
+    ttft_p95: tuple[tuple[float, float, float], ...]  # (start_s, end_s, p95_s)
+
+
+def replica_spans(result: ScaleoutResult) -> tuple[Span, ...]:
+    spans = []
+    for replica in result.replicas:
+        for phase in replica.phases:
+            if phase.start_s is not None and phase.duration_s:
+                spans.append(Span(replica.index + 1, phase.name, phase.start_s, phase.duration_s))
+    return tuple(spans)
+
+
+def scaleout_figure(result: ScaleoutResult, path: Path) -> ScaleoutFigure:
+    plt = pyplot()
+    fig, (ax_load, ax_rep, ax_ttft) = plt.subplots(3, 1, figsize=(11, 8.5), sharex=True,
+                                                   gridspec_kw={"height_ratios": [1, 1.4, 1.4]})
+    steps = [s for s in result.steps if s.kind == "step"]
+    offered = tuple((s.start_s, s.end_s, s.rate_rps or 0.0) for s in steps)
+    for start, end, rate in offered:
+        ax_load.hlines(rate, start, end, colors="#1f77b4", linewidth=2.5)
+    for s in steps:
+        if s.achieved_rps is not None:
+            ax_load.plot([(s.start_s + s.end_s) / 2], [s.achieved_rps], "o", color="#ff7f0e", markersize=5)
+    for s in result.steps:
+        if s.kind == "probe":
+            for ax in (ax_load, ax_ttft):
+                ax.axvspan(s.start_s, s.end_s, color="#dddddd", alpha=0.5, linewidth=0)
+            ax_load.text((s.start_s + s.end_s) / 2, 0.02, f"probe {s.replicas_start}r\n{s.achieved_rps or 0:.2f} req/s",
+                         ha="center", va="bottom", fontsize=7, transform=ax_load.get_xaxis_transform())
+    ax_load.plot([], [], color="#1f77b4", linewidth=2.5, label="offered (req/s)")
+    ax_load.plot([], [], "o", color="#ff7f0e", label="achieved (req/s)")
+    ax_load.set_ylabel("req/s")
+    ax_load.legend(loc="upper left", fontsize=8)
+
+    # Replicas RUNNING over time, then one row per replica's cold start below the count.
+    timeline = [(t, running) for t, running, _ in result.replica_timeline]
+    end_x = max([s.end_s for s in result.steps] + [t for t, _ in timeline] + [0.0])
+    if timeline:
+        xs = [t for t, _ in timeline] + [end_x]
+        ys = [n for _, n in timeline] + [timeline[-1][1]]
+        ax_rep.step(xs, ys, where="post", color="black", linewidth=2, label="replicas RUNNING")
+    spans = replica_spans(result)
+    order = list(RAY_PHASE_NAMES)
+    rows = max((r.index + 1 for r in result.replicas), default=0)
+    seen: set[str] = set()
+    for span in spans:
+        y = -0.6 * span.replica
+        ax_rep.barh(y, span.duration_s, left=span.start_s, height=0.45, color=phase_colour(span.phase, order),
+                    edgecolor="white", linewidth=0.3, label=None if span.phase in seen else span.phase)
+        seen.add(span.phase)
+    for replica in result.replicas:
+        y = -0.6 * (replica.index + 1)
+        label = f"replica {replica.index + 1}"
+        if replica.replica_add_s is not None and replica.index > 0:
+            label += f": add {replica.replica_add_s:.0f} s"
+        ax_rep.text(replica.decision_s if replica.decision_s is not None else 0.0, y + 0.3, label, fontsize=7)
+    ax_rep.set_ylim(-0.6 * rows - 0.5, max([n for _, n in timeline] + [1]) + 0.6)
+    ax_rep.set_ylabel("replicas")
+    ax_rep.legend(loc="upper left", fontsize=7, ncol=4)
+
+    for s in result.steps:
+        if s.requests:
+            ax_ttft.plot([sent for sent, _ in s.requests], [t for _, t in s.requests], ".",
+                         color="#9edae5", markersize=2)
+    ttft_p95 = tuple((s.start_s, s.end_s, s.ttft_p95_s) for s in result.steps if s.ttft_p95_s is not None)
+    for start, end, p95 in ttft_p95:
+        ax_ttft.hlines(p95, start, end, colors="#d62728", linewidth=2.5)
+    slo = result.profile.get("ttft_slo_s")
+    if slo:
+        ax_ttft.axhline(slo, color="grey", linestyle="--", linewidth=1, label=f"SLO {slo:g} s")
+    ax_ttft.plot([], [], color="#d62728", linewidth=2.5, label="TTFT p95 per step")
+    ax_ttft.plot([], [], ".", color="#9edae5", label="TTFT per request")
+    ax_ttft.set_ylabel("TTFT (s)")
+    ax_ttft.set_xlabel("seconds since the first load step")
+    ax_ttft.legend(loc="upper left", fontsize=8)
+    title = (f"{result.model}: scale-out under load ({result.load_generator.get('name')}), "
+             f"max replicas reached {result.max_replicas_reached}"
+             + (f", replica_add_s {result.replica_add_s:.0f} s" if result.replica_add_s is not None else ""))
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+    return ScaleoutFigure(path, title, spans, offered, tuple(timeline), tuple((a, b, c) for a, b, c in ttft_p95))
+
+
+def scaleout_table(results: Sequence[ScaleoutResult]) -> list[dict[str, Any]]:
+    """One row per step of every run: what ``coldstart report`` prints beside the figure."""
+    rows = []
+    for result in results:
+        for s in result.steps:
+            rows.append({"run": result.run_id, "step": s.label, "rate_rps": s.rate_rps, "replicas":
+                         f"{s.replicas_start}->{s.replicas_end}", "achieved_rps": s.achieved_rps,
+                         "ttft_p50_s": s.ttft_p50_s, "ttft_p95_s": s.ttft_p95_s, "ttft_p99_s": s.ttft_p99_s,
+                         "completed": s.completed, "failed": s.failed, "slo_attainment": s.slo_attainment})
+    return rows
