@@ -22,6 +22,7 @@ from pytest_coldstart.model.phase import (
     SOURCE_HARNESS,
     SOURCE_LOG,
     SOURCE_NOT_OBSERVED,
+    SOURCE_PLUGIN,
     Phase,
     PhaseSource,
 )
@@ -189,6 +190,7 @@ def build_timeline(
     ready_s: float | None = None,
     rules: Sequence[PhaseRule] = PHASE_RULES,
     extra_events: dict[str, list[tuple[float, dict[str, str]]]] | None = None,
+    plugin_events: frozenset[str] = frozenset(),
 ) -> Timeline:
     """Assemble phases from records stamped in seconds.
 
@@ -199,6 +201,8 @@ def build_timeline(
     :param rules: the phase table (``ray_timeline.RAY_PHASE_RULES`` for Ray Serve LLM).
     :param extra_events: events the caller recognised itself (e.g. from process
         prefixes), already reduced to the occurrences that count, same time base.
+    :param plugin_events: names in *extra_events* that the in-vLLM probe timed; a
+        phase whose edge is one of them has source ``plugin``.
     """
     events = _collect(stamped, ready_s)
     for name, occurrences in (extra_events or {}).items():
@@ -240,7 +244,7 @@ def build_timeline(
             continue
         end_s = end[0]
         marks = {end[1]} | ({start[1]} if start else set())
-        phase_source = SOURCE_HARNESS if marks & harness else source
+        phase_source = SOURCE_HARNESS if marks & harness else SOURCE_PLUGIN if end[1] in plugin_events else source
         # Round the edges first and derive the duration from them, so start, end
         # and duration agree to the microsecond.
         start_r, end_r = round(start_s, 6), round(end_s, 6)
@@ -259,10 +263,13 @@ def build_timeline(
     return Timeline(tuple(phases), reported, total, unaccounted, started)
 
 
-def timeline_from_stamped(lines: Sequence[StampedLine], *, ready_s: float | None) -> Timeline:
-    """Live timeline: lines stamped on arrival, t = 0 at spawn."""
+def timeline_from_stamped(lines: Sequence[StampedLine], *, ready_s: float | None, rules: Sequence[PhaseRule] = PHASE_RULES,
+                          extra_events: dict[str, list[tuple[float, dict[str, str]]]] | None = None,
+                          plugin_events: frozenset[str] = frozenset()) -> Timeline:
+    """Live timeline: lines stamped on arrival, t = 0 at spawn (plus probe events, ``logs.events``)."""
     stamped = [(line.t_s, parse_line(line.text)) for line in lines]
-    return build_timeline(stamped, source=SOURCE_ARRIVAL, spawn_s=0.0, ready_s=ready_s)
+    return build_timeline(stamped, source=SOURCE_ARRIVAL, spawn_s=0.0, ready_s=ready_s, rules=rules,
+                          extra_events=extra_events, plugin_events=plugin_events)
 
 
 def timeline_from_log(text: str) -> Timeline:
