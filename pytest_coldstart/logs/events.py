@@ -50,10 +50,14 @@ class ProbeEvent:
     def duration_s(self) -> float:
         return self.end_s - self.start_s
 
-    @property
-    def label(self) -> str:
-        # Every process has its own "imports"; name the process so the sub-phases say whose.
-        return f"imports:{self.process}" if self.step == "imports" else self.step
+    def label(self, api_pid: int | None = None) -> str:
+        """The sub-phase name: every process has its own ``imports``, so name whose."""
+        if self.step != "imports":
+            return self.step
+        if self.pid == api_pid:
+            return "imports:api_server"
+        # vLLM 0.32 inspects the model architecture in a fresh `python -c` subprocess (models/registry.py).
+        return "imports:subprocess" if self.process == "main" else f"imports:{self.process}"
 
 
 @dataclass(frozen=True)
@@ -136,9 +140,13 @@ def plugin_markers(events: Sequence[ProbeEvent], api_pid: int) -> dict[str, list
     imports = _steps(events, "imports", api_pid)
     if imports:  # the API server's imports end where vLLM first loads plugins (arg parsing)
         markers["plugin_imports_done"] = [(imports[0].end_s, {})]
-    core = _steps(events, "engine_core_init")
-    if core:  # the log's edge is "Initializing a V1 LLM engine", logged first thing in EngineCore.__init__
-        markers["plugin_engine_core_init"] = [(min(e.start_s for e in core), {})]
+    # The log's edge is "Initializing a V1 LLM engine", logged first thing in EngineCore.__init__, right
+    # after it loads plugins: the end of EngineCore's "imports" (vLLM 0.32 core.py). EngineCore.__init__
+    # itself is already running when the probe registers, so it is never wrapped in its own process.
+    core = [e.end_s for e in _steps(events, "imports") if e.process.startswith("EngineCore")]
+    core += [e.start_s for e in _steps(events, "engine_core_init")]
+    if core:
+        markers["plugin_engine_core_init"] = [(min(core), {})]
     loads = _steps(events, "load_model")
     if loads:  # the slowest rank gates each edge, as with the log markers
         markers["plugin_load_start"] = [(e.start_s, {}) for e in loads]
@@ -158,7 +166,7 @@ def plugin_rules(rules: Sequence[PhaseRule] = PHASE_RULES) -> tuple[PhaseRule, .
     return tuple(out)
 
 
-def sub_phases(parent: Phase, events: Sequence[ProbeEvent]) -> tuple[Phase, ...]:
+def sub_phases(parent: Phase, events: Sequence[ProbeEvent], api_pid: int | None = None) -> tuple[Phase, ...]:
     """Split *parent* by the steps running inside it; the parts sum to the parent.
 
     Each instant goes to the shortest step covering it (the innermost: the HF
@@ -175,7 +183,7 @@ def sub_phases(parent: Phase, events: Sequence[ProbeEvent]) -> tuple[Phase, ...]
         if b <= a:
             continue
         covering = [e for e in inside if e.start_s <= a and e.end_s >= b]
-        label = min(covering, key=lambda e: (e.duration_s, e.start_s)).label if covering else OTHER
+        label = min(covering, key=lambda e: (e.duration_s, e.start_s)).label(api_pid) if covering else OTHER
         slot = totals.setdefault(label, [0.0, a, b])
         slot[0] += b - a
         slot[2] = b
@@ -240,6 +248,6 @@ def merge_timeline(lines: Sequence[StampedLine], *, ready_s: float | None, probe
     markers = plugin_markers(probe.events, api_pid)
     merged = timeline_from_stamped(lines, ready_s=ready_s, rules=plugin_rules(), extra_events=markers,
                                    plugin_events=frozenset(markers))
-    subs = {p.name: sub_phases(p, probe.events) for p in merged.phases if p.name in SPLIT_PHASES and p.observed}
+    subs = {p.name: sub_phases(p, probe.events, api_pid) for p in merged.phases if p.name in SPLIT_PHASES and p.observed}
     return MergedTimeline(merged, log, {k: v for k, v in subs.items() if v},
                           phase_agreement(merged, log, probe.events, merged.reported), probe)

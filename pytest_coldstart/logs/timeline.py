@@ -244,7 +244,7 @@ def build_timeline(
             continue
         end_s = end[0]
         marks = {end[1]} | ({start[1]} if start else set())
-        phase_source = SOURCE_HARNESS if marks & harness else SOURCE_PLUGIN if end[1] in plugin_events else source
+        phase_source = SOURCE_PLUGIN if end[1] in plugin_events else SOURCE_HARNESS if marks & harness else source
         # Round the edges first and derive the duration from them, so start, end
         # and duration agree to the microsecond.
         start_r, end_r = round(start_s, 6), round(end_s, 6)

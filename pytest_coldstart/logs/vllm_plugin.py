@@ -47,6 +47,8 @@ TARGETS: tuple[tuple[str, str, str], ...] = (
     ("vllm.engine.arg_utils", "EngineArgs.create_engine_config", "engine_config"),
     ("vllm.engine.arg_utils", "EngineArgs.create_model_config", "hf_config"),
     ("vllm.tokenizers.registry", "get_tokenizer", "tokenizer"),
+    ("vllm.tokenizers.registry", "cached_tokenizer_from_config", "tokenizer"),
+    ("vllm.renderers.registry", "renderer_from_config", "tokenizer"),
     ("vllm.transformers_utils.tokenizer", "get_tokenizer", "tokenizer"),
     ("vllm.v1.engine.core_client", "MPClient.__init__", "engine_client"),
     ("vllm.v1.engine.core", "EngineCore.__init__", "engine_core_init"),

@@ -6,7 +6,7 @@ py-spy attaches to the server's first process right after spawn
 trace: begin/end events per frame with microsecond times, so each sample has a
 time and can be given to the phase it fell in. From it we keep a speedscope
 file per run (open it at https://www.speedscope.app) and the top functions by
-self time per phase. py-spy's clock starts when it starts, a few tens of ms
+self time per phase (waits left out, ``IDLE_LEAVES``). py-spy's clock starts when it starts, a few tens of ms
 after we launch it: that is the alignment error.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,11 @@ from pytest_coldstart.model.phase import Phase
 
 RATE_HZ = 250
 TOP_N = 8
+#: Leaf functions that wait rather than work. py-spy's Chrome trace has no idle flag, and without
+#: ``--idle`` a thread that goes idle keeps its last stack open until it runs again, so we record
+#: with ``--idle`` (every thread in every sample) and leave the waits out of the rankings.
+IDLE_LEAVES = re.compile(r"^(?:\S+\.)?(?:_?wait\w*|poll|_poll|select|sleep|accept|recv\w*|read|readline|readinto|"
+                         r"get|join|acquire|_worker|_recv\w*|epoll\w*|run_forever|_run_once)(?: \(|$)")
 
 
 def py_spy() -> str | None:
@@ -81,7 +87,8 @@ def top_by_phase(segs: Sequence[Segment], phases: Sequence[Phase], n: int = TOP_
         self_s: dict[str, float] = defaultdict(float)
         for seg in segs:
             overlap = min(seg.end_s, phase.end_s) - max(seg.start_s, phase.start_s)
-            if overlap > 0 and seg.stack and not seg.stack[-1].startswith("process "):
+            leaf = seg.stack[-1] if seg.stack else ""
+            if overlap > 0 and leaf and not leaf.startswith("process ") and not IDLE_LEAVES.match(leaf):
                 self_s[seg.stack[-1]] += overlap
         ranked = sorted(self_s.items(), key=lambda kv: -kv[1])[:n]
         result[phase.name] = [{"function": f, "self_s": round(s, 3)} for f, s in ranked]
@@ -146,7 +153,7 @@ class Profiler:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.offset_s = since_spawn_s
         self._proc = subprocess.Popen(
-            [exe, "record", "--subprocesses", "--nonblocking", "-r", str(self.rate_hz), "-p", str(pid),
+            [exe, "record", "--subprocesses", "--nonblocking", "--idle", "-r", str(self.rate_hz), "-p", str(pid),
              "-f", "chrometrace", "-o", str(self.trace_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 

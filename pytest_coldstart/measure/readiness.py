@@ -72,7 +72,12 @@ def warmth(requests: Sequence[Request], ready_s: float, **kw: Any) -> Warmth:
     index = settled_index(latencies, **kw)
     tail = kw.get("tail", WARM_TAIL)
     steady = round(statistics.median(latencies[-tail:]), 6) if len(latencies) >= tail else None
-    warm = None if index is None else round(max(0.0, requests[index].sent_s - ready_s), 6)
+    warm: float | None = None
+    if index == 0:
+        warm = 0.0
+    elif index is not None:  # warm once the last slow request has answered
+        before = requests[index - 1]
+        warm = round(max(0.0, before.sent_s + before.latency_s - ready_s), 6)
     return Warmth(warm, steady, tuple(latencies), index)
 
 
@@ -142,7 +147,8 @@ def check_correct(store: OracleStore, key: str, sample: TTFTSample | None, about
 def measure_warmth(send: Callable[[], TTFTSample], now_s: Callable[[], float], ttft: TTFTSample, ready_s: float,
                    n: int = WARM_REQUESTS) -> Warmth:
     """Send *n* more requests with *send* (one at a time) and compute ``warm_s``; the TTFT request counts first."""
-    requests = [Request(ready_s, ttft.first_response_s)]
+    # The TTFT request ended just now; it was sent its response time ago.
+    requests = [Request(now_s() - ttft.first_response_s, ttft.first_response_s)]
     for _ in range(n):
         sent = now_s()
         sample = send()
