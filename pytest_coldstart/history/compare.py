@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_coldstart.history.samples import MACHINE_KEYS, METRICS, CaseSamples, SampleSet
+from pytest_coldstart.history.samples import COMPARED_METRICS, MACHINE_KEYS, METRICS, CaseSamples, SampleSet
 from pytest_coldstart.model.budgets import Budgets
 from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.errors import ConfigError
@@ -268,7 +268,7 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
         rows.append(Row(key, FAILED_ROW, (float(base.failed),), (float(head.failed),), MISSING,
                         f"{head.failed} of {head.runs} HEAD start(s) failed: {errors}"))
     ok_head = head.runs - head.failed
-    for metric in METRICS:
+    for metric in COMPARED_METRICS:
         b, h = base.values(metric), head.values(metric)
         if not b and not h:
             continue

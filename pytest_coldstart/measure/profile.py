@@ -35,7 +35,9 @@ TOP_N = 8
 #: ``--idle`` a thread that goes idle keeps its last stack open until it runs again, so we record
 #: with ``--idle`` (every thread in every sample) and leave the waits out of the rankings.
 IDLE_LEAVES = re.compile(r"^(?:\S+\.)?(?:_?wait\w*|poll|_poll|select|sleep|accept|recv\w*|read|readline|readinto|"
-                         r"get|join|acquire|_worker|_recv\w*|epoll\w*|run_forever|_run_once)(?: \(|$)")
+                         r"get|join|acquire|_worker|_recv\w*|epoll\w*|run_forever|_run_once|communicate|"
+                         # multiprocessing's resource tracker blocks reading its pipe for the whole start
+                         r"main \(resource_tracker\.py)(?: \(|:|$)")
 
 
 def py_spy() -> str | None:

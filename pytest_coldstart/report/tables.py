@@ -14,6 +14,7 @@ from pytest_coldstart.logs.timeline import PHASE_NAMES, Timeline
 from pytest_coldstart.model.budgets import OVER, BudgetCheck, Budgets, check_budgets
 from pytest_coldstart.model.result import RunResult
 from pytest_coldstart.report.efficiency import efficiency_line
+from pytest_coldstart.report.inside import inside_notes
 from pytest_coldstart.report.ray import ray_notes
 
 NOT_OBSERVED = "not observed"
@@ -81,7 +82,9 @@ def render_summary(results: Sequence[RunResult], budgets: Budgets | None = None)
     for note in ray_notes(ok):
         text += f"\n  {note}"
     line = efficiency_line(ok)
-    return f"{text}\n{line}" if line else text
+    text = f"{text}\n{line}" if line else text
+    inside = inside_notes(ok)  # sub-phases, phase agreement, readiness, profile: only when the runs have them
+    return f"{text}\n{inside}" if inside else text
 
 
 def _budget(value: float | None) -> str:
