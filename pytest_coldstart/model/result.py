@@ -98,7 +98,8 @@ class RunResult:
             "correct": self.correct, "warm_s": self.warm_s, "readiness": dict(self.readiness),
             "profile": None if self.profile is None else dict(self.profile),
         }
-        data.update({k: v for k, v in extra.items() if v not in (None, {}, [])})
+        # An empty phase_agreement is news (everything agreed); None is "no probe events".
+        data.update({k: v for k, v in extra.items() if v is not None and (v not in ({}, []) or k == "phase_agreement")})
         return data
 
     @classmethod
