@@ -118,7 +118,8 @@ def render_timeline(timeline: Timeline, title: str = "") -> str:
     table.add_row("unaccounted", "", "", "" if timeline.unaccounted_s is None else f"{timeline.unaccounted_s:.2f}",
                   "", "", end_section=True)
     table.add_row("total_ready_s", "", "", _s(timeline.total_ready_s) if timeline.total_ready_s is not None
-                  else "not observed (no /health line in the log)", "", "")
+                  else "not observed (no /health line in the log)", "",
+                  "offline: last startup line" if timeline.offline else "")
     lines = [_render(table)]
     reported = {k: v for k, v in timeline.reported.items() if v is not None}
     if reported:
