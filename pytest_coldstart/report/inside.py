@@ -84,3 +84,31 @@ def inside_notes(results: Sequence[RunResult]) -> str:
     """Every section that has data, one line each (empty when none has)."""
     lines = sub_phase_lines(results) + agreement_lines(results) + readiness_lines(results) + profile_lines(results)
     return "\n".join(lines)
+
+
+def _mean_top(results: Sequence[RunResult]) -> dict[str, list[dict[str, Any]]]:
+    """Per phase, each function's self time averaged over the profiled runs."""
+    profiled = [r.profile for r in results if r.profile and "top_by_phase" in r.profile]
+    sums: dict[str, dict[str, float]] = {}
+    for profile in profiled:
+        for phase, rows in profile["top_by_phase"].items():
+            for row in rows:
+                sums.setdefault(phase, {}).setdefault(row["function"], 0.0)
+                sums[phase][row["function"]] += row["self_s"] / len(profiled)
+    return {phase: [{"function": f, "self_s": s} for f, s in funcs.items()] for phase, funcs in sums.items()}
+
+
+def profile_growth_lines(base: Sequence[RunResult], head: Sequence[RunResult], phases: Sequence[str]) -> list[str]:
+    """For each flagged phase, the functions whose self time grew most from base to head (profiled runs only)."""
+    from pytest_coldstart.measure.profile import grown_functions
+
+    before, after = _mean_top(base), _mean_top(head)
+    if not before or not after:
+        return []
+    lines = []
+    for phase in phases:
+        grown = grown_functions(before, after, phase)
+        if grown:
+            lines.append(f"- `{phase}`: " + ", ".join(f"`{g['function']}` +{g['grew_s']:.2f} s" for g in grown))
+    return (["", "Functions whose self time grew most in the flagged phases (py-spy, --coldstart-profile):"] + lines
+            if lines else [])

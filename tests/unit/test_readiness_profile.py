@@ -144,3 +144,27 @@ def test_grown_functions_names_what_got_slower():
 
 def test_segment_is_a_value():
     assert Segment(1, 2, 0.0, 1.0, ("a",)) == Segment(1, 2, 0.0, 1.0, ("a",))
+
+
+def test_pr_verdict_lines_name_the_functions_that_grew_in_flagged_phases():
+    from pytest_coldstart.report.inside import inside_notes, profile_growth_lines
+
+    def run(top):
+        return _result(profile={"speedscope": "s.json", "rate_hz": 250, "processes": 3, "top_by_phase": top})
+
+    base = [run({"config": [{"function": "get_config (config.py:1)", "self_s": 2.0}]})] * 2
+    head = [run({"config": [{"function": "get_config (config.py:1)", "self_s": 6.0},
+                            {"function": "import_module (x.py:3)", "self_s": 1.0}]})]
+    lines = profile_growth_lines(base, head, ["config", "warmup"])
+    assert lines[1].startswith("Functions whose self time grew most")
+    assert lines[2] == "- `config`: `get_config (config.py:1)` +4.00 s, `import_module (x.py:3)` +1.00 s"
+    assert profile_growth_lines([_result()], head, ["config"]) == []  # base not profiled: nothing to say
+    notes = inside_notes([_result(sub_phases={"config": (Phase("hf_config", 0.0, 3.0, 3.0, "plugin"),
+                                                         Phase("other", 3.0, 5.0, 2.0, "plugin"))},
+                                  phase_agreement=(), correct=True, warm_s=0.5,
+                                  readiness={"correct": {"correct": True}, "warm": {"warm_s": 0.5}}), head[0]])
+    assert "config sub-phases (s, probe): hf_config 3.00, other 2.00" in notes
+    assert "phase agreement: probe, log lines and vLLM's figures agree in 1 run(s)" in notes
+    assert "readiness: correct 1/1, warm_s 0.50 (median)" in notes
+    assert "config: get_config (config.py:1) 6.00s" in notes
+    assert inside_notes([_result()]) == ""  # older results: no new sections
