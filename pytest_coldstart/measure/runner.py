@@ -92,6 +92,7 @@ class LiveRun:
     warmth: rd.Warmth | None = None
     profiler: Profiler | None = None
     events_path: Path | None = None
+    warm_error: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -308,9 +309,12 @@ class ColdStartRunner:
         key = rd.oracle_key(live.case.model, about["vllm"], plan.engine_args)
         live.correctness = rd.check_correct(rd.OracleStore(self.settings.workdir / "oracles"), key, ttft, about)
         if self.settings.warm_requests > 0 and server.ready_s is not None:
-            live.warmth = rd.measure_warmth(
-                lambda: measure_ttft(server.base_url, spec.served_name, self.clock, timeout_s=60.0),
-                server.process.elapsed_s, ttft, server.ready_s, n=self.settings.warm_requests)
+            try:
+                live.warmth = rd.measure_warmth(
+                    lambda: measure_ttft(server.base_url, spec.served_name, self.clock, timeout_s=60.0),
+                    server.process.elapsed_s, ttft, server.ready_s, n=self.settings.warm_requests)
+            except Exception as exc:  # a failed warm-up request leaves warm_s unmeasured, not the start failed
+                live.warm_error = f"warm-up request failed: {type(exc).__name__}: {exc}"
         if live.correctness.correct is False:
             return LaunchError(f"{live.case.id}: {live.correctness.detail}"), ExitStatus.ERROR
         return None, ExitStatus.OK
@@ -343,6 +347,8 @@ class ColdStartRunner:
             if live.warmth is not None:
                 extra["warm_s"] = live.warmth.warm_s
                 readiness["warm"] = live.warmth.to_dict()
+            elif live.warm_error:
+                readiness["warm"] = {"warm_s": None, "error": live.warm_error}
             extra["readiness"] = readiness
             if live.profiler is not None:
                 extra["profile"] = live.profiler.summarize(timeline.phases)
