@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.model.files import atomic_write_json
+from pytest_coldstart.model.files import atomic_write_text
 from pytest_coldstart.model.phase import Phase
 
 RATE_HZ = 250
@@ -121,13 +121,13 @@ def speedscope(segs: Sequence[Segment], name: str) -> dict[str, Any]:
             while common < min(len(open_stack), len(seg.stack)) and open_stack[common] == seg.stack[common]:
                 common += 1
             for frame in reversed(open_stack[common:]):
-                events.append({"type": "C", "frame": frames[frame], "at": seg.start_s})
+                events.append({"type": "C", "frame": frames[frame], "at": round(seg.start_s, 6)})
             for frame in seg.stack[common:]:
-                events.append({"type": "O", "frame": frames.setdefault(frame, len(frames)), "at": seg.start_s})
+                events.append({"type": "O", "frame": frames.setdefault(frame, len(frames)), "at": round(seg.start_s, 6)})
             open_stack = list(seg.stack)
             end = seg.end_s
         for frame in reversed(open_stack):
-            events.append({"type": "C", "frame": frames[frame], "at": end})
+            events.append({"type": "C", "frame": frames[frame], "at": round(end, 6)})
         profiles.append({"type": "evented", "name": f"pid {pid} thread {tid}", "unit": "seconds",
                          "startValue": items[0].start_s, "endValue": end, "events": events})
     return {"$schema": "https://www.speedscope.app/file-format-schema.json", "name": name,
@@ -154,7 +154,13 @@ class Profiler:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.offset_s = since_spawn_s
-        self._proc = subprocess.Popen(
+        try:
+            self._proc = self._spawn(exe, pid)
+        except OSError as exc:  # never fail the start for the profiler
+            self.error = f"py-spy did not start: {exc}"
+
+    def _spawn(self, exe: str, pid: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [exe, "record", "--subprocesses", "--nonblocking", "--idle", "-r", str(self.rate_hz), "-p", str(pid),
              "-f", "chrometrace", "-o", str(self.trace_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -189,7 +195,7 @@ class Profiler:
             return {"error": f"unreadable py-spy trace {self.trace_path}: {exc}"}
         events = trace.get("traceEvents", []) if isinstance(trace, dict) else trace
         segs = segments(events, self.offset_s)
-        atomic_write_json(self.speedscope_path, speedscope(segs, self.name), indent=0)
+        atomic_write_text(self.speedscope_path, json.dumps(speedscope(segs, self.name), separators=(",", ":")))
         self.trace_path.unlink(missing_ok=True)
         return {"speedscope": str(self.speedscope_path), "rate_hz": self.rate_hz,
                 "processes": len({s.pid for s in segs}), "sampled_s": round(sum(s.end_s - s.start_s for s in segs), 3),
