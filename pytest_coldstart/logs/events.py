@@ -22,10 +22,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pytest_coldstart.logs.timeline import PHASE_RULES, PhaseRule, StampedLine, Timeline, timeline_from_stamped
+from pytest_coldstart.logs.vllm_plugin import ENV_EVENTS_FILE
 from pytest_coldstart.model.phase import SOURCE_PLUGIN, Phase
 
-#: The probe's environment variable (``logs.vllm_plugin.ENV_EVENTS_FILE``; not imported, to keep that module free).
-ENV_EVENTS_FILE = "COLDSTART_EVENTS_FILE"
+__all__ = ["ENV_EVENTS_FILE", "Disagreement", "MergedTimeline", "ProbeEvent", "ProbeReport", "merge_timeline",
+           "parse_events", "phase_agreement", "plugin_markers", "plugin_rules", "read_events", "sub_phases"]
+
 #: Phases split into sub-phases (the two big opaque ones on the CPU lane).
 SPLIT_PHASES: tuple[str, ...] = ("config", "engine_init")
 #: Disagreement threshold: max(ABS_S, REL * reference).
