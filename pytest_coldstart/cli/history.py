@@ -34,6 +34,7 @@ def _compare_cmd(args: argparse.Namespace) -> int:
         comparison = run_compare(args.base, args.head, repo=repo, asv_dir=Path(args.asv_results),
                                  machine=args.machine, config=config, budgets=budgets,
                                  allow_machine_mismatch=args.allow_machine_mismatch, only_common=args.only_common)
+    growth = _profile_growth(args.base, args.head, comparison)
     if args.json:
         import json
 
@@ -41,14 +42,29 @@ def _compare_cmd(args: argparse.Namespace) -> int:
 
         print(json.dumps(comparison_record(comparison), indent=2, default=str))
     else:
-        print(render_text(comparison))
-    markdown = render_markdown(comparison)
+        print(render_text(comparison) + ("\n" + "\n".join(growth) if growth else ""))
+    markdown = render_markdown(comparison) + ("\n".join(growth) + "\n" if growth else "")
     if args.markdown:
         write_markdown(Path(args.markdown), markdown)
     summary = append_step_summary(markdown)
     if summary:
         print(f"appended to $GITHUB_STEP_SUMMARY ({summary})")
     return comparison.exit_code
+
+
+def _profile_growth(base: str, head: str, comparison: object) -> list[str]:
+    """With two results directories whose runs were profiled: what grew in each flagged phase."""
+    from pytest_coldstart.history.samples import is_results_dir
+    from pytest_coldstart.model.result import load_results
+    from pytest_coldstart.report.inside import profile_growth_lines
+
+    if not (is_results_dir(Path(base)) and is_results_dir(Path(head))):
+        return []
+    flagged = list(dict.fromkeys(row.metric for row in getattr(comparison, "failing_rows", ())))
+    try:
+        return profile_growth_lines(load_results(Path(base)), load_results(Path(head)), flagged)
+    except ColdstartError:
+        return []
 
 
 def _override(config: CompareConfig, args: argparse.Namespace) -> CompareConfig:

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_coldstart.history.samples import MACHINE_KEYS, METRICS, CaseSamples, SampleSet
+from pytest_coldstart.history.samples import COMPARED_METRICS, MACHINE_KEYS, METRICS, CaseSamples, SampleSet
 from pytest_coldstart.model.budgets import Budgets
 from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.errors import ConfigError
@@ -368,7 +368,7 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
                             f"the server failed as often on both sides (base {base.failed} of {base.runs}, HEAD "
                             f"{head.failed} of {head.runs}): flaky, not this change"))
     ok_head = head.ok_runs
-    for metric in (*METRICS, *SCALEOUT_METRICS):
+    for metric in (*COMPARED_METRICS, *SCALEOUT_METRICS):
         b, h = base.values(metric), head.values(metric)
         if not b and not h:
             continue

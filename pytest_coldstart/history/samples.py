@@ -30,6 +30,8 @@ from pytest_coldstart.model.scaleout import (
 #: Whole-start metrics that follow the phases in every table and series.
 TOTAL_METRICS: tuple[str, ...] = ("unaccounted_s", "total_ready_s", "ttft_s")
 METRICS: tuple[str, ...] = PHASE_NAMES + TOTAL_METRICS
+#: Readiness beyond /health (measure/readiness.py): compared, not (yet) an asv series.
+COMPARED_METRICS: tuple[str, ...] = (*METRICS, "warm_s")
 
 #: Version of the metric definitions above, written as each asv benchmark's
 #: ``version``. Bump it (with a README note) only to start every series afresh:
@@ -94,8 +96,9 @@ def machine_identity(environment: Mapping[str, Any]) -> dict[str, Any]:
 def run_metrics(result: RunResult) -> dict[str, float]:
     """Observed seconds per metric of one successful run (unobserved ones left out)."""
     values: dict[str, float | None] = dict(result.phase_durations())
-    values.update(unaccounted_s=result.unaccounted_s, total_ready_s=result.total_ready_s, ttft_s=result.ttft_s)
-    return {name: float(v) for name, v in values.items() if v is not None and name in METRICS}
+    values.update(unaccounted_s=result.unaccounted_s, total_ready_s=result.total_ready_s, ttft_s=result.ttft_s,
+                  warm_s=result.warm_s)
+    return {name: float(v) for name, v in values.items() if v is not None and name in COMPARED_METRICS}
 
 
 def _first_line(text: str | None, status: str) -> str:

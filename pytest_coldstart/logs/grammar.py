@@ -96,8 +96,11 @@ MARKERS: tuple[Marker, ...] = tuple(
     + _m("download_done", r"Time spent downloading weights for .*: " + _NUM.format("weights_download_s") + " seconds")
     + _m("weights_loaded", r"Loading weights took " + _NUM.format("weights_load_s") + " seconds")
     + _m("model_loaded",
+         # 0.8.0-0.11.0 `%.4f GiB and %.6f seconds`; 0.11.1+ `GiB memory and`; 0.14.1+ `%s GiB` (format_gib).
          r"Model loading took " + _NUM.format("model_load_gib") + r" GiB(?: memory)? and " + _NUM.format("model_load_s") + " seconds",
-         r"Loading model weights took " + _NUM.format("model_load_gb") + " GB")
+         # 0.6.0-0.7.3 (V0 worker/model_runner.py, early V1 gpu_model_runner.py): "Loading model weights took %.4f GB"
+         # with the value m.consumed_memory / float(2**30): GiB under a "GB" label, so it is read as GiB.
+         r"Loading model weights took " + _NUM.format("model_load_gib") + " GB")
     # runai-model-streamer's own summary, only with RUNAI_STREAMER_LOG_TO_STDERR=1
     # or under Ray; `to {device}` appeared in 0.17.
     + _m("stream_done",
@@ -109,13 +112,24 @@ MARKERS: tuple[Marker, ...] = tuple(
          r"Warming up model for the compilation")
     + _m("dynamo_done", _TAG + r"Dynamo bytecode transform time: " + _NUM.format("dynamo_transform_s") + " s")
     + _m("inductor_compiled", _TAG + r"Compiling a graph for .* takes " + _NUM.format("inductor_compile_s") + " s")
-    + _m("inductor_loaded", _TAG + r"Directly load the compiled graph\(s\) for .* from the cache, took " + _NUM.format("inductor_load_s") + " s")
+    + _m("inductor_loaded",
+         # 0.8.x: "Directly load the compiled graph for shape %s from the cache" (no "(s)", no time);
+         # 0.9+: "...graph(s) for shape %s / dynamic shape / compile range %s from the cache, took %.3f s".
+         _TAG + r"Directly load the compiled graph(?:\(s\))? for .* from the cache(?:, took " + _NUM.format("inductor_load_s") + " s)?")
+    # 0.7.x (compilation/backends.py wrap_inductor): "Directly lookup the graph for shape %s from the cache"
+    # is the hit; its "Compiling a graph for general shape takes" follows a hit too, so it is not a miss.
+    + _m("inductor_lookup", r"Directly lookup the graph for shape .* from the cache")
     + _m("aot_loaded", _TAG + r"Directly load AOT compilation from path")
     + _m("aot_load_failed", _TAG + r"Compiling model again due to a load failure from (?P<aot_path>\S+), reason: (?P<aot_reason>.*)$")
     + _m("aot_saved", _TAG + r"saved AOT compiled function to")
     + _m("compile_done",
-         _TAG + r"torch\.compile (?:takes|took) " + _NUM.format("torch_compile_s") + r" s in total",
-         _TAG + r"torch\.compile and initial profiling/warmup run together took " + _NUM.format("torch_compile_s") + r" s in total")
+         # 0.6.6-0.17.1 "torch.compile takes %.2f s in total" prints compilation_config.compilation_time, a
+         # running total over compile units (target + drafter share it); 0.18.1+ "%storch.compile took %.2f s
+         # in total" is one unit's own time, tagged "[backbone] ", "[eagle_head] " ... from 0.32
+         # (compilation/monitor.py). The verb tells which, and the tag names the unit.
+         r"^(?:\[(?P<compile_tag>[^\]]+)\] )?torch\.compile (?P<compile_verb>takes|took) " + _NUM.format("torch_compile_s") + r" s in total",
+         r"^(?:\[(?P<compile_tag>[^\]]+)\] )?torch\.compile and initial profiling/warmup run (?P<compile_verb>together) took "
+         + _NUM.format("torch_compile_s") + r" s in total")
     + _m("profiling_done", _TAG + r"Initial profiling/warmup run took " + _NUM.format("profiling_s") + " s")
     + _m("cpu_warmup_done", r"^Warming up done\.")
     + _m("kv_available",
@@ -124,7 +138,9 @@ MARKERS: tuple[Marker, ...] = tuple(
          r"Auto set \(" + _NUM.format("kv_cache_gib") + r"/[\d.]+\) GiB for KV cache",
          r"Memory profiling takes " + _NUM.format("memory_profiling_s") + " seconds")
     + _m("kv_size", r"(?:GPU|CPU|XPU|TPU|GPU \+ host) KV cache size: (?P<kv_cache_tokens>[\d,]+) tokens",
-         r"# (?:GPU|CPU) blocks: (?P<kv_cache_blocks>\d+)")
+         # V0 0.6.x "# GPU blocks: %d, # CPU blocks: %d"; 0.7-0.10.2 "# %s blocks: ..." with the platform's
+         # device_name ("cuda", "cpu", "xpu", ...).
+         r"# (?:GPU|CPU|\w+) blocks: (?P<kv_cache_blocks>\d+)")
     + _m("graph_capture_done",
          r"Graph capturing finished in " + _NUM.format("cuda_graph_capture_s") + r" secs?(?:, took " + _NUM.format("cuda_graph_gib") + " GiB)?")
     + _m("init_engine_done",

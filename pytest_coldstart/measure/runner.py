@@ -46,10 +46,13 @@ from typing import Any
 
 from pytest_coldstart.launch.base import LaunchSpec, Server, check_port_free, free_port
 from pytest_coldstart.launch.registry import get_launcher
-from pytest_coldstart.launch.ttft import TTFTSample
-from pytest_coldstart.logs.timeline import Timeline
+from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
+from pytest_coldstart.logs.events import ENV_EVENTS_FILE, MergedTimeline, merge_timeline, read_events
+from pytest_coldstart.logs.timeline import PHASE_RULES, Timeline
+from pytest_coldstart.measure import readiness as rd
 from pytest_coldstart.measure.environment import collect_environment
 from pytest_coldstart.measure.floors import FloorResolver
+from pytest_coldstart.measure.profile import Profiler
 from pytest_coldstart.model.case import CachePolicy, Case, ExitStatus
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.efficiency import LoadEfficiency
@@ -173,6 +176,12 @@ class Settings:
     python: str = sys.executable
     #: Passed to the launcher as is (``ray-serve``: ray_address, ray_replicas).
     launcher_options: tuple[tuple[str, str], ...] = ()
+    #: ``--coldstart-profile``: py-spy samples every server process (speedscope file per run).
+    profile: bool = False
+    #: Ask the in-vLLM probe for step events (inert where the entry point is not installed).
+    probe: bool = True
+    #: Requests after TTFT that decide ``warm_s`` (0: not measured).
+    warm_requests: int = rd.WARM_REQUESTS
 
 
 @dataclass
@@ -183,6 +192,11 @@ class LiveRun:
     server: Server
     ttft: TTFTSample | None = None
     result: RunResult | None = None
+    correctness: rd.Correctness | None = None
+    warmth: rd.Warmth | None = None
+    profiler: Profiler | None = None
+    events_path: Path | None = None
+    warm_error: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -346,9 +360,15 @@ class ColdStartRunner:
             hygiene_record = {**apply_hygiene(plan.cache.hygiene).to_record(),
                               "hf_hub_bytes_before": _tree_bytes(plan.env.get("HF_HUB_CACHE"))}
             started_at = self.clock.wall().isoformat()
-            spec = self._spec(case, plan, plan.env, f"{self._stamp()}_{case.id}.log")
+            log_name = f"{self._stamp()}_{case.id}"
+            events_path = self.settings.results_dir / "logs" / f"{log_name}.events.jsonl"
+            env = {**plan.env, ENV_EVENTS_FILE: str(events_path.resolve())} if self.settings.probe else plan.env
+            spec = self._spec(case, plan, env, f"{log_name}.log")
             server = get_launcher(case.launcher).start(spec, self.clock)
-            live = LiveRun(case, server)
+            live = LiveRun(case, server, events_path=events_path if self.settings.probe else None)
+            if self.settings.profile:
+                live.profiler = Profiler(self.settings.results_dir / "profiles", log_name)
+                live.profiler.start(server.process.pid, server.process.elapsed_s())
             error: BaseException | None = None
             status = ExitStatus.OK
             try:
@@ -358,6 +378,7 @@ class ColdStartRunner:
                 left_s = self.settings.timeout_s - server.process.elapsed_s()
                 live.ttft = server.first_token(spec.served_name, timeout_s=left_s,
                                                progress=lambda phase, t: self.say(case, phase, t))
+                error, status = self._readiness(live, spec, plan)
             except BaseException as exc:  # an interrupt too: the server is stopped and the attempt saved
                 error, status = exc, failure_kind(exc)
             finish = lambda: self._finish(live, spec, started_at, plan, hygiene_record, status, error)  # noqa: E731
@@ -420,6 +441,8 @@ class ColdStartRunner:
                 hygiene_record: Mapping[str, Any], status: ExitStatus, error: BaseException | None) -> BaseException | None:
         """Stop the server, save the result; returns the error the start ended with (None if it did not)."""
         server = live.server
+        if live.profiler is not None:
+            live.profiler.stop()
         try:
             server.stop()
         except KeyboardInterrupt as exc:  # a second interrupt: KILL the whole tree now; still save the attempt
@@ -432,7 +455,7 @@ class ColdStartRunner:
             error = HarnessError(f"{len(leftovers)} server process(es) survived stop: {[p.pid for p in leftovers]}")
         cold = self._cold_check(plan, server, hygiene_record.get("hf_hub_bytes_before"))
         live.result = self._result(live.case, spec, server, live.ttft, started_at, plan, {**hygiene_record, **cold},
-                                   status, error)
+                                   status, error, live)
         return self._save(live.result, error)
 
     def _cold_check(self, plan: StartPlan, server: Server, before_bytes: int | None) -> dict[str, Any]:
@@ -461,10 +484,58 @@ class ColdStartRunner:
         assert live.result is not None
         return live.result
 
+    def _readiness(self, live: LiveRun, spec: LaunchSpec, plan: StartPlan) -> tuple[BaseException | None, ExitStatus]:
+        """``correct`` and ``warm_s`` after TTFT (measure/readiness.py); wrong tokens fail the start (fail closed)."""
+        server, ttft = live.server, live.ttft
+        if ttft is None or server.starts_on_first_request:
+            return None, ExitStatus.OK
+        about = {"model": live.case.model, "vllm": self.environment.get("vllm"), "engine_args": list(plan.engine_args)}
+        key = rd.oracle_key(live.case.model, about["vllm"], plan.engine_args, launcher=live.case.launcher)
+        live.correctness = rd.check_correct(rd.OracleStore(self.settings.workdir / "oracles"), key, ttft, about)
+        if self.settings.warm_requests > 0 and server.ready_s is not None:
+            try:
+                live.warmth = rd.measure_warmth(
+                    lambda: measure_ttft(server.base_url, spec.served_name, self.clock, timeout_s=60.0),
+                    server.process.elapsed_s, ttft, server.ready_s, n=self.settings.warm_requests)
+            except Exception as exc:  # a failed warm-up request leaves warm_s unmeasured, not the start failed
+                live.warm_error = f"warm-up request failed: {type(exc).__name__}: {exc}"
+        if live.correctness.correct is False:
+            return LaunchError(f"{live.case.id}: {live.correctness.detail}"), ExitStatus.UNHEALTHY  # served wrong tokens
+        return None, ExitStatus.OK
+
+    def _merged(self, live: LiveRun) -> MergedTimeline | None:
+        """The log timeline with the probe's events (vLLM launchers only: Ray's phases are its own)."""
+        if live.events_path is None or get_launcher(live.case.launcher).phase_rules is not PHASE_RULES:
+            return None
+        process = live.server.process
+        probe = read_events(live.events_path, process.spawn_s)
+        return merge_timeline(process.lines(), ready_s=live.server.ready_s, probe=probe, api_pid=process.pid)
+
     def _result(self, case: Case, spec: LaunchSpec, server: Server, ttft: TTFTSample | None, started_at: str,
                 plan: StartPlan, hygiene_record: Mapping[str, Any], status: ExitStatus,
-                error: BaseException | None) -> RunResult:
-        timeline = server.timeline()
+                error: BaseException | None, live: LiveRun | None = None) -> RunResult:
+        merged = self._merged(live) if live is not None else None
+        timeline = merged.timeline if merged is not None else server.timeline()
+        extra: dict[str, Any] = {}
+        if merged is not None:
+            extra["probe"] = {"events_path": str(live.events_path) if live and live.events_path else None,
+                              "events": len(merged.probe.events), "missing": list(merged.probe.missing)}
+            if merged.probe.events:
+                extra.update(sub_phases=merged.sub_phases, log_phases=merged.log_timeline.phases,
+                             phase_agreement=tuple(d.to_dict() for d in merged.agreement))
+        if live is not None:
+            readiness: dict[str, Any] = {}
+            if live.correctness is not None:
+                extra["correct"] = live.correctness.correct
+                readiness["correct"] = live.correctness.to_dict()
+            if live.warmth is not None:
+                extra["warm_s"] = live.warmth.warm_s
+                readiness["warm"] = live.warmth.to_dict()
+            elif live.warm_error:
+                readiness["warm"] = {"warm_s": None, "error": live.warm_error}
+            extra["readiness"] = readiness
+            if live.profiler is not None:
+                extra["profile"] = live.profiler.summarize(timeline.phases)
         return RunResult(
             model=case.model, optimization=case.optimization, launcher=case.launcher,
             cache_state=plan.cache.state, started_at=started_at, phases=timeline.phases,
@@ -477,7 +548,7 @@ class ColdStartRunner:
             last_phase=timeline.last_phase_reached or ("ready" if server.ready_s is not None else None),
             server_argv=tuple(server.process.argv), env_overrides=redact_env(spec.env),
             cache={**plan.cache.record, **hygiene_record},
-            efficiency=self._efficiency(case, timeline),
+            efficiency=self._efficiency(case, timeline), **extra,
         )
 
     def _efficiency(self, case: Case, timeline: Timeline) -> LoadEfficiency:

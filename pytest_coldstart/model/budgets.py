@@ -11,6 +11,9 @@ from pytest_coldstart.model.files import load_toml
 from pytest_coldstart.model.result import RunResult
 
 TOTAL_KEYS = ("total_ready_s", "ttft_s")
+#: Readiness beyond /health (measure/readiness.py): a warm_s budget in seconds; ``correct`` is not budgeted,
+#: a start that served wrong tokens fails every budget check (fail closed).
+WARM_KEY, CORRECT_KEY = "warm_s", "correct"
 WILDCARD = "*"
 #: ``[model."OPT@LAUNCHER"]`` (OPT may be ``*``) overrides ``[model.OPT]`` for one launcher:
 #: a Ray scale-from-zero TTFT is a whole cold start, a vLLM TTFT is one request.
@@ -64,7 +67,7 @@ def load_budgets(path: Path, *, known_models: Collection[str] | None = None,
     if not path.exists():
         return Budgets({}, str(path))
     raw = load_toml(path, "budgets file")
-    known_keys = None if known_phases is None else tuple(dict.fromkeys((*known_phases, *TOTAL_KEYS)))
+    known_keys = None if known_phases is None else tuple(dict.fromkeys((*known_phases, *TOTAL_KEYS, WARM_KEY)))
     table: dict[str, dict[str, dict[str, float]]] = {}
     for model, per_model in raw.items():
         if known_models is not None and model not in known_models:
@@ -111,6 +114,13 @@ def check_budgets(budgets: Budgets, result: RunResult) -> list[BudgetCheck]:
         else:
             status = OVER if value > limit else OK
         checks.append(BudgetCheck(name, limit, value, status))
+    # Rows only where there is something to say, so results from before readiness levels read as before.
+    if result.warm_s is not None or WARM_KEY in limits:
+        limit, value = limits.get(WARM_KEY), result.warm_s
+        status = NOT_OBSERVED if value is None else UNBUDGETED if limit is None else OVER if value > limit else OK
+        checks.append(BudgetCheck(WARM_KEY, limit, value, status))
+    if result.correct is False:
+        checks.append(BudgetCheck(CORRECT_KEY, None, None, OVER))
     return checks
 
 

@@ -13,11 +13,13 @@ class PhaseSource(StrEnum):
     ARRIVAL = "arrival"  # stamped on arrival by the harness's monotonic clock
     LOG = "log_timestamp"  # the log's own 1 s timestamps (offline parsing)
     HARNESS = "harness"  # observed by the harness itself (spawn, /health)
+    PLUGIN = "plugin"  # timed inside vLLM by the coldstart probe (logs/vllm_plugin.py)
     NOT_OBSERVED = "not_observed"
 
 
 SOURCE_ARRIVAL, SOURCE_LOG, SOURCE_HARNESS, SOURCE_NOT_OBSERVED = (
     PhaseSource.ARRIVAL, PhaseSource.LOG, PhaseSource.HARNESS, PhaseSource.NOT_OBSERVED)
+SOURCE_PLUGIN = PhaseSource.PLUGIN
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,23 @@ class RunResult:
     cache: dict[str, Any] = field(default_factory=dict)
     #: Weight-load efficiency vs the source's floor (efficiency.py); None in files from before it existed.
     efficiency: LoadEfficiency | None = None
+    # Issue 14 (all optional; files from before them load with these defaults).
+    #: parent phase -> its sub-phases from the in-vLLM probe; they sum to the parent.
+    sub_phases: dict[str, tuple[Phase, ...]] = field(default_factory=dict)
+    #: Probe vs log lines vs vLLM's self-reports, over max(0.1 s, 3 %); None: no probe events.
+    phase_agreement: tuple[dict[str, Any], ...] | None = None
+    #: The phases from log lines alone, when the probe's edges replaced some.
+    log_phases: tuple[Phase, ...] = ()
+    #: The probe: events file, event count, targets missing in this vLLM.
+    probe: dict[str, Any] = field(default_factory=dict)
+    #: First greedy completion matches the recorded oracle; None: no oracle yet (one was recorded) or not checked.
+    correct: bool | None = None
+    #: Seconds from ready until request latency settled; None: not measured or never settled.
+    warm_s: float | None = None
+    #: How ``correct`` and ``warm_s`` were decided (oracle key, latencies).
+    readiness: dict[str, Any] = field(default_factory=dict)
+    #: ``--coldstart-profile``: speedscope path and top functions per phase.
+    profile: dict[str, Any] | None = None
 
     @property
     def key(self) -> CaseKey:
@@ -63,7 +80,7 @@ class RunResult:
         return {p.name: p.duration_s for p in self.phases}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "schema_version": SCHEMA_VERSION,
             "model": self.model, "optimization": self.optimization, "launcher": self.launcher,
             "cache_state": self.cache_state, "repeat_index": self.repeat_index, "started_at": self.started_at,
@@ -76,6 +93,17 @@ class RunResult:
             "cache": dict(self.cache),
             "efficiency": self.efficiency.to_dict() if self.efficiency is not None else None,
         }
+        # Issue 14's optional fields, written only when set: files without them read and write back unchanged.
+        extra: dict[str, Any] = {
+            "sub_phases": {k: [p.to_dict() for p in v] for k, v in self.sub_phases.items()},
+            "phase_agreement": None if self.phase_agreement is None else [dict(d) for d in self.phase_agreement],
+            "log_phases": [p.to_dict() for p in self.log_phases], "probe": dict(self.probe),
+            "correct": self.correct, "warm_s": self.warm_s, "readiness": dict(self.readiness),
+            "profile": None if self.profile is None else dict(self.profile),
+        }
+        # An empty phase_agreement is news (everything agreed); None is "no probe events".
+        data.update({k: v for k, v in extra.items() if v is not None and (v not in ({}, []) or k == "phase_agreement")})
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
@@ -91,6 +119,11 @@ class RunResult:
             server_argv=tuple(data.get("server_argv", ())), env_overrides=data.get("env_overrides", {}),
             cache=data.get("cache", {}),
             efficiency=LoadEfficiency.from_dict(data["efficiency"]) if data.get("efficiency") else None,
+            sub_phases={k: tuple(Phase.from_dict(p) for p in v) for k, v in (data.get("sub_phases") or {}).items()},
+            phase_agreement=None if data.get("phase_agreement") is None else tuple(data["phase_agreement"]),
+            log_phases=tuple(Phase.from_dict(p) for p in data.get("log_phases") or ()),
+            probe=data.get("probe") or {}, correct=data.get("correct"), warm_s=data.get("warm_s"),
+            readiness=data.get("readiness") or {}, profile=data.get("profile"),
         )
 
 

@@ -57,7 +57,7 @@ class ColdstartState:
             results_dir=root / option(config, "coldstart_results"),
             workdir=root / option(config, "coldstart_workdir"),
             repo_dir=root, timeout_s=option(config, "coldstart_timeout"), port=option(config, "coldstart_port"),
-            launcher_options=launcher_options(config),
+            launcher_options=launcher_options(config), profile=option(config, "coldstart_profile"),
         )
         self.errors: list[str] = []
         try:

@@ -47,6 +47,16 @@ def _port(value: str) -> int:
     return int(value)
 
 
+def flag(value: str) -> bool:
+    """An on/off option: bare ``--flag`` is on; ini or ``--flag=VALUE`` takes yes/no, true/false, on/off, 1/0."""
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. Expected on or off (true/false, yes/no, 1/0)")
+
+
 @dataclass(frozen=True)
 class Option:
     """One pytest option and its ini key (``dest``)."""
@@ -98,6 +108,9 @@ CORE_OPTIONS: tuple[Option, ...] = (
            "Scratch directory: generated models, compile caches, per-run cold caches. Default: %(default)s"),
     Option("--coldstart-port", "coldstart_port", _port, "0",
            "Port for the server; 0 picks a free one per start. Default: %(default)s"),
+    Option("--coldstart-profile", "coldstart_profile", flag, "off",
+           "Sample every server process with py-spy (--subprocesses, 250 Hz): a speedscope file per start under "
+           "RESULTS/profiles/ and the top functions per phase in the report. Default: %(default)s"),
     # History and PR gate (history/gate.py, plugin/history.py).
     Option("--coldstart-asv", "coldstart_asv", str, "",
            "asv results directory the session's runs are recorded into at session end (the history); 'off' "
@@ -149,8 +162,9 @@ def explicit(config: pytest.Config, dest: str) -> bool:
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("coldstart", "cold-start benchmarking of LLM servers (pytest-coldstart)")
     for o in all_plugin_options():
+        bare = {"nargs": "?", "const": True} if o.parse is flag else {}  # `--coldstart-profile` alone is on
         group.addoption(o.flag, dest=o.dest, metavar=o.dest.removeprefix("coldstart_").upper(), type=o.parse,
-                        default=None, help=o.help.replace("%(default)s", repr(o.default) if o.default else "-")
+                        default=None, **bare, help=o.help.replace("%(default)s", repr(o.default) if o.default else "-")
                         + f" (ini: {o.dest})")
         parser.addini(o.dest, o.help.replace("%(default)s", repr(o.default)), default=o.default)
 

@@ -14,6 +14,7 @@ from pytest_coldstart.logs.timeline import PHASE_NAMES, Timeline
 from pytest_coldstart.model.budgets import OVER, BudgetCheck, Budgets, check_budgets
 from pytest_coldstart.model.result import RunResult
 from pytest_coldstart.report.efficiency import efficiency_line
+from pytest_coldstart.report.inside import inside_notes
 from pytest_coldstart.report.ray import ray_notes
 
 NOT_OBSERVED = "not observed"
@@ -81,7 +82,9 @@ def render_summary(results: Sequence[RunResult], budgets: Budgets | None = None)
     for note in ray_notes(ok):
         text += f"\n  {note}"
     line = efficiency_line(ok)
-    return f"{text}\n{line}" if line else text
+    text = f"{text}\n{line}" if line else text
+    inside = inside_notes(ok)  # sub-phases, phase agreement, readiness, profile: only when the runs have them
+    return f"{text}\n{inside}" if inside else text
 
 
 def _budget(value: float | None) -> str:
@@ -115,7 +118,8 @@ def render_timeline(timeline: Timeline, title: str = "") -> str:
     table.add_row("unaccounted", "", "", "" if timeline.unaccounted_s is None else f"{timeline.unaccounted_s:.2f}",
                   "", "", end_section=True)
     table.add_row("total_ready_s", "", "", _s(timeline.total_ready_s) if timeline.total_ready_s is not None
-                  else "not observed (no /health line in the log)", "", "")
+                  else "not observed (no /health line in the log)", "",
+                  "offline: last startup line" if timeline.offline else "")
     lines = [_render(table)]
     reported = {k: v for k, v in timeline.reported.items() if v is not None}
     if reported:

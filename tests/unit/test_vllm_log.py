@@ -37,8 +37,9 @@ def test_vllm_030_prefixes_tqdm_before_carriage_return():
 
 
 @pytest.mark.parametrize(("message", "marker", "groups"), [
-    ("torch.compile takes 60.79 s in total", "compile_done", {"torch_compile_s": "60.79"}),
-    ("[backbone] torch.compile took 7.10 s in total", "compile_done", {"torch_compile_s": "7.10"}),
+    ("torch.compile takes 60.79 s in total", "compile_done", {"torch_compile_s": "60.79", "compile_verb": "takes"}),
+    ("[backbone] torch.compile took 7.10 s in total", "compile_done",
+     {"torch_compile_s": "7.10", "compile_verb": "took", "compile_tag": "backbone"}),
     ("init engine (profile, create kv cache, warmup model) took 29.97 s", "init_engine_done", {"init_engine_s": "29.97"}),
     ("init engine (profile, create kv cache, warmup model) took 91.82 seconds", "init_engine_done",
      {"init_engine_s": "91.82"}),
