@@ -237,6 +237,20 @@ def _union(params: list[list[str]], keys: Sequence[CaseKey]) -> list[list[str]]:
     return params
 
 
+def one_machine(environments: Sequence[Mapping[str, Any]], machine: str | None,
+                what: str) -> tuple[Mapping[str, Any], str, dict[str, Any]]:
+    """The one machine *environments* were measured on: (its environment, asv machine name, machine info).
+
+    A history file holds one machine's samples; results from several are refused, not mixed.
+    """
+    identities = {tuple(machine_identity(env).items()) for env in environments}
+    if len(identities) > 1:
+        raise ConfigError(f"{what} from {len(identities)} different machines; record each machine's {what} separately")
+    env = environments[-1]
+    name = machine or default_machine_name(env)
+    return env, name, machine_info(env, name)
+
+
 def record(runs: Sequence[RunResult], results_dir: Path, commit: Commit, *, machine: str | None = None) -> RecordOutcome:
     """Add *runs* (one commit, one machine) to the asv history under *results_dir*.
 
@@ -246,12 +260,7 @@ def record(runs: Sequence[RunResult], results_dir: Path, commit: Commit, *, mach
     asv = require_asv()
     if not runs:
         raise ConfigError("no cold-start runs to record; run the benchmarks first")
-    identities = {tuple(machine_identity(r.environment).items()) for r in runs}
-    if len(identities) > 1:
-        raise ConfigError(f"runs from {len(identities)} different machines; record each machine's runs separately")
-    env = runs[-1].environment
-    name = machine or default_machine_name(env)
-    info = machine_info(env, name)
+    env, name, info = one_machine([r.environment for r in runs], machine, "runs")
     with _locked(results_dir):
         _check_machine(results_dir, name, info)
         ledger = results_dir / name / LEDGER

@@ -21,7 +21,7 @@ from typing import Any
 from pytest_coldstart.history import asv_store
 from pytest_coldstart.history.asv_store import PARAM_NAMES, SCALEOUT_BENCHMARKS, RecordOutcome, require_asv
 from pytest_coldstart.history.commits import Commit
-from pytest_coldstart.history.samples import SERIES_VERSION, machine_identity, scaleout_cases
+from pytest_coldstart.history.samples import SERIES_VERSION, scaleout_cases
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.scaleout import ScaleoutResult
 
@@ -47,12 +47,7 @@ def record_scaleout(results: Sequence[ScaleoutResult], results_dir: Path, commit
     asv = require_asv()
     if not results:
         raise ConfigError("no scale-out results to record; run `pytest benchmarks -m scaleout` first")
-    identities = {tuple(machine_identity(r.environment).items()) for r in results}
-    if len(identities) > 1:
-        raise ConfigError(f"scale-out results from {len(identities)} different machines; record each separately")
-    env = results[-1].environment
-    name = machine or asv_store.default_machine_name(env)
-    info = asv_store.machine_info(env, name)
+    env, name, info = asv_store.one_machine([r.environment for r in results], machine, "scale-out results")
     cases = scaleout_cases(results)
     with asv_store.locked(results_dir):
         asv_store.check_machine(results_dir, name, info)

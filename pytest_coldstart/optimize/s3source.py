@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_coldstart.launch.process import stop_group
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.registry import S3_ADVICE, ModelSpec, is_relative_s3, split_source
@@ -270,13 +271,5 @@ class EmbeddedS3:
                 os.environ[key] = value
         self._saved = {}
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=grace_s)
-        except ProcessLookupError:
-            pass
+        if proc is not None:
+            stop_group(proc, ((signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)))

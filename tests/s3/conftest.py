@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_coldstart.launch.process import stop_group
+
 
 def _moto_server() -> str | None:
     local = Path(sys.executable).parent / "moto_server"
@@ -50,15 +52,7 @@ def _free_port() -> int:
 
 
 def _stop(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=grace_s)
-        except ProcessLookupError:
-            pass
+    stop_group(proc, ((signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)))
 
 
 @pytest.fixture(scope="session")
