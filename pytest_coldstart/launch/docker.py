@@ -36,6 +36,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from pytest_coldstart.launch.base import Launcher, LauncherOption, LaunchSpec, Server
 from pytest_coldstart.launch.docker_ground import DEFAULT_IMAGE, REGISTRY_ADDR, default_docker_host
 from pytest_coldstart.launch.vllm import vllm_argv, vllm_env
@@ -297,6 +299,44 @@ class ContainerProcess:
     def _thread_join(self, timeout_s: float) -> None:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=timeout_s)
+
+    def descendants(self) -> list[psutil.Process]:
+        """What of this start still runs on the host: the container's processes while the container exists.
+
+        The runner asks after ``stop()``; a removed container has none. Processes are found through the
+        container's init (its host pid), like ``OwnedProcess.descendants()`` finds a server's tree.
+        """
+        import docker.errors
+
+        if self.container is None:
+            return []
+        try:
+            self.container.reload()
+        except docker.errors.NotFound:
+            return []
+        except docker.errors.DockerException:
+            pass  # the daemon did not answer: fall back to the pid it gave at start
+        pid = int(self.container.attrs.get("State", {}).get("Pid") or self.host_pid)
+        try:
+            init = psutil.Process(pid) if pid > 0 else None
+        except psutil.Error:
+            return []
+        if init is None:
+            return []
+        with contextlib.suppress(psutil.Error):
+            return [init, *init.children(recursive=True)]
+        return [init]
+
+    def kill_tree(self) -> None:
+        """KILL the container now (a second interrupt: no grace) and remove it."""
+        import docker.errors
+
+        self._stopping.set()
+        if self.container is not None:
+            with contextlib.suppress(docker.errors.DockerException):
+                self.container.kill()
+            with contextlib.suppress(docker.errors.DockerException):
+                self.container.remove(force=True)
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
         """Stop (TERM through --init, KILL after *grace_s*) and remove the container."""

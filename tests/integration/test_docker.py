@@ -58,7 +58,7 @@ def two_systems(docker_host: str, tmp_path_factory: pytest.TempPathFactory) -> B
                      "docker,transformers-serve,command", f"--docker-host={docker_host}",
                      "--command-server=plain", f"--command-servers={servers}", f"--coldstart-workdir={root / 'w'}",
                      # Behaviour, not speed: budgets are benchmarks' business (a loaded 2-core box misses them).
-                     f"--coldstart-budgets={root / 'no-budgets.toml'}")
+                     "--coldstart-budgets=")  # '': no budgets at all
 
 
 def test_docker_start_times_pull_create_start_then_vllm(two_systems: BenchRun) -> None:
