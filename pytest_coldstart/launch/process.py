@@ -37,8 +37,7 @@ from pytest_coldstart.model.redact import Redactor
 OWNER_ENV = "COLDSTART_OWNER"
 #: TERM -> KILL wait. GitHub's cancel sends SIGTERM 7.5 s after SIGINT and kills 2.5 s later: the whole
 #: stop (grace + KILL + reap) and the result's atomic write (an fsync on a busy disk can take seconds) must
-#: end inside those 7.5 s. 5 s left too little: a full `make test` run saw a TERM-ignoring server's cancel
-#: outlive the window (SIGINT to exit took over 7.5 s with a 5 s grace).
+#: end inside those 7.5 s; 3 s of grace leaves 4.5 s for the rest on a loaded 2-core runner.
 DEFAULT_GRACE_S = 3.0
 PR_SET_CHILD_SUBREAPER = 36
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -91,3 +92,14 @@ def alive(pid: int) -> bool:
 
 def pids_in(path: Path) -> list[int]:
     return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a pytest started to be cancelled like CI: SIGINT back to its default.
+
+    A shell without job control starts background commands with SIGINT ignored (POSIX), and an
+    ignored SIGINT is inherited through exec: Python then never raises KeyboardInterrupt, and the
+    cancel tests would measure the SIGTERM path only. GitHub's runner delivers SIGINT to a step
+    whose SIGINT is at its default; this makes the test's child the same wherever the suite runs.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

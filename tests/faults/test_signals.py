@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.faults.conftest import alive, fake_registry, pids_in
+from tests.faults.conftest import alive, default_sigint, fake_registry, pids_in
 
 SUITE_CONFTEST = '''
 from pytest_coldstart.launch import registry
@@ -53,7 +53,8 @@ def _command(tmp_path: Path, optimization: str, *extra: str) -> tuple[list[str],
 def _start(tmp_path: Path, optimization: str) -> tuple[subprocess.Popen[str], Path]:
     cmd, env = _command(tmp_path, optimization)
     suite, pid_file = tmp_path / "suite", tmp_path / "pids"
-    proc = subprocess.Popen(cmd, cwd=suite, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=suite, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 60
     while len(pids_in(pid_file)) < 4:  # the server and its three escapees are up
         if proc.poll() is not None or time.monotonic() > deadline:
