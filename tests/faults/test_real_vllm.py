@@ -6,6 +6,7 @@ minute of real-server time. The server, its EngineCore and everything they spawn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -92,6 +93,7 @@ def test_a_real_start_cancelled_like_ci_is_interrupted_and_no_verdict(tmp_path: 
            f"--coldstart-workdir={_workdir(tmp_path)}", "--coldstart-budgets="]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env=os.environ.copy(), preexec_fn=default_sigint)
+    tree: list[int] = []
     try:
         _wait_for_line(results / "logs", ENGINE_UP)
         tree = [p.pid for p in _vllm_tree(psutil.Process(proc.pid))]
@@ -106,6 +108,9 @@ def test_a_real_start_cancelled_like_ci_is_interrupted_and_no_verdict(tmp_path: 
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+            for pid in tree:  # the server has a session of its own: a failed test must not leave it running
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
     output = proc.communicate()[0]
     assert proc.returncode == 2, output[-3000:]
     assert stopped_s < 10, stopped_s
