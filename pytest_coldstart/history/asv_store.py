@@ -237,6 +237,18 @@ def _union(params: list[list[str]], keys: Sequence[CaseKey]) -> list[list[str]]:
     return params
 
 
+def save_results(result: Any, results_dir: Path, target: Path) -> None:
+    """Write an asv ``Results`` to *target* (``results_dir / asv.results.get_filename(...)``) atomically:
+    asv saves under that name into a staging folder beside the history, then it is renamed into place."""
+    staging = Path(tempfile.mkdtemp(dir=results_dir, prefix=".coldstart-staging-"))
+    try:
+        result.save(str(staging))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / target.relative_to(results_dir), target)  # target is asv's own name for it
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def one_machine(environments: Sequence[Mapping[str, Any]], machine: str | None,
                 what: str) -> tuple[Mapping[str, Any], str, dict[str, Any]]:
     """The one machine *environments* were measured on: (its environment, asv machine name, machine info).
@@ -286,13 +298,7 @@ def record(runs: Sequence[RunResult], results_dir: Path, commit: Commit, *, mach
         for bench, metric in BENCHMARK_NAMES.items():
             result.add_result(benchmark_entry(metric, params),
                               _merged(old, bench, metric, params, cases), record_samples=True)
-        staging = Path(tempfile.mkdtemp(dir=results_dir, prefix=".coldstart-staging-"))
-        try:
-            result.save(str(staging))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / asv.results.get_filename(name, commit.hash, ENV_NAME), target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        save_results(result, results_dir, target)
         _write_json_atomic(results_dir / name / "machine.json", info, 1)
         benchmarks = {k: v for k, v in benchmarks.items() if k != "version"}
         benchmarks.update({b: benchmark_entry(m, params) for b, m in BENCHMARK_NAMES.items()})

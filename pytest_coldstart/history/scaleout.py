@@ -11,9 +11,6 @@ both back, so ``coldstart compare`` gates these like the cold-start phases.
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -82,13 +79,7 @@ def record_scaleout(results: Sequence[ScaleoutResult], results_dir: Path, commit
             result.add_result(benchmark_entry(bench, metric, params),
                               asv.runner.BenchmarkResult(result=values, samples=samples, number=numbers, errcode=0,
                                                          stderr="", profile=None), record_samples=True)
-        staging = Path(tempfile.mkdtemp(dir=results_dir, prefix=".coldstart-staging-"))
-        try:
-            result.save(str(staging))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / asv.results.get_filename(name, commit.hash, ENV_NAME), target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        asv_store.save_results(result, results_dir, target)
         asv_store.write_json_atomic(results_dir / name / "machine.json", info, 1)
         bench_path = results_dir / "benchmarks.json"
         benchmarks = asv_store.load_json(bench_path, 2) if bench_path.is_file() else {}
