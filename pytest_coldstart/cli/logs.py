@@ -79,13 +79,18 @@ def _summary(args: argparse.Namespace) -> int:
     from pytest_coldstart.measure.config import budget_files, load_budget_layers
     from pytest_coldstart.model.case import group_by_case
     from pytest_coldstart.model.result import load_results
-    from pytest_coldstart.report.tables import render_summary
+    from pytest_coldstart.model.scaleout import SCALEOUT_DIR, load_scaleouts
+    from pytest_coldstart.report.tables import render_scaleout_summary, render_summary
 
     results = load_results(Path(args.results))
-    if not results:
-        print(f"coldstart summary: no runs under {Path(args.results) / 'runs'}; run the benchmarks first",
-              file=sys.stderr)
+    scaleouts = load_scaleouts(Path(args.results)) if (Path(args.results) / SCALEOUT_DIR).is_dir() else []
+    if not results and not scaleouts:
+        print(f"coldstart summary: no runs under {Path(args.results) / 'runs'} (nor scale-out runs under "
+              f"{Path(args.results) / SCALEOUT_DIR}); run the benchmarks first", file=sys.stderr)
         return 2
+    if args.json and scaleouts:
+        print("coldstart summary --json: scale-out runs are not part of the JSON summary; read "
+              f"{Path(args.results) / SCALEOUT_DIR}/*.json", file=sys.stderr)
     files = budget_files(args.budgets, Path("benchmarks/budgets.toml"))
     budgets = load_budget_layers(files) if files else None
     print(f"budgets in force: {budgets.path if budgets else 'none'}", file=sys.stderr)
@@ -97,6 +102,9 @@ def _summary(args: argparse.Namespace) -> int:
         return 0
     for runs in group_by_case(results).values():
         print(render_summary(runs, budgets))
+        print()
+    for scaleout in scaleouts:
+        print(render_scaleout_summary(scaleout))
         print()
     return 0
 
@@ -124,7 +132,8 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("summary", help="phase tables (medians) from saved results",
                        description="Read results/runs/*.json and print one phase table per "
-                                   "model x optimization x launcher.")
+                                   "model x optimization x launcher, then one step table per scale-out run "
+                                   "(results/scaleout/*.json).")
     p.add_argument("results", nargs="?", default="results", metavar="RESULTS_DIR", help="default: results")
     p.add_argument("--budgets", default=None, help="budgets file to compare against, used alone; it must exist "
                    "(default: the packaged budgets + benchmarks/budgets.toml when present; '' for none)")

@@ -13,6 +13,7 @@ from rich.table import Table
 from pytest_coldstart.logs.timeline import PHASE_NAMES, Timeline
 from pytest_coldstart.model.budgets import OVER, BudgetCheck, Budgets, check_budgets
 from pytest_coldstart.model.result import RunResult
+from pytest_coldstart.model.scaleout import ScaleoutResult
 from pytest_coldstart.report.efficiency import efficiency_line
 from pytest_coldstart.report.inside import inside_notes
 from pytest_coldstart.report.ray import ray_notes
@@ -124,4 +125,38 @@ def render_timeline(timeline: Timeline, title: str = "") -> str:
     reported = {k: v for k, v in timeline.reported.items() if v is not None}
     if reported:
         lines.append("vLLM self-reported: " + ", ".join(f"{k}={v}" for k, v in reported.items()))
+    return "\n".join(lines)
+
+
+def render_scaleout_summary(result: ScaleoutResult) -> str:
+    """One scale-out run: its steps (offered vs achieved load, replicas, TTFT) and the replica it added."""
+    added = result.added_replica
+    title = (f"{result.model} / scale-out ({result.run_id}): {result.exit_status}, "
+             f"replicas up to {result.max_replicas_reached}, replica_add_s {_s(result.replica_add_s)}")
+    table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
+    for name in ("step", "offered load", "achieved req/s", "replicas", "TTFT p50 s", "TTFT p95 s", "TTFT p99 s",
+                 "ok", "failed", "SLO attained"):
+        table.add_column(name, justify="left" if name == "step" else "right", no_wrap=name == "offered load")
+
+    def num(value: float | None, fmt: str = ".2f") -> str:
+        return NOT_OBSERVED if value is None else format(value, fmt)
+
+    for step in result.steps:
+        offered = (f"{step.max_concurrency} in flight" if step.kind == "probe" and step.max_concurrency
+                   else f"{num(step.rate_rps, '.1f')} req/s")
+        table.add_row(step.label, offered, num(step.achieved_rps), f"{step.replicas_start}->"
+                      f"{step.replicas_end}", num(step.ttft_p50_s), num(step.ttft_p95_s), num(step.ttft_p99_s),
+                      str(step.completed), str(step.failed), num(step.slo_attainment, ".0%"))
+    lines = [_render(table)]
+    if added is not None:
+        phases = ", ".join(f"{p.name} {_s(p.duration_s)}" + (" s" if p.duration_s is not None else "")
+                           for p in added.phases) or "phases not observed"
+        lines.append(f"  replica {added.index} added in {_s(added.replica_add_s)} s (decision -> first request "
+                     f"served): {phases}")
+    if result.throughput_by_replicas:
+        through = ", ".join(f"{n} replica(s) {rps:.2f} req/s" for n, rps in sorted(result.throughput_by_replicas.items()))
+        eff = "" if result.scaling_efficiency is None else f"; efficiency vs linear {result.scaling_efficiency:.0%}"
+        lines.append(f"  throughput at fixed concurrency: {through}{eff}")
+    if result.error:
+        lines.append(f"  error: {result.error}")
     return "\n".join(lines)

@@ -139,3 +139,25 @@ def test_coldstart_report_has_the_scaleout_section(result, tmp_path):
     assert "Scale-out under load" in page and "0 run(s) and 1 scale-out run(s)" in page
     assert "replica_add_s" in page and "231.4" in page and page.count("data:image/png;base64") == 1
     assert [f.path.name for f in info.figures] == [f"{result.run_id}_scaleout.png"]
+
+
+def test_summary_prints_the_scaleout_steps_and_the_added_replica(tmp_path, capsys) -> None:
+    """`coldstart summary` on a results dir with only a scale-out run (what the nightly CPU-lane job has)."""
+    from pytest_coldstart.cli import main
+
+    (tmp_path / "scaleout").mkdir()
+    shutil.copy(RESULT, tmp_path / "scaleout" / RESULT.name)
+    assert main(["summary", str(tmp_path), "--budgets", ""]) == 0
+    out = capsys.readouterr().out
+    data = json.loads(RESULT.read_text())
+    assert f"replica_add_s {data['replica_add_s']:.2f}" in out
+    assert "step-1" in out and "1.0 req/s" in out and "2 in flight" in out
+    assert f"replica 1 added in {data['replica_add_s']:.2f} s" in out and "weights_download not observed" in out
+    assert "efficiency vs linear" in out
+
+
+def test_summary_of_an_empty_dir_still_exits_2(tmp_path, capsys) -> None:
+    from pytest_coldstart.cli import main
+
+    assert main(["summary", str(tmp_path)]) == 2
+    assert "no runs under" in capsys.readouterr().err

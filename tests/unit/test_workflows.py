@@ -155,6 +155,19 @@ def test_cpu_lane_runs_make_test_on_a_hosted_runner() -> None:
     assert "make bench" in _script(wf["jobs"]["bench"])
 
 
+def test_cpu_lane_runs_the_scaleout_benchmark_nightly_and_keeps_its_figure() -> None:
+    wf = _load("cpu-lane.yml")
+    triggers = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
+    assert triggers["schedule"] and "workflow_dispatch" in triggers
+    job = wf["jobs"]["scaleout"]
+    assert "schedule" in job["if"] and "make bench-scaleout" in _script(job) and "--model tiny-llama" in _script(job)
+    assert "coldstart report runs-scaleout" in _script(job) and "GITHUB_STEP_SUMMARY" in _script(job)
+    upload = [s for s in job["steps"] if "upload-artifact" in s.get("uses", "")]
+    assert upload and upload[0]["with"]["path"] == "runs-scaleout"
+    # the per-push jobs do not also run on the schedule
+    assert all("schedule" in wf["jobs"][name]["if"] for name in ("test", "bench"))
+
+
 def _commands(prefix: str) -> list[list[str]]:
     found = []
     for name in NAMES:
