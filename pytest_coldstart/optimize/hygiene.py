@@ -10,6 +10,10 @@ Modes (the optimization's ``cache`` policy):
 * ``compile``: as cold, but the compile cache root is the prepared one.
 * ``warm``: nothing is cleared or evicted; the user's caches are used as they are.
 
+Every mode records how much of the local weight files the page cache holds
+right before the start (``page_cache_weights``, mincore): the load efficiency
+holds weights in RAM to the host->GPU floor, cold ones to the storage floor.
+
 The HF cache is made empty by pointing ``HF_HUB_CACHE`` at a fresh directory
 rather than by deleting the user's entry: the start sees exactly what it sees
 after a delete, and a 140 GB download the user already paid for is not lost.

@@ -53,20 +53,21 @@ def efficiency_line(results: Sequence[RunResult]) -> str:
     return f"  {prefix}{eff.describe()}"
 
 
-def host_to_gpu_cells(eff: LoadEfficiency | None) -> tuple[str, str, str, str]:
-    """(in page cache, host->GPU pinned GB/s (source), % of host->GPU, floor that applies) for a table row."""
+def host_to_gpu_cells(eff: LoadEfficiency | None) -> tuple[str, str, str, str, str]:
+    """(in page cache, host->GPU pinned GB/s (source), host->GPU floor s, % of host->GPU, floor that applies)."""
     if eff is None:
-        return "-", "-", "-", "-"
+        return "-", "-", "-", "-", "-"
     resident = "-" if eff.resident_share is None else f"{100 * eff.resident_share:.0f}%"
     h2d = eff.host_to_gpu
     if h2d is None:
         floor = eff.host_to_gpu_note or "-"
-        pct = "-"
+        floor_s = pct = "-"
     else:
         floor = f"{format_gbps(h2d.pinned_gbps)} ({h2d.source})"
+        floor_s = "-" if eff.host_to_gpu_s is None else f"{eff.host_to_gpu_s:.3g}"
         pct = "-" if eff.percent_of_host_to_gpu is None else f"{eff.percent_of_host_to_gpu:.3g}%"
     applies = {APPLIES_HOST_TO_GPU: "host->GPU", APPLIES_STORAGE: "storage"}.get(eff.floor_applies or "", "-")
-    return resident, floor, pct, applies
+    return resident, floor, floor_s, pct, applies
 
 
 def any_host_to_gpu(results: Sequence[RunResult]) -> bool:
@@ -89,11 +90,11 @@ def efficiency_markdown(results: Sequence[RunResult]) -> str:
     """
     groups = group_by_case(results)
     h2d = any_host_to_gpu(results)
-    extra_head = " in page cache | host->GPU pinned GB/s (source) | % of host->GPU | floor that applies |" if h2d \
-        else ""
+    extra_head = (" in page cache | host->GPU pinned GB/s (source) | host->GPU floor s | % of host->GPU "
+                  "| floor that applies |") if h2d else ""
     lines = ["| model | optimization | launcher | weights | load s | load at GB/s | floor GB/s (source) "
              "| floor s | % of floor |" + extra_head,
-             "|---|---|---|---:|---:|---:|---|---:|---:|" + ("---:|---|---:|---|" if h2d else "")]
+             "|---|---|---|---:|---:|---:|---|---:|---:|" + ("---:|---|---:|---:|---|" if h2d else "")]
     notes: list[str] = []
     for key, runs in groups.items():
         model, opt, launcher = key.astuple()

@@ -164,9 +164,11 @@ def _efficiency_table(results: Sequence[RunResult]) -> str:
                      "not observed" if eff.load_s is None else f"{eff.load_s:.3g}", format_gbps(eff.achieved_gbps),
                      "-" if eff.floor_gbps is None else f"{format_gbps(eff.floor_gbps)} ({eff.floor_source})",
                      "-" if eff.floor_s is None else f"{eff.floor_s:.3g}", pct, *extra, how))
-    extra_head = ("in page cache", "host->GPU pinned GB/s", "% of host->GPU", "floor that applies") if h2d else ()
+    extra_head = ("in page cache", "host->GPU pinned GB/s", "host->GPU floor s", "% of host->GPU",
+                  "floor that applies") if h2d else ()
     return _table(("model", "optimization", "launcher", "weights", "load s", "load at GB/s", "floor GB/s",
-                   "floor s", "% of floor", *extra_head, "how"), rows, (3, 4, 5, 7, 8, *((9, 11) if h2d else ())))
+                   "floor s", "% of floor", *extra_head, "how"), rows,
+                  (3, 4, 5, 7, 8, *((9, 11, 12) if h2d else ())))
 
 
 def _anchors_section(anchors_path: Path | None) -> str:
@@ -207,7 +209,7 @@ def build_report(results_dir: Path, out: Path, *, png_dir: Path | None = None,
         eff = "<section><h2>Load efficiency</h2><p>Weight bytes / load time against the floor bandwidth of the " \
               "source (a short probe, or floor_gbps in benchmarks/models.toml); medians over repeats.</p>"
         if any_host_to_gpu(results):
-            eff += ("<p>Weights already in the page cache are held to the host->GPU floor instead (pinned copy "
+            eff += ("<p>Weights already in the page cache are held to the host-&gt;GPU floor instead (pinned copy "
                     "into the GPU, probed once per session or floor_gbps.host_to_gpu): from RAM the storage floor "
                     "says nothing about what a loader leaves on the table.</p>")
         if chart is not None:
