@@ -6,13 +6,24 @@ clean pages of a file we opened), read it back and time the read. S3: time
 ranged GETs of one object through a boto3 client (any endpoint, e.g. a
 moto_server on 127.0.0.1). The best of a few passes is the floor: a floor is
 the fastest the source delivers, not its average.
+
+Weights already in the page cache do not come from storage: their floor is
+the host->GPU copy (pinned host memory into ``cuda:0``). It is probed once per
+session, only where the harness's torch sees a CUDA device, in a child process
+(a CUDA context or cached allocation left in the harness would sit on the GPU
+the next measured start needs); or configured as ``floor_gbps.host_to_gpu``.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import json
 import os
+import subprocess
+import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +32,9 @@ from pytest_coldstart.model.efficiency import (
     FLOOR_CONFIGURED,
     FLOOR_PROBE,
     GB,
+    HOST_TO_GPU,
     FloorBandwidth,
+    HostToGpuFloor,
     LoadEfficiency,
     assess,
     load_time,
@@ -35,6 +48,28 @@ DEFAULT_PROBE_BYTES = 128 * MiB
 DEFAULT_PASSES = 3
 _CHUNK = 8 * MiB
 _LOCAL_KINDS = frozenset({"generated", "local"})
+#: The host->GPU probe: a few GiB, best of several copies (measure.preflight.probe_host_to_gpu).
+H2D_PROBE_GIB = 2.0
+H2D_PROBE_REPEATS = 5
+H2D_PROBE_TIMEOUT_S = 180.0
+NO_CUDA = "no CUDA device (not probed)"
+
+#: A host->GPU probe: the floor, or why there is none (the words shown after "host->GPU floor:").
+HostToGpuProbe = Callable[[], "HostToGpuFloor | str"]
+
+_H2D_CHILD = """
+import json, sys
+try:
+    import torch
+except ImportError:
+    print(json.dumps({"not_probed": "torch not importable in the harness (not probed)"}))
+    raise SystemExit(0)
+if not torch.cuda.is_available():
+    print(json.dumps({"not_probed": sys.argv[3]}))
+    raise SystemExit(0)
+from pytest_coldstart.measure.preflight import probe_host_to_gpu
+print(json.dumps(probe_host_to_gpu(size_gib=float(sys.argv[1]), repeats=int(sys.argv[2]))))
+"""
 
 
 def _timed_read(path: Path, clock: Clock) -> tuple[float, int, float | None]:
@@ -129,6 +164,70 @@ def probe_s3(client: Any, bucket: str, key: str, *, range_bytes: int = 8 * MiB, 
     return FloorBandwidth(round(max(rates), 6), FLOOR_PROBE, detail)
 
 
+def _cpu_only_torch() -> str | None:
+    """Why the harness's torch cannot see a GPU, read from its metadata alone (no import), or None."""
+    if importlib.util.find_spec("torch") is None:
+        return "torch not importable in the harness (not probed)"
+    try:
+        version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    # A "+cpu" wheel (the CPU lane's) has no CUDA runtime: saves importing torch (~1.5 s) to be told so.
+    return NO_CUDA if version.endswith("+cpu") else None
+
+
+def h2d_floor_from_answer(answer: Mapping[str, Any], *, size_gib: float = H2D_PROBE_GIB,
+                          repeats: int = H2D_PROBE_REPEATS) -> HostToGpuFloor | str:
+    """The floor from ``probe_host_to_gpu``'s answer (a dict), or the reason given instead of one."""
+    if "not_probed" in answer:
+        return str(answer["not_probed"])
+    try:
+        return HostToGpuFloor(float(answer["pinned_gbps"]), float(answer["pageable_gbps"]), FLOOR_PROBE,
+                              f"torch copy of {int(answer.get('size_bytes', size_gib * 2**30)) / 2**30:.3g} GiB "
+                              f"host->cuda:0, best of {repeats} (pinned and pageable source memory)")
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"host->GPU probe gave no usable answer ({exc!r}) (not probed)"
+
+
+def probe_host_to_gpu_floor(size_gib: float = H2D_PROBE_GIB, repeats: int = H2D_PROBE_REPEATS, *,
+                            python: str | None = None, timeout_s: float = H2D_PROBE_TIMEOUT_S) -> HostToGpuFloor | str:
+    """The host->GPU floor where the harness's torch sees a CUDA device, else why not (never a made-up number).
+
+    Runs ``measure.preflight.probe_host_to_gpu`` in a child process of *python* (the harness's own
+    interpreter by default), so the harness keeps no CUDA context or GPU memory. NOT run on a GPU in
+    this project (no GPU here): tested against the recorded H200 answer.
+    """
+    if python is None:
+        why = _cpu_only_torch()
+        if why is not None:
+            return why
+    argv = [python or sys.executable, "-c", _H2D_CHILD, str(size_gib), str(repeats), NO_CUDA]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        return f"host->GPU probe took over {timeout_s:.0f} s (not probed)"
+    except OSError as exc:
+        return f"host->GPU probe could not start ({exc.strerror}) (not probed)"
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"host->GPU probe failed (exit {proc.returncode}: {tail}) (not probed)"
+    try:
+        answer = json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return f"host->GPU probe printed no answer ({lines[-1][:200]!r}) (not probed)"
+    return h2d_floor_from_answer(answer, size_gib=size_gib, repeats=repeats)
+
+
+def configured_host_to_gpu(model: ModelSpec) -> HostToGpuFloor | None:
+    """``floor_gbps.host_to_gpu`` of *model* in models.toml, if set (pinned GB/s; pageable unknown)."""
+    value = dict(getattr(model, "floor_gbps", ()) or ()).get(HOST_TO_GPU)
+    if value is None:
+        return None
+    return HostToGpuFloor(float(value), None, FLOOR_CONFIGURED,
+                          f"models.toml [models.{model.name}] floor_gbps.{HOST_TO_GPU}")
+
+
 def configured_floor(model: ModelSpec, kind: str) -> FloorBandwidth | None:
     """``floor_gbps.<kind>`` of *model* in models.toml, if set."""
     value = dict(getattr(model, "floor_gbps", ()) or ()).get(kind)
@@ -142,15 +241,31 @@ class FloorResolver:
 
     :param probe_dir: where the local disk probe writes its scratch file (same
         filesystem as generated models: the workdir).
+    :param host_to_gpu_probe: called at most once per session for the host->GPU floor; returns it or
+        why there is none. Default :func:`probe_host_to_gpu_floor`; tests pass a recorded answer.
     """
 
     def __init__(self, probe_dir: Path, *, clock: Clock | None = None, probe_bytes: int = DEFAULT_PROBE_BYTES,
-                 passes: int = DEFAULT_PASSES) -> None:
+                 passes: int = DEFAULT_PASSES, host_to_gpu_probe: HostToGpuProbe | None = None) -> None:
         self.probe_dir = probe_dir
         self.clock = clock or SystemClock()
         self.probe_bytes = probe_bytes
         self.passes = passes
+        self.host_to_gpu_probe = host_to_gpu_probe or probe_host_to_gpu_floor
         self._probes: dict[str, FloorBandwidth | str] = {}
+        self._h2d: HostToGpuFloor | str | None = None
+
+    def host_to_gpu(self, model: ModelSpec) -> tuple[HostToGpuFloor | None, str]:
+        """(the host->GPU floor or None, why there is none): configured, else probed once per session."""
+        configured = configured_host_to_gpu(model)
+        if configured is not None:
+            return configured, ""
+        if self._h2d is None:
+            try:
+                self._h2d = self.host_to_gpu_probe()
+            except Exception as exc:  # a probe's failure is a note on the result, never a failed run
+                self._h2d = f"host->GPU probe failed: {exc} (not probed)"
+        return (self._h2d, "") if isinstance(self._h2d, HostToGpuFloor) else (None, self._h2d)
 
     def floor(self, model: ModelSpec, optimization: str) -> tuple[FloorBandwidth | None, str, str]:
         """(floor or None, source kind, why there is none)."""
@@ -172,11 +287,20 @@ class FloorResolver:
         return (probe, kind, "") if isinstance(probe, FloorBandwidth) else (None, kind, probe)
 
     def assess_run(self, model: ModelSpec, optimization: str, phases: Sequence[Any],
-                   reported: Mapping[str, Any]) -> LoadEfficiency:
-        """The efficiency object a run's result carries (the probe runs after the server stopped)."""
+                   reported: Mapping[str, Any], *, resident_share: float | None = None) -> LoadEfficiency:
+        """The efficiency object a run's result carries (the probes run after the server stopped).
+
+        :param resident_share: share of the local weights in the page cache right before the start
+            (the hygiene record), None where unknown: decides which floor applies.
+        """
         if load_time(phases, reported)[0] is None:  # a start that never loaded: no reason to probe
             kind, _ = split_source(model.source_for(optimization))
+            h2d = configured_host_to_gpu(model)
             return assess(model.weight_bytes, phases, reported, configured_floor(model, kind), source_kind=kind,
-                          floor_note="floor not probed")
+                          floor_note="floor not probed", host_to_gpu=h2d,
+                          host_to_gpu_note="" if h2d else "not probed (no load observed)",
+                          resident_share=resident_share)
         floor, kind, why = self.floor(model, optimization)
-        return assess(model.weight_bytes, phases, reported, floor, source_kind=kind, floor_note=why)
+        h2d, h2d_why = self.host_to_gpu(model)
+        return assess(model.weight_bytes, phases, reported, floor, source_kind=kind, floor_note=why,
+                      host_to_gpu=h2d, host_to_gpu_note=h2d_why, resident_share=resident_share)

@@ -287,8 +287,10 @@ def run_preflight(*, nvml: Any | None = None, expect_gpus: int | None = None,
 def probe_host_to_gpu(size_gib: float = 2.0, repeats: int = 5) -> dict[str, float]:
     """Host->GPU copy bandwidth through torch, GB/s (best of *repeats*): pinned and pageable.
 
-    The floor for weights that come from RAM (page cache); README, "GPU runners". Needs CUDA torch
-    and a GPU; NOT run in this project yet (no GPU here). Raises ``NvmlUnavailable`` without CUDA.
+    The floor for weights that come from RAM (page cache); README, "GPU runners". The load efficiency
+    takes it through ``measure.floors.probe_host_to_gpu_floor`` (in a child process, once per session).
+    Needs CUDA torch and a GPU; NOT run in this project yet (no GPU here). Raises ``NvmlUnavailable``
+    without CUDA.
     """
     import time
 

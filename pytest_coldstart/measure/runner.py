@@ -548,12 +548,15 @@ class ColdStartRunner:
             last_phase=timeline.last_phase_reached or ("ready" if server.ready_s is not None else None),
             server_argv=tuple(server.process.argv), env_overrides=redact_env(spec.env),
             cache={**plan.cache.record, **hygiene_record},
-            efficiency=self._efficiency(case, timeline), **extra,
+            efficiency=self._efficiency(case, timeline, hygiene_record), **extra,
         )
 
-    def _efficiency(self, case: Case, timeline: Timeline) -> LoadEfficiency:
-        # Runs after stop(): the disk probe (once per runner) never competes with a measured start for I/O.
+    def _efficiency(self, case: Case, timeline: Timeline, hygiene_record: Mapping[str, Any]) -> LoadEfficiency:
+        # Runs after stop(): the disk and host->GPU probes (once per runner) never compete with a measured start.
         if self._floors is None:
             self._floors = FloorResolver(self.settings.workdir / "probe", clock=self.clock)
+        weights = hygiene_record.get("page_cache_weights") or {}  # residency right before the start
+        resident = weights.get("resident_bytes")
+        share = resident / weights["bytes"] if resident is not None and weights.get("bytes") else None
         return self._floors.assess_run(self.registry.model(case.model), case.optimization, timeline.phases,
-                                       timeline.reported)
+                                       timeline.reported, resident_share=share)

@@ -147,14 +147,18 @@ def _build(cls: type, name: str, raw: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where} [{name}]: {exc}") from None
 
 
+#: ``floor_gbps`` keys: a source kind (its storage floor) or ``host_to_gpu`` (weights from RAM: pinned host->GPU copy).
+FLOOR_KINDS = (*SOURCE_KINDS, "host_to_gpu")
+
+
 def _floor_gbps(raw: Any, where: str) -> tuple[tuple[str, float], ...]:
-    example = "e.g. floor_gbps = { local = 1.5, s3 = 6.0 }"
+    example = "e.g. floor_gbps = { local = 1.5, s3 = 6.0, host_to_gpu = 55.3 }"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: floor_gbps must be a table of source kind -> GB/s, {example}")
     floors = []
     for kind, value in raw.items():
-        if kind not in SOURCE_KINDS:
-            raise ConfigError(f"{where}: floor_gbps.{kind}: unknown source kind; expected one of {SOURCE_KINDS}")
+        if kind not in FLOOR_KINDS:
+            raise ConfigError(f"{where}: floor_gbps.{kind}: unknown source kind; expected one of {FLOOR_KINDS}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigError(f"{where}: floor_gbps.{kind} = {value!r}: expected a number of GB/s > 0, {example}")
         floors.append((kind, float(value)))

@@ -10,6 +10,10 @@ Modes (the optimization's ``cache`` policy):
 * ``compile``: as cold, but the compile cache root is the prepared one.
 * ``warm``: nothing is cleared or evicted; the user's caches are used as they are.
 
+Every mode records how much of the local weight files the page cache holds
+right before the start (``page_cache_weights``, mincore): the load efficiency
+holds weights in RAM to the host->GPU floor, cold ones to the storage floor.
+
 The HF cache is made empty by pointing ``HF_HUB_CACHE`` at a fresh directory
 rather than by deleting the user's entry: the start sees exactly what it sees
 after a delete, and a 140 GB download the user already paid for is not lost.
@@ -26,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.model.case import CachePolicy
-from pytest_coldstart.optimize.pagecache import Eviction, evict, resident_bytes
+from pytest_coldstart.optimize.pagecache import WEIGHT_SUFFIXES, Eviction, Residency, evict, residency, resident_bytes
 
-__all__ = ["Eviction", "HygienePlan", "HygieneReport", "apply", "assets_dir_for", "evict", "model_files", "plan",
-           "resident_bytes"]
+__all__ = ["Eviction", "HygienePlan", "HygieneReport", "Residency", "apply", "assets_dir_for", "evict", "model_files",
+           "plan", "resident_bytes", "weights_residency"]
 MODES = tuple(p.value for p in CachePolicy)
 
 
@@ -45,10 +49,15 @@ class HygieneReport:
 
     fresh: tuple[str, ...] = ()
     warm: tuple[str, ...] = ()
+    #: Page-cache residency of the local weight files right before the start (every mode); None: no local weights.
+    weights: Residency | None = None
 
     def to_record(self) -> dict[str, Any]:
-        return {"hygiene": self.mode, "cleared": list(self.cleared), "kept": list(self.kept),
-                "page_cache": self.eviction.to_dict(), "fresh": list(self.fresh), "warm": list(self.warm)}
+        record = {"hygiene": self.mode, "cleared": list(self.cleared), "kept": list(self.kept),
+                  "page_cache": self.eviction.to_dict(), "fresh": list(self.fresh), "warm": list(self.warm)}
+        if self.weights is not None:
+            record["page_cache_weights"] = self.weights.to_dict()
+        return record
 
 
 #: Every cache a start could hit, by short name (``fresh`` / ``warm`` in the result's ``cache`` record).
@@ -60,6 +69,14 @@ def model_files(model_dir: Path) -> list[Path]:
     if not model_dir.is_dir():
         return []
     return sorted(p for p in model_dir.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def weights_residency(model_dir: Path | None) -> Residency | None:
+    """Residency of the weight files of a local model directory (the load efficiency's floor choice)."""
+    if model_dir is None:
+        return None
+    weights = [p for p in model_files(model_dir) if p.name.endswith(WEIGHT_SUFFIXES)]
+    return residency(weights) if weights else None
 
 
 def _empty_dir(path: Path) -> bool:
@@ -105,8 +122,9 @@ def plan(mode: CachePolicy | str, *, compile_root: Path, run_root: Path, assets_
     mode = CachePolicy(mode)
     env = {"VLLM_CACHE_ROOT": str(compile_root), "VLLM_ASSETS_CACHE": str(assets_dir)}
     if mode == "warm":
+        # The model dir is kept (never evicted in warm mode) to record how much of it the page cache holds.
         return HygienePlan(mode, env, (), ("VLLM_CACHE_ROOT (compile, Inductor, Triton)", "HF hub cache",
-                                           "vLLM assets", "page cache"), assets_dir, None)
+                                           "vLLM assets", "page cache"), assets_dir, local_model_dir)
     # vLLM 0.31+ keeps a user-set TRITON_CACHE_DIR instead of its per-cache
     # default, so an inherited one would leak warm Triton kernels into the run.
     env["TRITON_CACHE_DIR"] = str(compile_root / "triton_cache")
@@ -128,7 +146,8 @@ def apply(p: HygienePlan) -> HygieneReport:
     """Right before the measured start: empty the assets dir, evict the model's pages."""
     if p.mode == "warm":
         p.assets_dir.mkdir(parents=True, exist_ok=True)
-        return HygieneReport(p.mode, p.env, p.cleared, p.kept, warm=CACHES)
+        return HygieneReport(p.mode, p.env, p.cleared, p.kept, warm=CACHES,
+                             weights=weights_residency(p.local_model_dir))
     cleared = list(p.cleared)
     # Emptied again right before the start: nothing (a populate start, an earlier step) may have filled it.
     _empty_dir(Path(p.env["HF_HUB_CACHE"]))
@@ -141,4 +160,5 @@ def apply(p: HygienePlan) -> HygieneReport:
     fresh = ["hf_hub", "assets"] + (["page_cache"] if p.local_model_dir is not None else [])
     warm = []
     (fresh if p.mode == "cold" else warm).insert(0, "compile")
-    return HygieneReport(p.mode, p.env, tuple(cleared), p.kept, eviction, tuple(fresh), tuple(warm))
+    return HygieneReport(p.mode, p.env, tuple(cleared), p.kept, eviction, tuple(fresh), tuple(warm),
+                         weights_residency(p.local_model_dir))

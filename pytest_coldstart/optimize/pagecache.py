@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 _PAGE = mmap.PAGESIZE
+_LOW_BIT = bytes(b & 1 for b in range(256))
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,48 @@ class Eviction:
     def to_dict(self) -> dict[str, Any]:
         return {"files": self.files, "bytes": self.bytes_total, "resident_before_bytes": self.resident_before_bytes,
                 "resident_after_bytes": self.resident_after_bytes, "errors": list(self.errors)}
+
+
+#: Files that hold weights (what the load efficiency's page-cache residency counts; config and tokenizer do not).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+@dataclass(frozen=True)
+class Residency:
+    """How much of some files the page cache holds (mincore), e.g. a model's weights right before a start."""
+
+    files: int = 0
+    bytes_total: int = 0
+    resident_bytes: int | None = 0
+
+    @property
+    def share(self) -> float | None:
+        if self.resident_bytes is None or not self.bytes_total:
+            return None
+        return self.resident_bytes / self.bytes_total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": self.files, "bytes": self.bytes_total, "resident_bytes": self.resident_bytes}
+
+
+def residency(paths: Iterable[Path]) -> Residency:
+    """Page-cache residency of *paths* together; ``resident_bytes`` None if any file's is unknown."""
+    files, total, resident = 0, 0, 0
+    known = True
+    for path in paths:
+        try:
+            size = path.stat().st_size
+            count = resident_bytes(path)
+        except OSError:
+            known = False
+            continue
+        files += 1
+        total += size
+        if count is None:
+            known = False
+        else:
+            resident += count
+    return Residency(files, total, resident if known else None)
 
 
 def _libc() -> Any:
@@ -65,7 +108,8 @@ def resident_bytes(path: Path) -> int | None:
             vec = (ctypes.c_ubyte * pages)()
             if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
                 return None
-            return min(size, sum(b & 1 for b in vec) * _PAGE)
+            # Low bit = resident (the rest is reserved); counted in C: a 140 GB model has ~34 M pages.
+            return min(size, bytes(vec).translate(_LOW_BIT).count(1) * _PAGE)
         finally:
             libc.munmap(ctypes.c_void_p(addr), size)
     finally:

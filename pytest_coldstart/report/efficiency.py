@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pytest_coldstart.model.case import group_by_case
-from pytest_coldstart.model.efficiency import LoadEfficiency, format_bytes, format_gbps
+from pytest_coldstart.model.efficiency import (
+    APPLIES_HOST_TO_GPU,
+    APPLIES_STORAGE,
+    LoadEfficiency,
+    format_bytes,
+    format_gbps,
+)
 from pytest_coldstart.model.result import RunResult
 
 
@@ -30,9 +36,11 @@ def median_efficiency(results: Sequence[RunResult]) -> LoadEfficiency | None:
     timed = [e for e in found if e.load_s is not None]
     if not timed:
         return found[-1]
-    floored = [e for e in timed if e.floor_gbps is not None]
+    floored = [e for e in timed if e.floor_gbps is not None or e.host_to_gpu is not None]
     base = floored[-1] if floored else timed[-1]
-    return replace(base, load_s=statistics.median(e.load_s for e in timed))  # type: ignore[misc]
+    shares = [e.resident_share for e in timed if e.resident_share is not None]
+    return replace(base, load_s=statistics.median(e.load_s for e in timed),  # type: ignore[misc]
+                   resident_share=statistics.median(shares) if shares else None)
 
 
 def efficiency_line(results: Sequence[RunResult]) -> str:
@@ -45,18 +53,55 @@ def efficiency_line(results: Sequence[RunResult]) -> str:
     return f"  {prefix}{eff.describe()}"
 
 
+def host_to_gpu_cells(eff: LoadEfficiency | None) -> tuple[str, str, str, str, str]:
+    """(in page cache, host->GPU pinned GB/s (source), host->GPU floor s, % of host->GPU, floor that applies)."""
+    if eff is None:
+        return "-", "-", "-", "-", "-"
+    resident = "-" if eff.resident_share is None else f"{100 * eff.resident_share:.0f}%"
+    h2d = eff.host_to_gpu
+    if h2d is None:
+        floor = eff.host_to_gpu_note or "-"
+        floor_s = pct = "-"
+    else:
+        floor = f"{format_gbps(h2d.pinned_gbps)} ({h2d.source})"
+        floor_s = "-" if eff.host_to_gpu_s is None else f"{eff.host_to_gpu_s:.3g}"
+        pct = "-" if eff.percent_of_host_to_gpu is None else f"{eff.percent_of_host_to_gpu:.3g}%"
+    applies = {APPLIES_HOST_TO_GPU: "host->GPU", APPLIES_STORAGE: "storage"}.get(eff.floor_applies or "", "-")
+    return resident, floor, floor_s, pct, applies
+
+
+def any_host_to_gpu(results: Sequence[RunResult]) -> bool:
+    """Whether any run was assessed against a host->GPU floor (the extra columns are shown only then)."""
+    return any(e.host_to_gpu is not None for e in _ok_with_efficiency(results))
+
+
+def host_to_gpu_notes(results: Sequence[RunResult]) -> list[str]:
+    """Why runs have no host->GPU floor ("no CUDA device (not probed)"), each reason once."""
+    return sorted({e.host_to_gpu_note for e in _ok_with_efficiency(results)
+                   if e.host_to_gpu is None and e.host_to_gpu_note})
+
+
 def efficiency_markdown(results: Sequence[RunResult]) -> str:
-    """A PR-comment table: one row per model x optimization x launcher, medians over repeats."""
+    """A PR-comment table: one row per model x optimization x launcher, medians over repeats.
+
+    Where a run has a host->GPU floor, four more columns put the achieved GB/s against it too (page-cache
+    residency, pinned GB/s, % of it, which floor applies); without one the table is as before, plus a line
+    saying why there is none.
+    """
     groups = group_by_case(results)
+    h2d = any_host_to_gpu(results)
+    extra_head = (" in page cache | host->GPU pinned GB/s (source) | host->GPU floor s | % of host->GPU "
+                  "| floor that applies |") if h2d else ""
     lines = ["| model | optimization | launcher | weights | load s | load at GB/s | floor GB/s (source) "
-             "| floor s | % of floor |",
-             "|---|---|---|---:|---:|---:|---|---:|---:|"]
+             "| floor s | % of floor |" + extra_head,
+             "|---|---|---|---:|---:|---:|---|---:|---:|" + ("---:|---|---:|---:|---|" if h2d else "")]
     notes: list[str] = []
     for key, runs in groups.items():
         model, opt, launcher = key.astuple()
         eff = median_efficiency(runs)
+        extra = (" " + " | ".join(host_to_gpu_cells(eff)) + " |") if h2d else ""
         if eff is None:
-            lines.append(f"| {model} | {opt} | {launcher} | - | not recorded | - | - | - | - |")
+            lines.append(f"| {model} | {opt} | {launcher} | - | not recorded | - | - | - | - |{extra}")
             continue
         floor = ("-" if eff.floor_gbps is None
                  else f"{format_gbps(eff.floor_gbps)} ({eff.floor_source})")
@@ -64,15 +109,20 @@ def efficiency_markdown(results: Sequence[RunResult]) -> str:
         pct = "-" if eff.percent_of_floor is None else f"{eff.percent_of_floor:.3g}%"
         floor_s = "-" if eff.floor_s is None else f"{eff.floor_s:.3g}"
         lines.append(f"| {model} | {opt} | {launcher} | {format_bytes(eff.weight_bytes)} | {load} | "
-                     f"{format_gbps(eff.achieved_gbps)} | {floor} | {floor_s} | {pct} |")
+                     f"{format_gbps(eff.achieved_gbps)} | {floor} | {floor_s} | {pct} |{extra}")
         if eff.note:
             notes.append(f"{model}/{opt}/{launcher}: {eff.note}")
         elif eff.load_basis:
+            h2d_detail = "" if eff.host_to_gpu is None else \
+                f"; host->GPU floor: {eff.host_to_gpu.detail or eff.host_to_gpu.source}"
             notes.append(f"{model}/{opt}/{launcher}: load time from the {eff.load_basis}; "
-                         f"floor: {eff.floor_detail or eff.floor_source}")
+                         f"floor: {eff.floor_detail or eff.floor_source}{h2d_detail}")
     if len(lines) == 2:
         return ""
-    text = "**Load efficiency** (weights / load time vs the floor bandwidth of the source)\n\n" + "\n".join(lines)
+    notes += [f"host->GPU floor: {why}" for why in host_to_gpu_notes(results)]
+    title = ("weights / load time vs the storage floor of the source and the host->GPU floor (weights in RAM)"
+             if h2d else "weights / load time vs the floor bandwidth of the source")
+    text = f"**Load efficiency** ({title})\n\n" + "\n".join(lines)
     if notes:
         text += "\n\n" + "\n".join(f"- {n}" for n in notes)
     return text + "\n"

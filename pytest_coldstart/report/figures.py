@@ -14,7 +14,7 @@ from typing import Any
 
 from pytest_coldstart.launch.registry import phase_rules
 from pytest_coldstart.logs.timeline import PHASE_NAMES, SOURCE_LOG
-from pytest_coldstart.model.efficiency import format_gbps
+from pytest_coldstart.model.efficiency import APPLIES_HOST_TO_GPU, format_gbps
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import atomic_path
 from pytest_coldstart.model.result import RunResult
@@ -26,6 +26,7 @@ KIND_GAP = "unaccounted"  # time between observed phases
 KIND_TTFT = "ttft"  # first token, after ready
 KIND_ACHIEVED = "achieved"
 KIND_FLOOR = "floor"
+KIND_FLOOR_H2D = "floor_host_to_gpu"  # pinned host->GPU copy: the floor for weights in RAM
 
 _GAP_COLOUR = "#d62728"
 _MIN_GAP_S = 1e-3  # rounding of stamps to the microsecond leaves sub-ms slivers
@@ -327,7 +328,11 @@ def comparison(results: Sequence[RunResult], path: Path) -> FigureInfo:
 
 
 def efficiency_chart(results: Sequence[RunResult], path: Path) -> FigureInfo | None:
-    """Achieved load GB/s beside the floor GB/s per model x optimization (log scale); None if nothing to draw."""
+    """Achieved load GB/s beside the floor GB/s per model x optimization (log scale); None if nothing to draw.
+
+    Where a run has a host->GPU floor, it is a third bar, and the row's label is the % of the floor that
+    applies (host->GPU when the weights were in the page cache): the gap to it is what a faster loader wins.
+    """
     plt = _pyplot()
     groups: dict[str, list[RunResult]] = {}
     for r in results:
@@ -337,19 +342,32 @@ def efficiency_chart(results: Sequence[RunResult], path: Path) -> FigureInfo | N
     labels: dict[str, str] = {}
     for row, runs in groups.items():
         eff = median_efficiency(runs)
-        if eff is None or eff.achieved_gbps is None or eff.floor_gbps is None:
+        if eff is None or eff.achieved_gbps is None or (eff.floor_gbps is None and eff.host_to_gpu is None):
             continue
         bars.append(Bar(row, "achieved", 0.0, eff.achieved_gbps, KIND_ACHIEVED))
-        bars.append(Bar(row, f"floor ({eff.floor_source})", 0.0, eff.floor_gbps, KIND_FLOOR))
-        labels[row] = f"{eff.percent_of_floor:.3g}% of floor"
+        if eff.floor_gbps is not None:
+            name = "storage floor" if eff.host_to_gpu is not None else "floor"
+            bars.append(Bar(row, f"{name} ({eff.floor_source})", 0.0, eff.floor_gbps, KIND_FLOOR))
+            labels[row] = f"{eff.percent_of_floor:.3g}% of floor"
+        if eff.host_to_gpu is not None:
+            bars.append(Bar(row, f"host->GPU pinned ({eff.host_to_gpu.source})", 0.0, eff.host_to_gpu.pinned_gbps,
+                            KIND_FLOOR_H2D))
+            if eff.floor_applies == APPLIES_HOST_TO_GPU or eff.floor_gbps is None:
+                labels[row] = f"{eff.percent_of_host_to_gpu:.3g}% of host->GPU"
+            if eff.resident_share is not None:
+                labels[row] += f"\n({100 * eff.resident_share:.0f}% in page cache)"
     if not bars:
         return None
     rows = list(labels)
     fig, ax = plt.subplots(figsize=(11, 0.8 * len(rows) + 1.8))
+    three = any(b.kind == KIND_FLOOR_H2D for b in bars)
+    offsets = {KIND_ACHIEVED: -0.24, KIND_FLOOR: 0.0, KIND_FLOOR_H2D: 0.24} if three else \
+        {KIND_ACHIEVED: -0.18, KIND_FLOOR: 0.18}
+    colours = {KIND_ACHIEVED: "#1f77b4", KIND_FLOOR: "#bbbbbb", KIND_FLOOR_H2D: "#2ca02c"}
     for bar in bars:
         i = rows.index(bar.row)
-        offset = -0.18 if bar.kind == KIND_ACHIEVED else 0.18
-        ax.barh(i + offset, bar.duration_s, height=0.34, color="#1f77b4" if bar.kind == KIND_ACHIEVED else "#bbbbbb")
+        offset = offsets[bar.kind]
+        ax.barh(i + offset, bar.duration_s, height=0.22 if three else 0.34, color=colours[bar.kind])
         ax.text(bar.duration_s * 1.05, i + offset, f"{format_gbps(bar.duration_s)} GB/s {bar.label}", va="center",
                 fontsize=8)
     for i, row in enumerate(rows):
@@ -360,7 +378,8 @@ def efficiency_chart(results: Sequence[RunResult], path: Path) -> FigureInfo | N
     ax.set_xlim(min(values) / 3, max(values) * 15)
     ax.set_yticks(range(len(rows)), rows)
     ax.invert_yaxis()
-    ax.set_xlabel("GB/s (log scale): weight bytes / load time, against the floor bandwidth of the source")
+    ax.set_xlabel("GB/s (log scale): weight bytes / load time, against the floor bandwidth of the source"
+                  + (" and the pinned host->GPU copy (the floor for weights in the page cache)" if three else ""))
     title = "Weight load efficiency"
     ax.set_title(title, fontsize=11, loc="left")
     ax.grid(axis="x", alpha=0.3, which="both")

@@ -25,7 +25,7 @@ from pytest_coldstart.model.files import atomic_write_text
 from pytest_coldstart.model.redact import MASK, Redactor, is_secret_name
 from pytest_coldstart.model.result import RunResult, load_results
 from pytest_coldstart.model.scaleout import SCALEOUT_DIR, ScaleoutResult, load_scaleouts
-from pytest_coldstart.report.efficiency import median_efficiency
+from pytest_coldstart.report.efficiency import any_host_to_gpu, host_to_gpu_cells, median_efficiency
 from pytest_coldstart.report.figures import phase_order
 
 ENV_KEYS = ("vllm", "vllm_distribution", "torch", "ray", "python", "pytest_coldstart", "gpu_name", "gpu_count",
@@ -144,22 +144,31 @@ def _model_table(runs: Sequence[RunResult]) -> str:
 
 def _efficiency_table(results: Sequence[RunResult]) -> str:
     groups = group_by_case(results)
+    h2d = any_host_to_gpu(results)  # the host->GPU columns only where some run has that floor
     rows = []
     for key, runs in groups.items():
         model, opt, launcher = key.astuple()
         eff = median_efficiency(runs)
+        extra = host_to_gpu_cells(eff) if h2d else ()
         if eff is None:
-            rows.append((model, opt, launcher, "-", "not recorded", "-", "-", "-", "-",
+            rows.append((model, opt, launcher, "-", "not recorded", "-", "-", "-", "-", *extra,
                          "no successful run carries an efficiency object (failed, or written before it existed)"))
             continue
         pct = "-" if eff.percent_of_floor is None else f"{eff.percent_of_floor:.3g}%"
+        how = eff.note or f"load: {eff.load_basis}; floor: {eff.floor_detail}"
+        if eff.host_to_gpu is not None:
+            how += f"; host->GPU floor: {eff.host_to_gpu.detail or eff.host_to_gpu.source}"
+        elif eff.host_to_gpu_note:
+            how += f"; host->GPU floor: {eff.host_to_gpu_note}"
         rows.append((model, opt, launcher, format_bytes(eff.weight_bytes),
                      "not observed" if eff.load_s is None else f"{eff.load_s:.3g}", format_gbps(eff.achieved_gbps),
                      "-" if eff.floor_gbps is None else f"{format_gbps(eff.floor_gbps)} ({eff.floor_source})",
-                     "-" if eff.floor_s is None else f"{eff.floor_s:.3g}", pct,
-                     eff.note or f"load: {eff.load_basis}; floor: {eff.floor_detail}"))
+                     "-" if eff.floor_s is None else f"{eff.floor_s:.3g}", pct, *extra, how))
+    extra_head = ("in page cache", "host->GPU pinned GB/s", "host->GPU floor s", "% of host->GPU",
+                  "floor that applies") if h2d else ()
     return _table(("model", "optimization", "launcher", "weights", "load s", "load at GB/s", "floor GB/s",
-                   "floor s", "% of floor", "how"), rows, (3, 4, 5, 7, 8))
+                   "floor s", "% of floor", *extra_head, "how"), rows,
+                  (3, 4, 5, 7, 8, *((9, 11, 12) if h2d else ())))
 
 
 def _anchors_section(anchors_path: Path | None) -> str:
@@ -199,6 +208,10 @@ def build_report(results_dir: Path, out: Path, *, png_dir: Path | None = None,
         chart = figures.efficiency_chart(results, png_dir / "efficiency.png")
         eff = "<section><h2>Load efficiency</h2><p>Weight bytes / load time against the floor bandwidth of the " \
               "source (a short probe, or floor_gbps in benchmarks/models.toml); medians over repeats.</p>"
+        if any_host_to_gpu(results):
+            eff += ("<p>Weights already in the page cache are held to the host-&gt;GPU floor instead (pinned copy "
+                    "into the GPU, probed once per session or floor_gbps.host_to_gpu): from RAM the storage floor "
+                    "says nothing about what a loader leaves on the table.</p>")
         if chart is not None:
             drawn.append(chart)
             eff += _img(chart.path, chart.title)

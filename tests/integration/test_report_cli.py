@@ -104,11 +104,15 @@ def test_report_after_a_real_cpu_lane_bench(cpu_lane_results, tmp_path: Path) ->
         eff = result.efficiency
         assert eff is not None and eff.floor_source == FLOOR_PROBE and eff.weight_bytes == 1685112
         assert eff.load_s == result.phase_durations()["weights_load"] and eff.percent_of_floor > 0
+        # No GPU here: the host->GPU floor is a reason, never a number; the weights were evicted before the start.
+        assert eff.host_to_gpu is None and eff.host_to_gpu_note == "no CUDA device (not probed)"
+        assert eff.resident_share is not None and eff.resident_share <= 0.05
         raw = json.loads(next(p for p in (cpu_lane_results.results_dir / "runs").glob("*.json")
                               if result.started_at in p.read_text()).read_text())
         assert raw["schema_version"] == 1 and raw["efficiency"]["percent_of_floor"] is not None
     summary_lines = [line for line in cpu_lane_results.output.splitlines() if "load at" in line]
     assert len(summary_lines) == 2 and all("% of floor" in line and "(source: probe)" in line for line in summary_lines)
+    assert all(line.endswith("; host->GPU floor: no CUDA device (not probed)") for line in summary_lines)
 
     out = tmp_path / "report.html"
     proc = coldstart("report", str(cpu_lane_results.results_dir), "--out", str(out))
