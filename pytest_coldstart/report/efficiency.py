@@ -82,8 +82,10 @@ def efficiency_markdown(results: Sequence[RunResult]) -> str:
 
 def describe_pull(eff: LoadEfficiency) -> str:
     """``image pull at X GB/s = Y% of registry floor Z GB/s`` in words, or why it can't be said."""
+    if eff.load_s is None:
+        return f"image pull: {eff.note or 'not observed'}"
     if eff.achieved_gbps is None:
-        return f"image pull efficiency: not observed ({eff.note})" if eff.note else "image pull: not observed"
+        return f"image pull in {eff.load_s:.3g} s; no rate ({eff.note})"
     text = f"image pull at {format_gbps(eff.achieved_gbps)} GB/s"
     if eff.percent_of_floor is None:
         return f"{text}; no registry floor ({eff.note})"
