@@ -2,11 +2,12 @@
 
 A cold start here begins before the server's first log line, the way a node that
 has never run the image sees it: ``image_pull`` (the image is removed locally
-first, so the pull is real), ``container_create``, ``container_start``, then
+first, so the pull is real; under the ``image_cached`` optimization it was pulled by an unmeasured
+step and ``image_pull`` is "not observed"), ``container_create``, ``container_start``, then
 vLLM's own phases read from the container's log stream (each line stamped on
 arrival with the harness clock, t = 0 at the start of the pull), ``ready`` and
 TTFT. The result's ``reported`` gets the image digest, its size and the pull
-throughput.
+throughput; the runner sets the pull against the registry's floor (``measure.registry_floor``).
 
 Two ways to run the server (``--docker-python``):
 
@@ -40,6 +41,7 @@ import psutil
 
 from pytest_coldstart.launch.base import Launcher, LauncherOption, LaunchSpec, Server
 from pytest_coldstart.launch.docker_ground import DEFAULT_IMAGE, REGISTRY_ADDR, default_docker_host
+from pytest_coldstart.launch.process import StampedLog
 from pytest_coldstart.launch.vllm import vllm_argv, vllm_env
 from pytest_coldstart.logs.grammar import parse_line
 from pytest_coldstart.logs.timeline import (
@@ -58,8 +60,9 @@ from pytest_coldstart.model.redact import Redactor
 
 CONTAINER_PHASES: tuple[PhaseRule, ...] = (
     PhaseRule("image_pull", ("image_pulled",), ("pull_start",),
-              description="image pull from the registry (near zero with --docker-image-cache cached)"),
-    PhaseRule("container_create", ("container_created",), description="docker create: layers, mounts, config"),
+              description="image pull from the registry (not observed under image_cached: pulled beforehand)"),
+    PhaseRule("container_create", ("container_created",), ("create_start",),
+              description="docker create: layers, mounts, config"),
     PhaseRule("container_start", ("container_started",), description="docker start: namespaces, init, exec"),
 )
 DOCKER_PHASE_RULES: tuple[PhaseRule, ...] = CONTAINER_PHASES + PHASE_RULES
@@ -71,11 +74,20 @@ STOP_GRACE_S = 15
 OOM_EXIT = 137
 DEFAULT_SHM = "2g"
 LABEL = "pytest-coldstart"
+#: ``LaunchSpec.launcher_options`` key a cache plan sets (``optimize.image_cache``): ``warm`` keeps the local
+#: image and skips the pull. Not a user option: a warm image must show in the result's cache record.
+IMAGE_CACHE_KEY = "docker_image_cache"
+IMAGE_WARM = "warm"
 
 
-def _image_cache(value: str) -> str:
-    if value not in ("cold", "cached"):
-        raise ConfigError(f"--docker-image-cache {value!r}: expected cold or cached")
+def _floor_gbps(value: str) -> str:
+    if value:
+        try:
+            ok = float(value) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"--docker-registry-floor-gbps {value!r}: expected a number of GB/s > 0")
     return value
 
 
@@ -141,7 +153,7 @@ def describe_pull_error(image: str, exc: Exception) -> LaunchError:
     return LaunchError(f"image_pull: pulling {image} failed: {text[-400:]}")
 
 
-class ContainerProcess:
+class ContainerProcess(StampedLog):
     """A container behind the interface the runner expects of ``OwnedProcess``:
     stamped lines, ``poll()``, ``elapsed_s()``, ``stop()``, ``argv``, ``pid``.
 
@@ -151,7 +163,8 @@ class ContainerProcess:
 
     def __init__(self, client: Any, *, image: str, command: list[str] | None, env: Mapping[str, str],
                  mounts: Mapping[str, Mapping[str, str]], log_path: Path, clock: Clock, redactor: Redactor,
-                 run_options: Mapping[str, Any]) -> None:
+                 run_options: Mapping[str, Any], image_warm: bool = False) -> None:
+        super().__init__()
         self.client = client
         self.image = image
         self.command = command
@@ -161,6 +174,8 @@ class ContainerProcess:
         self.clock = clock
         self.redactor = redactor
         self.run_options = dict(run_options)
+        #: The image is already local (image_cached): no pull, so ``image_pull`` is not observed.
+        self.image_warm = image_warm
         self.spawn_s = 0.0
         self.events: dict[str, float] = {}
         self.reported: dict[str, object] = {}
@@ -169,8 +184,6 @@ class ContainerProcess:
         self.exit_code: int | None = None
         self.oom_killed = False
         self.host_pid = -1
-        self._lines: list[StampedLine] = []
-        self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_state_s = float("-inf")
@@ -206,16 +219,11 @@ class ContainerProcess:
         import docker.errors
 
         try:
-            self._mark("pull_start")
-            repo, tag = split_image(self.image)
-            try:
-                image = self.client.images.pull(repo, tag=tag)
-            except docker.errors.DockerException as exc:
-                raise describe_pull_error(self.image, exc) from None
-            self._mark("image_pulled")
+            image = self._local_image() if self.image_warm else self._pull()
             self._record_image(image)
             if self._stopping.is_set():
                 return
+            self._mark("create_start")
             self.container = self.client.containers.create(
                 image.id, self.command, environment=self.env, volumes=self.mounts, network_mode="host", init=True,
                 labels={LABEL: "1"}, **self.run_options)
@@ -235,16 +243,40 @@ class ContainerProcess:
             return
         self._stream_logs()
 
+    def _pull(self) -> Any:
+        import docker.errors
+
+        self._mark("pull_start")
+        repo, tag = split_image(self.image)
+        try:
+            image = self.client.images.pull(repo, tag=tag)
+        except docker.errors.DockerException as exc:
+            raise describe_pull_error(self.image, exc) from None
+        self._mark("image_pulled")
+        return image
+
+    def _local_image(self) -> Any:
+        """The image image_cached pulled beforehand; gone since then is an error, never a silent pull."""
+        import docker.errors
+
+        try:
+            return self.client.images.get(self.image)
+        except docker.errors.ImageNotFound:
+            raise LaunchError(f"image_cached: {self.image} is not present locally although it was pulled before "
+                              "the start (removed in between?)", hint="run the case again; nothing else may "
+                              "remove images from this daemon while it runs") from None
+
     def _record_image(self, image: Any) -> None:
-        pull_s = self.events["image_pulled"] - self.events["pull_start"]
+        pulled = "image_pulled" in self.events
+        pull_s = self.events["image_pulled"] - self.events["pull_start"] if pulled else None
         size = int(image.attrs.get("Size") or 0)
         digests = image.attrs.get("RepoDigests") or []
         self.reported.update({
             "image": self.image, "image_id": image.id,
             "image_digest": digests[0].rpartition("@")[2] if digests else None,
-            "image_size_bytes": size, "image_pull_s": round(pull_s, 6),
-            "image_pull_mb_per_s": round(size / 1e6 / pull_s, 3) if pull_s > 0 and not self.reported.get(
-                "image_cached") else None,
+            "image_size_bytes": size, "image_pull_s": None if pull_s is None else round(pull_s, 6),
+            # Unpacked size over pull time; the registry floor compares the bytes on the wire (pull_efficiency).
+            "image_pull_mb_per_s": round(size / 1e6 / pull_s, 3) if pull_s else None,
         })
 
     def _stream_logs(self) -> None:
@@ -264,17 +296,9 @@ class ContainerProcess:
     def _line(self, raw: bytes, log: Any) -> None:
         t_s = self.elapsed_s()
         text = self.redactor.redact(raw.decode("utf-8", "replace").rstrip("\r"))
-        with self._lock:
-            self._lines.append(StampedLine(t_s, text))
+        self._append(StampedLine(t_s, text))
         log.write(text + "\n")
         log.flush()
-
-    def lines(self) -> tuple[StampedLine, ...]:
-        with self._lock:
-            return tuple(self._lines)
-
-    def tail(self, n: int = 50) -> tuple[str, ...]:
-        return tuple(line.text for line in self.lines()[-n:])
 
     def poll(self) -> int | None:
         """The container's exit code once it exited; None while it runs or is not there yet."""
@@ -381,6 +405,8 @@ class DockerServer(Server):
     def phase_in_progress(self) -> str:
         for name, event in zip(_CONTAINER_PHASE_NAMES, ("image_pulled", "container_created", "container_started"),
                                strict=True):
+            if name == "image_pull" and self.process.image_warm:
+                continue  # image_cached: no pull to wait for
             if event not in self.process.events:
                 return name
         timeline = self.timeline()
@@ -416,7 +442,8 @@ class DockerServer(Server):
         return super().failure_hint(cls, tail)
 
 
-def _client(host: str) -> Any:
+def docker_client(host: str) -> Any:
+    """A client of the daemon at *host* that answered a ping; ``LaunchError`` with the next step if none."""
     import docker
 
     try:
@@ -441,9 +468,6 @@ class DockerLauncher(Launcher):
         LauncherOption("--docker-host", "docker_host", "",
                        "--launcher docker: the daemon's address. Default: $DOCKER_HOST, else the CPU lane's "
                        "private daemon (unix://.coldstart/docker/docker.sock)"),
-        LauncherOption("--docker-image-cache", "docker_image_cache", "cold",
-                       "--launcher docker: cold removes the image locally before each start so image_pull is a "
-                       "real pull; cached keeps it (image_cached). Default: %(default)s", _image_cache),
         LauncherOption("--docker-python", "docker_python", "host",
                        "--launcher docker: host runs the harness's interpreter and venv mounted read-only at the "
                        "same paths; image runs the image's entrypoint with vLLM's arguments (vllm/vllm-openai). "
@@ -455,6 +479,10 @@ class DockerLauncher(Launcher):
                        "64 MB). Default: %(default)s"),
         LauncherOption("--docker-gpus", "docker_gpus", "",
                        "--launcher docker: 'all' or a count of GPUs (device_requests). Default: none (CPU)"),
+        LauncherOption("--docker-registry-floor-gbps", "docker_registry_floor_gbps", "",
+                       "--launcher docker: the registry's floor in GB/s (1e9 B/s), the fastest it delivers a "
+                       "layer, for the pull's efficiency. Default: probed (best of 3 GETs of the image's largest "
+                       "layer blob, after the start)", _floor_gbps),
     )
 
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:
@@ -464,7 +492,7 @@ class DockerLauncher(Launcher):
         options = dict(spec.launcher_options)
         image = options.get("docker_image") or DEFAULT_IMAGE
         host = options.get("docker_host") or default_docker_host()
-        client = _client(host)
+        client = docker_client(host)
         env = container_env(spec)
         if options.get("docker_python", "host") == "host":
             command: list[str] | None = vllm_argv(spec)
@@ -483,16 +511,19 @@ class DockerLauncher(Launcher):
         if options.get("docker_gpus"):
             count = -1 if options["docker_gpus"] == "all" else int(options["docker_gpus"])
             run_options["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
-        cached = options.get("docker_image_cache", "cold") == "cached"
-        if not cached:  # not part of the measured start: a node that never ran the image
+        warm = options.get(IMAGE_CACHE_KEY, "cold") == IMAGE_WARM
+        if not warm:  # not part of the measured start: a node that never ran the image
             with contextlib.suppress(docker.errors.ImageNotFound):
                 client.images.remove(image, force=True)
         process = ContainerProcess(client, image=image, command=command, env=env, mounts=mounts,
                                    log_path=spec.log_path, clock=clock, redactor=Redactor.from_env(env),
-                                   run_options=run_options)
-        process.reported["image_cached"] = cached
+                                   run_options=run_options, image_warm=warm)
+        process.reported["image_cached"] = warm
+        if options.get("docker_registry_floor_gbps"):
+            process.reported["registry_floor_gbps"] = float(options["docker_registry_floor_gbps"])
         process.start()
         return DockerServer(spec, process, clock)  # type: ignore[arg-type]
 
 
-__all__ = ["DOCKER_PHASE_RULES", "ContainerProcess", "DockerLauncher", "DockerServer"]
+__all__ = ["DOCKER_PHASE_RULES", "IMAGE_CACHE_KEY", "IMAGE_WARM", "ContainerProcess", "DockerLauncher",
+           "DockerServer", "docker_client", "split_image"]

@@ -65,7 +65,28 @@ def marked_processes(token: str) -> list[psutil.Process]:
     return found
 
 
-class OwnedProcess:
+class StampedLog:
+    """Lines stamped on arrival, kept in memory under a lock: what a server's reader thread appends
+    and the runner reads (``OwnedProcess``, ``launch.docker.ContainerProcess``)."""
+
+    def __init__(self) -> None:
+        self._lines: list[StampedLine] = []
+        self._lock = threading.Lock()
+
+    def _append(self, line: StampedLine) -> None:
+        with self._lock:
+            self._lines.append(line)
+
+    def lines(self) -> tuple[StampedLine, ...]:
+        """A snapshot of the lines read so far."""
+        with self._lock:
+            return tuple(self._lines)
+
+    def tail(self, n: int = 50) -> tuple[str, ...]:
+        return tuple(line.text for line in self.lines()[-n:])
+
+
+class OwnedProcess(StampedLog):
     """Start *argv* in a new session and stamp every output line on arrival.
 
     stdout and stderr share one pipe so their relative order is the order the
@@ -76,6 +97,7 @@ class OwnedProcess:
 
     def __init__(self, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path, clock: Clock,
                  redactor: Redactor | None = None, cwd: Path | None = None) -> None:
+        super().__init__()
         self.argv = list(argv)
         self.owner = uuid.uuid4().hex
         self.env = {**dict(env), OWNER_ENV: self.owner}
@@ -86,8 +108,6 @@ class OwnedProcess:
         self.redactor = redactor or Redactor(())
         self.cwd = cwd
         self.spawn_s = 0.0
-        self._lines: list[StampedLine] = []
-        self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
 
@@ -117,8 +137,7 @@ class OwnedProcess:
         for raw in iter(self._proc.stdout.readline, b""):
             t_s = self.clock.monotonic_s() - self.spawn_s
             text = self.redactor.redact(raw.decode("utf-8", "replace").rstrip("\r\n"))
-            with self._lock:
-                self._lines.append(StampedLine(t_s, text))
+            self._append(StampedLine(t_s, text))
             if log is None:
                 continue  # keep draining the pipe, or the server blocks on a full pipe
             try:
@@ -132,14 +151,6 @@ class OwnedProcess:
         if log is not None:
             with contextlib.suppress(OSError):
                 log.close()
-
-    def lines(self) -> tuple[StampedLine, ...]:
-        """A snapshot of the lines read so far."""
-        with self._lock:
-            return tuple(self._lines)
-
-    def tail(self, n: int = 50) -> tuple[str, ...]:
-        return tuple(line.text for line in self.lines()[-n:])
 
     def poll(self) -> int | None:
         """Exit code, or None while running."""

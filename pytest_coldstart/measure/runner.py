@@ -53,6 +53,7 @@ from pytest_coldstart.measure import readiness as rd
 from pytest_coldstart.measure.environment import collect_environment
 from pytest_coldstart.measure.floors import FloorResolver
 from pytest_coldstart.measure.profile import Profiler
+from pytest_coldstart.measure.registry_floor import RegistryFloors
 from pytest_coldstart.model.case import CachePolicy, Case, ExitStatus
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.efficiency import LoadEfficiency
@@ -239,6 +240,7 @@ class ColdStartRunner:
         #: Every result this runner saved, failed ones included, in order.
         self.results: list[RunResult] = []
         self._floors: FloorResolver | None = None
+        self._registry_floors: RegistryFloors | None = None
 
     @property
     def environment(self) -> dict[str, Any]:
@@ -258,7 +260,8 @@ class ColdStartRunner:
                             workdir=self.settings.workdir.resolve(), run_root=run_root,
                             versions={k: self.environment.get(k) for k in ("vllm", "torch")},
                             python=self.settings.python, clock=self.clock,
-                            say=lambda note: self.say(case, note))
+                            say=lambda note: self.say(case, note),
+                            launcher_options=dict(self.settings.launcher_options))
 
     def plan(self, case: Case) -> StartPlan:
         """Ready the weights and decide the caches of one start (a fresh run directory; nothing spawned)."""
@@ -295,7 +298,9 @@ class ColdStartRunner:
                           log_path=self.settings.results_dir / "logs" / log_name, timeout_s=self.settings.timeout_s,
                           tensor_parallel_size=model.tensor_parallel_size, max_model_len=model.max_model_len,
                           engine_args=plan.engine_args, env=dict(env), python=self.settings.python,
-                          launcher_options=dict(self.settings.launcher_options))
+                          # The cache plan's own (image_cached: keep the image) over the run's.
+                          launcher_options={**dict(self.settings.launcher_options),
+                                            **dict(plan.cache.launcher_options)})
 
     def _populate(self, plan: StartPlan, overrides: Mapping[str, str]) -> PopulateOutcome:
         """One unmeasured start of *plan*'s case with *overrides* (a compile cache to fill)."""
@@ -548,7 +553,8 @@ class ColdStartRunner:
             last_phase=timeline.last_phase_reached or ("ready" if server.ready_s is not None else None),
             server_argv=tuple(server.process.argv), env_overrides=redact_env(spec.env),
             cache={**plan.cache.record, **hygiene_record},
-            efficiency=self._efficiency(case, timeline, hygiene_record), **extra,
+            efficiency=self._efficiency(case, timeline, hygiene_record),
+            pull_efficiency=self._pull_efficiency(timeline), **extra,
         )
 
     def _efficiency(self, case: Case, timeline: Timeline, hygiene_record: Mapping[str, Any]) -> LoadEfficiency:
@@ -560,3 +566,11 @@ class ColdStartRunner:
         share = resident / weights["bytes"] if resident is not None and weights.get("bytes") else None
         return self._floors.assess_run(self.registry.model(case.model), case.optimization, timeline.phases,
                                        timeline.reported, resident_share=share)
+
+    def _pull_efficiency(self, timeline: Timeline) -> LoadEfficiency | None:
+        """Docker starts: the image pull vs the registry's floor (probed after stop, once per image)."""
+        if "image" not in timeline.reported:
+            return None
+        if self._registry_floors is None:
+            self._registry_floors = RegistryFloors(clock=self.clock)
+        return self._registry_floors.assess(timeline.phases, timeline.reported)

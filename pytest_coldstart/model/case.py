@@ -58,12 +58,14 @@ class CachePolicy(StrEnum):
 
     * ``cold``: every cache fresh and empty, the model's pages evicted;
     * ``compile``: as cold, but the torch.compile cache pre-populated;
-    * ``warm``: nothing cleared (an upper bound).
+    * ``warm``: nothing cleared (an upper bound);
+    * ``image``: as cold, but a container launcher's image is already local (``image_cached``).
     """
 
     COLD = "cold"
     COMPILE = "compile"
     WARM = "warm"
+    IMAGE = "image"
 
 
 @dataclass(frozen=True, order=True)

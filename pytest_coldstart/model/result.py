@@ -67,6 +67,9 @@ class RunResult:
     readiness: dict[str, Any] = field(default_factory=dict)
     #: ``--coldstart-profile``: speedscope path and top functions per phase.
     profile: dict[str, Any] | None = None
+    #: Docker starts: the image pull vs the registry's floor (measure/registry_floor.py; ``weight_bytes`` are
+    #: the image's compressed layer bytes); None for other launchers and older files.
+    pull_efficiency: LoadEfficiency | None = None
 
     @property
     def key(self) -> CaseKey:
@@ -100,6 +103,7 @@ class RunResult:
             "log_phases": [p.to_dict() for p in self.log_phases], "probe": dict(self.probe),
             "correct": self.correct, "warm_s": self.warm_s, "readiness": dict(self.readiness),
             "profile": None if self.profile is None else dict(self.profile),
+            "pull_efficiency": None if self.pull_efficiency is None else self.pull_efficiency.to_dict(),
         }
         # An empty phase_agreement is news (everything agreed); None is "no probe events".
         data.update({k: v for k, v in extra.items() if v is not None and (v not in ({}, []) or k == "phase_agreement")})
@@ -124,6 +128,7 @@ class RunResult:
             log_phases=tuple(Phase.from_dict(p) for p in data.get("log_phases") or ()),
             probe=data.get("probe") or {}, correct=data.get("correct"), warm_s=data.get("warm_s"),
             readiness=data.get("readiness") or {}, profile=data.get("profile"),
+            pull_efficiency=LoadEfficiency.from_dict(data["pull_efficiency"]) if data.get("pull_efficiency") else None,
         )
 
 

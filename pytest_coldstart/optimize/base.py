@@ -51,6 +51,9 @@ class StartContext:
     python: str
     clock: Clock
     say: Say = field(default=lambda _note: None)
+    #: The launcher's own options (``--docker-host``, ``--docker-image``): a strategy that prepares a cache the
+    #: launcher keeps (a container image) reads where it lives from them.
+    launcher_options: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def engine_args(self) -> tuple[str, ...]:
@@ -94,6 +97,8 @@ class CachePlan:
     :param state: ``"cold"`` or ``"warm"`` once ready (the result's ``cache_state``).
     :param hygiene: what is made fresh and evicted (applied right before the measured start).
     :param record: the result's ``cache`` entries (policy, store, key, ...), JSON-able.
+    :param launcher_options: merged over the run's launcher options for the measured start: what the
+        launcher must keep (``docker_image_cache = "warm"``: the image stays local and is not pulled).
     """
 
     policy: CachePolicy
@@ -101,6 +106,7 @@ class CachePlan:
     state: str
     hygiene: HygienePlan
     record: Mapping[str, Any] = field(default_factory=dict)
+    launcher_options: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> Mapping[str, str]:
@@ -129,6 +135,11 @@ class CacheStrategy(ABC):
     """Decides which caches a measured start finds, and fills them if it must."""
 
     policy: ClassVar[CachePolicy]
+
+    def refuses(self, launcher: str) -> str | None:
+        """Why this policy cannot run under *launcher* (None: it can); ``plan`` raises it as a ConfigError."""
+        del launcher
+        return None
 
     @abstractmethod
     def plan(self, ctx: StartContext, source: WeightSource) -> CachePlan:

@@ -105,6 +105,8 @@ class HygienePlan:
     kept: tuple[str, ...]
     assets_dir: Path
     local_model_dir: Path | None
+    #: Caches outside this module that a strategy made warm on purpose (``image``: image_cached).
+    also_warm: tuple[str, ...] = ()
 
 
 def plan(mode: CachePolicy | str, *, compile_root: Path, run_root: Path, assets_dir: Path,
@@ -158,7 +160,7 @@ def apply(p: HygienePlan) -> HygieneReport:
         eviction = evict(model_files(p.local_model_dir))
         cleared.append(f"page cache of the model's {eviction.files} local file(s) (posix_fadvise DONTNEED)")
     fresh = ["hf_hub", "assets"] + (["page_cache"] if p.local_model_dir is not None else [])
-    warm = []
+    warm = list(p.also_warm)
     (fresh if p.mode == "cold" else warm).insert(0, "compile")
     return HygieneReport(p.mode, p.env, tuple(cleared), p.kept, eviction, tuple(fresh), tuple(warm),
                          weights_residency(p.local_model_dir))

@@ -26,6 +26,7 @@ CACHES: dict[CachePolicy, str] = {
     CachePolicy.COLD: "pytest_coldstart.optimize.caches:ColdCache",
     CachePolicy.COMPILE: "pytest_coldstart.optimize.caches:CompileCache",
     CachePolicy.WARM: "pytest_coldstart.optimize.caches:WarmCache",
+    CachePolicy.IMAGE: "pytest_coldstart.optimize.image_cache:ImageCache",
 }
 
 
@@ -48,3 +49,8 @@ def cache_strategy(policy: CachePolicy | str) -> CacheStrategy:
     except (KeyError, ValueError):
         raise ConfigError(f"unknown cache policy {policy!r}; known: {', '.join(p.value for p in CACHES)}") from None
     return _load(target)()  # type: ignore[no-any-return]
+
+
+def refusal(launcher: str, policy: CachePolicy | str) -> str | None:
+    """Why a start by *launcher* cannot run under cache *policy* (the plugin skips it with this), else None."""
+    return cache_strategy(policy).refuses(launcher)

@@ -22,6 +22,7 @@ from pytest_coldstart.model.case import Case, group_by_case
 from pytest_coldstart.model.errors import ColdstartError
 from pytest_coldstart.model.registry import S3_ADVICE, Registry, bind_s3, load_registry, s3_location
 from pytest_coldstart.model.result import RunResult, check_writable, load_results
+from pytest_coldstart.optimize.registry import refusal
 from pytest_coldstart.optimize.s3source import EMBEDDED_LOCATION, EmbeddedS3
 from pytest_coldstart.plugin.history import register as register_history
 from pytest_coldstart.plugin.options import add_options, explicit, launcher_options, names, option
@@ -106,6 +107,10 @@ class ColdstartState:
         if ref is None:
             return None
         return f"{case.model} under {case.optimization} streams its weights from S3 ({ref}): {S3_ADVICE}"
+
+    def refused(self, case: Case) -> str | None:
+        """Why *case*'s cache policy cannot run under its launcher (image_cached under vllm), else None."""
+        return refusal(case.launcher, self.registry.optimization(case.optimization).cache)
 
     def ready_s3(self, case: Case) -> None:
         """Start the embedded S3 endpoint when *case* streams from it (first use only)."""
@@ -216,7 +221,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         cases = []
     params = []
     for case in cases:
-        reason = state.unbound_s3(case)  # never attempted: skipped with what to set (visible with -rs)
+        reason = state.unbound_s3(case) or state.refused(case)  # never attempted: skipped with why (-rs)
         params.append(pytest.param(case, marks=pytest.mark.skip(reason=reason)) if reason else case)
     metafunc.parametrize("coldstart_case", params, ids=[c.id for c in cases])
 

@@ -126,3 +126,72 @@ def efficiency_markdown(results: Sequence[RunResult]) -> str:
     if notes:
         text += "\n\n" + "\n".join(f"- {n}" for n in notes)
     return text + "\n"
+
+
+# The registry as a source with a floor (docker starts: ``RunResult.pull_efficiency``).
+
+def describe_pull(eff: LoadEfficiency) -> str:
+    """``image pull at X GB/s = Y% of registry floor Z GB/s`` in words, or why it can't be said."""
+    if eff.load_s is None:
+        return f"image pull: {eff.note or 'not observed'}"
+    if eff.achieved_gbps is None:
+        return f"image pull in {eff.load_s:.3g} s; no rate ({eff.note})"
+    text = f"image pull at {format_gbps(eff.achieved_gbps)} GB/s"
+    if eff.percent_of_floor is None:
+        return f"{text}; no registry floor ({eff.note})"
+    return (f"{text} = {eff.percent_of_floor:.3g}% of registry floor {format_gbps(eff.floor_gbps)} GB/s "
+            f"(source: {eff.floor_source}); {format_bytes(eff.weight_bytes)} on the wire in {eff.load_s:.3g} s "
+            f"({eff.load_basis})")
+
+
+def median_pull_efficiency(results: Sequence[RunResult]) -> LoadEfficiency | None:
+    """The pull efficiency of a group of repeats: median pull time, the floor of the last run."""
+    found = [r.pull_efficiency for r in results if r.ok and r.pull_efficiency is not None]
+    if not found:
+        return None
+    timed = [e for e in found if e.load_s is not None]
+    if not timed:
+        return found[-1]
+    floored = [e for e in timed if e.floor_gbps is not None]
+    base = floored[-1] if floored else timed[-1]
+    return replace(base, load_s=statistics.median(e.load_s for e in timed))  # type: ignore[misc]
+
+
+def pull_efficiency_line(results: Sequence[RunResult]) -> str:
+    """The image-pull line under the summary's phase table, next to the weights' ("" if no docker start)."""
+    eff = median_pull_efficiency(results)
+    if eff is None:
+        return ""
+    timed = sum(1 for r in results if r.ok and r.pull_efficiency is not None and r.pull_efficiency.load_s)
+    prefix = f"median of {timed} runs: " if timed > 1 else ""
+    return f"  {prefix}{describe_pull(eff)}"
+
+
+def pull_efficiency_markdown(results: Sequence[RunResult]) -> str:
+    """A PR-comment table of docker starts' image pulls against the registry's floor ("" if none)."""
+    lines = ["| model | optimization | launcher | bytes on the wire | pull s | pull at GB/s | "
+             "registry floor GB/s (source) | floor s | % of floor |",
+             "|---|---|---|---:|---:|---:|---|---:|---:|"]
+    notes: list[str] = []
+    for key, runs in group_by_case(results).items():
+        eff = median_pull_efficiency(runs)
+        if eff is None:
+            continue
+        model, opt, launcher = key.astuple()
+        floor = "-" if eff.floor_gbps is None else f"{format_gbps(eff.floor_gbps)} ({eff.floor_source})"
+        pull = "not observed" if eff.load_s is None else f"{eff.load_s:.3g}"
+        pct = "-" if eff.percent_of_floor is None else f"{eff.percent_of_floor:.3g}%"
+        floor_s = "-" if eff.floor_s is None else f"{eff.floor_s:.3g}"
+        lines.append(f"| {model} | {opt} | {launcher} | {format_bytes(eff.weight_bytes)} | {pull} | "
+                     f"{format_gbps(eff.achieved_gbps)} | {floor} | {floor_s} | {pct} |")
+        if eff.note:
+            notes.append(f"{model}/{opt}/{launcher}: {eff.note}")
+        elif eff.floor_detail:
+            notes.append(f"{model}/{opt}/{launcher}: floor: {eff.floor_detail}")
+    if len(lines) == 2:
+        return ""
+    text = ("**Image pull efficiency** (compressed layer bytes / image_pull time vs the registry's floor)\n\n"
+            + "\n".join(lines))
+    if notes:
+        text += "\n\n" + "\n".join(f"- {n}" for n in notes)
+    return text + "\n"

@@ -14,7 +14,7 @@ from pytest_coldstart.logs.timeline import PHASE_NAMES, Timeline
 from pytest_coldstart.model.budgets import OVER, BudgetCheck, Budgets, check_budgets
 from pytest_coldstart.model.result import RunResult
 from pytest_coldstart.model.scaleout import ScaleoutResult
-from pytest_coldstart.report.efficiency import efficiency_line
+from pytest_coldstart.report.efficiency import efficiency_line, pull_efficiency_line
 from pytest_coldstart.report.inside import inside_notes
 from pytest_coldstart.report.ray import ray_notes
 
@@ -84,6 +84,8 @@ def render_summary(results: Sequence[RunResult], budgets: Budgets | None = None)
         text += f"\n  {note}"
     line = efficiency_line(ok)
     text = f"{text}\n{line}" if line else text
+    pull = pull_efficiency_line(ok)  # docker starts: the registry as a source with a floor
+    text = f"{text}\n{pull}" if pull else text
     inside = inside_notes(ok)  # sub-phases, phase agreement, readiness, profile: only when the runs have them
     return f"{text}\n{inside}" if inside else text
 
