@@ -204,3 +204,70 @@ def test_otel_support_asks_the_servers_python(tmp_path):
     ok, why = otel_support(str(fake))
     assert not ok and "OpenTelemetry is not importable" in why
     assert otel_support(str(tmp_path / "nope"))[0] is False
+
+
+def _runner(tmp_path, **settings):
+    from pytest_coldstart.measure.runner import ColdStartRunner, Settings
+    from pytest_coldstart.model.registry import Registry
+
+    notes: list[str] = []
+    runner = ColdStartRunner(Settings(tmp_path, tmp_path / "r", tmp_path / "w", tmp_path, **settings),
+                             Registry({}, {}), clock=FakeClock(), progress=lambda case, note, t: notes.append(note))
+    return runner, notes
+
+
+def _spec(tmp_path, *engine_args: str):
+    from pytest_coldstart.launch.base import LaunchSpec
+
+    return LaunchSpec("m", "m", 8000, tmp_path / "log", 10.0, engine_args=engine_args)
+
+
+def test_runner_adds_the_endpoint_only_where_the_server_can_send(tmp_path):
+    from pytest_coldstart.model.case import Case
+
+    case = Case("tiny-llama", "baseline")
+    otel, note = _runner(tmp_path)[0]._otel(case, _spec(tmp_path), tmp_path / "o.jsonl")
+    try:
+        if find_spec("vllm") is not None:
+            assert note is None and otel is not None
+            assert otel.engine_args[0] == "--otlp-traces-endpoint" and otel.engine_args[1].startswith("http://127.")
+            assert otel.env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == "http/protobuf"
+    finally:
+        if otel is not None:
+            otel.stop()
+    # Off, another launcher, or the case's own endpoint: nothing added.
+    assert _runner(tmp_path, otel=False)[0]._otel(case, _spec(tmp_path), tmp_path / "o") == (None, None)
+    docker = Case("tiny-llama", "baseline", launcher="docker")
+    assert _runner(tmp_path)[0]._otel(docker, _spec(tmp_path), tmp_path / "o") == (None, None)
+    own = _runner(tmp_path)[0]._otel(case, _spec(tmp_path, "--otlp-traces-endpoint=http://x:4318"), tmp_path / "o")
+    assert own[0] is None and "its own --otlp-traces-endpoint" in own[1]
+
+
+def test_no_opentelemetry_in_the_servers_python_is_noted_once(tmp_path):
+    from pytest_coldstart.model.case import Case
+
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho \'{"vllm": "0.32.0", "missing": ["opentelemetry.sdk.trace"]}\'\n')
+    fake.chmod(0o755)
+    runner, notes = _runner(tmp_path, python=str(fake))
+    case = Case("tiny-llama", "baseline")
+    first = runner._otel(case, _spec(tmp_path), tmp_path / "o")
+    second = runner._otel(case, _spec(tmp_path), tmp_path / "o")
+    assert first[0] is None and second == first and "OpenTelemetry is not importable" in first[1]
+    assert len(notes) == 1  # asked and said once per runner; each result still carries the note
+
+
+def test_a_receiver_that_cannot_start_leaves_the_start_to_logs_and_the_probe(tmp_path, monkeypatch):
+    from pytest_coldstart.measure import runner as runner_module
+    from pytest_coldstart.measure.otlp import OtlpUnavailable
+    from pytest_coldstart.model.case import Case
+
+    def fail(clock, path):
+        raise OtlpUnavailable("cannot listen on 127.0.0.1: no loopback")
+
+    monkeypatch.setattr(runner_module, "start_otel", fail)
+    monkeypatch.setattr(runner_module, "otel_support", lambda python: (True, "vLLM 0.32.0 with OpenTelemetry"))
+    runner, notes = _runner(tmp_path)
+    otel, note = runner._otel(Case("tiny-llama", "baseline"), _spec(tmp_path), tmp_path / "o")
+    assert otel is None and "receiver not started" in note and "log lines and the probe" in note
+    assert notes == [note]
