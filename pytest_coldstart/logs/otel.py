@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_coldstart.logs.vllm_plugin import EVENT_VERSION
+from pytest_coldstart.logs.vllm_plugin import EVENT_VERSION, TARGETS
 
 __all__ = ["CODE_STEPS", "SPAN_STEPS", "OtelSpan", "decode_traces", "span_record", "step_of"]
 
@@ -42,6 +42,7 @@ SPAN_STEPS: dict[str, str] = {
     "Init device": "device_init",  # gpu_worker.Worker.init_device (CPUWorker overrides it untraced)
     "Loading (GPU)": "load_model",  # GPUModelRunner.load_model, inside Worker.load_model
     "Loading (CPU)": "load_model",  # CPUModelRunner.load_model
+    "Load model": "loader_load_model",  # BaseModelLoader.load_model, inside the above (not the probe's step)
     "Prepare model": "kv_cache_init",  # EngineCore._initialize_kv_caches: profile, KV cache, warmup
     "Allocate KV cache": "kv_cache_alloc",  # Worker.initialize_from_config
     "Warmup (GPU)": "compile_warmup",  # Worker.compile_or_warm_up_model
@@ -51,6 +52,7 @@ SPAN_STEPS: dict[str, str] = {
 CODE_STEPS: dict[str, str] = {"WorkerProc.__init__": "worker_proc_init"}
 
 _RANK_RE = re.compile(r"_(\d+)$")
+_PROBE_STEPS = frozenset({step for _, _, step in TARGETS} | {"imports"})
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,9 @@ def step_of(span: OtelSpan) -> str:
         return CODE_STEPS[span.code_function]
     if span.name in SPAN_STEPS:
         return SPAN_STEPS[span.name]
-    return re.sub(r"[^a-z0-9]+", "_", span.name.lower()).strip("_") or "span"
+    slug = re.sub(r"[^a-z0-9]+", "_", span.name.lower()).strip("_") or "span"
+    # Never the name of a probe step this span does not time: it would replace that step's events.
+    return f"span_{slug}" if slug in _PROBE_STEPS else slug
 
 
 def span_record(span: OtelSpan, mono_minus_wall_s: float) -> dict[str, Any]:

@@ -127,13 +127,28 @@ def test_vllm_spans_arrive_and_set_the_edges_they_cover(profiled_start):
     assert all(e["mono_end"] <= e["arrived_mono"] + 0.05 for e in lines)
     load = next(p for p in r.phases if p.name == "weights_load")
     span_load = [e for e in lines if e["span"] == "Loading (CPU)"]
-    assert span_load and span_load[-1]["mono_end"] - min(e["mono_start"] for e in lines) > 0
-    assert load.end_s is not None and 0 < load.end_s < r.total_ready_s
+    assert span_load and load.end_s is not None and 0 < load.end_s < r.total_ready_s
+    spawn = span_load[-1]["mono_end"] - load.end_s  # weights_load ends where the (one rank's) span ends
+    assert all(-0.05 < e["mono_start"] - spawn <= e["mono_end"] - spawn < r.total_ready_s + 0.05 for e in startup)
     # The spans' edges are compared with the probe's and the log's; each named disagreement is over the threshold.
     for d in r.phase_agreement:
         assert abs(d["diff_s"]) > max(0.1, 0.03 * max(d["plugin_s"], d["other_s"])) - 1e-6
+    # Spans and the probe's wrappers of the same steps, in seconds since spawn (printed for the record).
+    wrapped = [json.loads(line) for line in Path(r.probe["events_path"]).read_text().splitlines()]
+    pairs = {}
+    for e in startup:
+        twin = [w for w in wrapped if w.get("step") == e["step"] and w.get("kind") == "step"]
+        if twin:
+            w = twin[-1]
+            pairs[f'{e["span"]} ~ {e["step"]}'] = [round(e["mono_start"] - spawn, 3), round(e["mono_end"] - spawn, 3),
+                                                  round(w["mono_start"] - spawn, 3), round(w["mono_end"] - spawn, 3)]
+    core = [w for w in wrapped if w.get("step") == "imports" and str(w.get("process")).startswith("EngineCore")]
+    if core:  # the probe's config edge: EngineCore's plugin load
+        pairs["EngineCoreProc init start ~ EngineCore imports end"] = [
+            round(min(e["mono_start"] for e in startup if e["span"] == "EngineCoreProc init") - spawn, 3),
+            round(core[0]["mono_end"] - spawn, 3)]
     log = {p.name: p for p in r.log_phases}
-    print("OTEL-FIGURES", json.dumps({
+    print("OTEL-FIGURES", json.dumps({"pairs (span start, end; wrapper start, end)": pairs,
         "spans": otel["spans"], "names": otel["span_names"], "edges": edges,
         "phases": {p.name: [p.start_s, p.end_s, p.duration_s, str(p.source)] for p in r.phases if p.observed},
         "log": {n: log[n].duration_s for n in log}, "agreement": list(r.phase_agreement),

@@ -70,6 +70,10 @@ def test_decode_keeps_names_times_and_the_process():
     assert load.duration_s == pytest.approx(2.8)
     assert [step_of(s) for s in spans] == ["engine_client", "worker_proc_init", "load_model", "broken"]
     assert broken.error == "RuntimeError: no" and load.error is None
+    # vLLM's "Load model" (the loader, nested in "Loading (CPU)") is not the probe's load_model step,
+    # and a span whose slug happens to be a probe step's name never takes that name.
+    assert step_of(OtelSpan("Load model", 0, 1)) == "loader_load_model"
+    assert step_of(OtelSpan("Tokenizer", 0, 1)) == "span_tokenizer"
     with pytest.raises(ValueError, match="not an OTLP"):
         decode_traces(b"\xff\xff not protobuf")
 
