@@ -128,6 +128,9 @@ class OtlpReceiver:
                 arrived_s = receiver.clock.monotonic_s()
                 status = receiver._take(self.path, self.headers, self.rfile, arrived_s)
                 self.send_response(status)
+                if status != 200:  # a refused body may be unread: this connection cannot carry another request
+                    self.close_connection = True
+                    self.send_header("Connection", "close")
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")  # an empty ExportTraceServiceResponse: all accepted
                 self.end_headers()
