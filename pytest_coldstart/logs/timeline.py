@@ -14,7 +14,7 @@ holds by construction (to the microsecond the values are rounded to).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pytest_coldstart.logs.grammar import ANSI_RE, LogRecord, match_markers, offline_times, parse_line
@@ -246,6 +246,7 @@ def build_timeline(
     extra_events: dict[str, list[tuple[float, dict[str, str]]]] | None = None,
     plugin_events: frozenset[str] = frozenset(),
     offline_total: bool = False,
+    edge_sources: Mapping[str, str] | None = None,
 ) -> Timeline:
     """Assemble phases from records stamped in seconds.
 
@@ -259,6 +260,8 @@ def build_timeline(
     :param plugin_events: names in *extra_events* that the in-vLLM probe timed; a
         phase whose edge is one of them has source ``plugin``.
     :param offline_total: with no ``/health`` line, total to the last startup line (``Timeline.offline``).
+    :param edge_sources: names in *extra_events* -> the source of a phase they end (``otel`` or ``plugin``),
+        over *plugin_events*.
     """
     events = _collect(stamped, ready_s)
     for name, occurrences in (extra_events or {}).items():
@@ -301,6 +304,8 @@ def build_timeline(
         end_s = end[0]
         marks = {end[1]} | ({start[1]} if start else set())
         phase_source = SOURCE_PLUGIN if end[1] in plugin_events else SOURCE_HARNESS if marks & harness else source
+        if edge_sources and end[1] in edge_sources:
+            phase_source = edge_sources[end[1]]
         # Round the edges first and derive the duration from them, so start, end
         # and duration agree to the microsecond.
         start_r, end_r = round(start_s, 6), round(end_s, 6)
@@ -328,11 +333,12 @@ def build_timeline(
 
 def timeline_from_stamped(lines: Sequence[StampedLine], *, ready_s: float | None, rules: Sequence[PhaseRule] = PHASE_RULES,
                           extra_events: dict[str, list[tuple[float, dict[str, str]]]] | None = None,
-                          plugin_events: frozenset[str] = frozenset()) -> Timeline:
+                          plugin_events: frozenset[str] = frozenset(),
+                          edge_sources: Mapping[str, str] | None = None) -> Timeline:
     """Live timeline: lines stamped on arrival, t = 0 at spawn (plus probe events, ``logs.events``)."""
     stamped = [(line.t_s, parse_line(line.text)) for line in lines]
     return build_timeline(stamped, source=SOURCE_ARRIVAL, spawn_s=0.0, ready_s=ready_s, rules=rules,
-                          extra_events=extra_events, plugin_events=plugin_events)
+                          extra_events=extra_events, plugin_events=plugin_events, edge_sources=edge_sources)
 
 
 def timeline_from_log(text: str) -> Timeline:

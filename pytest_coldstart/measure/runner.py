@@ -33,6 +33,7 @@ tell "this change broke the start" from "the run was cut short".
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import signal
 import sys
@@ -47,11 +48,12 @@ from typing import Any
 from pytest_coldstart.launch.base import LaunchSpec, Server, check_port_free, free_port
 from pytest_coldstart.launch.registry import get_launcher
 from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
-from pytest_coldstart.logs.events import ENV_EVENTS_FILE, MergedTimeline, merge_timeline, read_events
+from pytest_coldstart.logs.events import ENV_EVENTS_FILE, MergedTimeline, ProbeReport, merge_timeline, read_events
 from pytest_coldstart.logs.timeline import PHASE_RULES, Timeline
 from pytest_coldstart.measure import readiness as rd
 from pytest_coldstart.measure.environment import collect_environment
 from pytest_coldstart.measure.floors import FloorResolver
+from pytest_coldstart.measure.otlp import OtelRun, OtlpUnavailable, otel_support, start_otel
 from pytest_coldstart.measure.profile import Profiler
 from pytest_coldstart.measure.registry_floor import RegistryFloors
 from pytest_coldstart.model.case import CachePolicy, Case, ExitStatus
@@ -76,6 +78,9 @@ from pytest_coldstart.optimize.base import CachePlan, PopulateOutcome, StartCont
 from pytest_coldstart.optimize.caches import compile_key, local_cache_dir
 from pytest_coldstart.optimize.hygiene import apply as apply_hygiene
 from pytest_coldstart.optimize.registry import cache_strategy, source_strategy
+
+#: Launchers whose vLLM runs here and can reach the harness's loopback receiver (a container cannot).
+OTEL_LAUNCHERS = frozenset({"vllm"})
 
 __all__ = ["Case", "ColdStartRunner", "LiveRun", "ProgressFn", "Settings", "StartPlan", "failure_kind",
            "stop_on_signals"]
@@ -181,6 +186,9 @@ class Settings:
     profile: bool = False
     #: Ask the in-vLLM probe for step events (inert where the entry point is not installed).
     probe: bool = True
+    #: ``--coldstart-otel``: receive vLLM's own OpenTelemetry startup spans (0.16+, OpenTelemetry in the
+    #: server's Python) on a loopback OTLP receiver; they set the phase edges they cover.
+    otel: bool = True
     #: Requests after TTFT that decide ``warm_s`` (0: not measured).
     warm_requests: int = rd.WARM_REQUESTS
 
@@ -198,6 +206,8 @@ class LiveRun:
     profiler: Profiler | None = None
     events_path: Path | None = None
     warm_error: str | None = None
+    otel: OtelRun | None = None
+    otel_note: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -241,6 +251,7 @@ class ColdStartRunner:
         self.results: list[RunResult] = []
         self._floors: FloorResolver | None = None
         self._registry_floors: RegistryFloors | None = None
+        self._otel_support: dict[str, tuple[bool, str]] = {}
 
     @property
     def environment(self) -> dict[str, Any]:
@@ -369,8 +380,19 @@ class ColdStartRunner:
             events_path = self.settings.results_dir / "logs" / f"{log_name}.events.jsonl"
             env = {**plan.env, ENV_EVENTS_FILE: str(events_path.resolve())} if self.settings.probe else plan.env
             spec = self._spec(case, plan, env, f"{log_name}.log")
-            server = get_launcher(case.launcher).start(spec, self.clock)
-            live = LiveRun(case, server, events_path=events_path if self.settings.probe else None)
+            otel, otel_note = self._otel(case, spec, self.settings.results_dir / "logs" / f"{log_name}.otel.jsonl")
+            if otel is not None:  # the flags go on the spec only: the plan's engine args key the oracle
+                spec = dataclasses.replace(spec, engine_args=(*spec.engine_args, *otel.engine_args),
+                                           env={**spec.env, **otel.env})
+                otel.anchor(self.clock)
+            try:
+                server = get_launcher(case.launcher).start(spec, self.clock)
+            except BaseException:
+                if otel is not None:
+                    otel.stop()
+                raise
+            live = LiveRun(case, server, events_path=events_path if self.settings.probe else None, otel=otel,
+                           otel_note=otel_note)
             if self.settings.profile:
                 live.profiler = Profiler(self.settings.results_dir / "profiles", log_name)
                 live.profiler.start(server.process.pid, server.process.elapsed_s())
@@ -454,6 +476,9 @@ class ColdStartRunner:
             server.process.kill_tree()  # a launcher's own stop (Ray's SIGINT wait) may not have got that far
             if error is None:
                 error, status = exc, ExitStatus.INTERRUPTED
+        finally:
+            if live.otel is not None:  # after the server: its exit flushes the last batch of spans
+                live.otel.stop()
         leftovers = server.process.descendants()
         if leftovers and error is None:
             status = ExitStatus.HARNESS_ERROR
@@ -508,13 +533,43 @@ class ColdStartRunner:
             return LaunchError(f"{live.case.id}: {live.correctness.detail}"), ExitStatus.UNHEALTHY  # served wrong tokens
         return None, ExitStatus.OK
 
+    def _otel(self, case: Case, spec: LaunchSpec, events_path: Path) -> tuple[OtelRun | None, str | None]:
+        """A span receiver for this start, or why there is none (said once per runner; never fails a start)."""
+        if not self.settings.otel or case.launcher not in OTEL_LAUNCHERS:
+            return None, None
+        if any(arg.startswith("--otlp-traces-endpoint") for arg in spec.engine_args):
+            return None, "the case sets its own --otlp-traces-endpoint: its spans go there, not to the harness"
+        python = self.settings.python
+        first = python not in self._otel_support
+        if first:
+            self._otel_support[python] = otel_support(python)
+        ok, why = self._otel_support[python]
+        if not ok:
+            if first:
+                self.say(case, f"no OpenTelemetry spans: {why}")
+            return None, why
+        try:
+            return start_otel(self.clock, events_path), None
+        except (OtlpUnavailable, OSError) as exc:
+            note = f"OTLP receiver not started ({exc}): phases from log lines and the probe"
+            self.say(case, note)
+            return None, note
+
     def _merged(self, live: LiveRun) -> MergedTimeline | None:
-        """The log timeline with the probe's events (vLLM launchers only: Ray's phases are its own)."""
-        if live.events_path is None or get_launcher(live.case.launcher).phase_rules is not PHASE_RULES:
+        """The log timeline with the probe's events and vLLM's spans (vLLM launchers only: Ray's phases are its own)."""
+        if (live.events_path is None and live.otel is None) \
+                or get_launcher(live.case.launcher).phase_rules is not PHASE_RULES:
             return None
         process = live.server.process
-        probe = read_events(live.events_path, process.spawn_s)
-        return merge_timeline(process.lines(), ready_s=live.server.ready_s, probe=probe, api_pid=process.pid)
+        probe = read_events(live.events_path, process.spawn_s) if live.events_path else ProbeReport(())
+        otel = None
+        if live.otel is not None:
+            try:
+                otel = live.otel.report(process.spawn_s)
+            except Exception as exc:  # the spans are a bonus: the start stays measured from logs and the probe
+                live.otel.notes.append(f"spans not used: {type(exc).__name__}: {exc}")
+        return merge_timeline(process.lines(), ready_s=live.server.ready_s, probe=probe, api_pid=process.pid,
+                              otel=otel)
 
     def _result(self, case: Case, spec: LaunchSpec, server: Server, ttft: TTFTSample | None, started_at: str,
                 plan: StartPlan, hygiene_record: Mapping[str, Any], status: ExitStatus,
@@ -525,9 +580,15 @@ class ColdStartRunner:
         if merged is not None:
             extra["probe"] = {"events_path": str(live.events_path) if live and live.events_path else None,
                               "events": len(merged.probe.events), "missing": list(merged.probe.missing)}
-            if merged.probe.events:
+            if merged.probe.events or merged.otel.events:
                 extra.update(sub_phases=merged.sub_phases, log_phases=merged.log_timeline.phases,
                              phase_agreement=tuple(d.to_dict() for d in merged.agreement))
+                extra["probe"]["edges"] = dict(merged.edges)  # phase -> who timed its end: "otel" or "plugin"
+        if live is not None and (live.otel is not None or live.otel_note):
+            otel = live.otel.summary(merged.otel if merged else None) if live.otel is not None else {}
+            if live.otel_note:
+                otel["notes"] = [live.otel_note]
+            extra.setdefault("probe", {})["otel"] = otel
         if live is not None:
             readiness: dict[str, Any] = {}
             if live.correctness is not None:

@@ -14,12 +14,14 @@ class PhaseSource(StrEnum):
     LOG = "log_timestamp"  # the log's own 1 s timestamps (offline parsing)
     HARNESS = "harness"  # observed by the harness itself (spawn, /health)
     PLUGIN = "plugin"  # timed inside vLLM by the coldstart probe (logs/vllm_plugin.py)
+    OTEL = "otel"  # timed inside vLLM by vLLM's own OpenTelemetry startup spans (logs/otel.py, vLLM 0.16+)
     NOT_OBSERVED = "not_observed"
 
 
 SOURCE_ARRIVAL, SOURCE_LOG, SOURCE_HARNESS, SOURCE_NOT_OBSERVED = (
     PhaseSource.ARRIVAL, PhaseSource.LOG, PhaseSource.HARNESS, PhaseSource.NOT_OBSERVED)
 SOURCE_PLUGIN = PhaseSource.PLUGIN
+SOURCE_OTEL = PhaseSource.OTEL
 
 
 @dataclass(frozen=True)

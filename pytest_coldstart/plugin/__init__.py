@@ -59,6 +59,7 @@ class ColdstartState:
             workdir=root / option(config, "coldstart_workdir"),
             repo_dir=root, timeout_s=option(config, "coldstart_timeout"), port=option(config, "coldstart_port"),
             launcher_options=launcher_options(config), profile=option(config, "coldstart_profile"),
+            otel=option(config, "coldstart_otel"),
         )
         self.errors: list[str] = []
         try:

@@ -111,6 +111,10 @@ CORE_OPTIONS: tuple[Option, ...] = (
     Option("--coldstart-profile", "coldstart_profile", flag, "off",
            "Sample every server process with py-spy (--subprocesses, 250 Hz): a speedscope file per start under "
            "RESULTS/profiles/ and the top functions per phase in the report. Default: %(default)s"),
+    Option("--coldstart-otel", "coldstart_otel", flag, "on",
+           "Receive vLLM's own OpenTelemetry startup spans (vLLM 0.16+ with OpenTelemetry installed) on a "
+           "loopback OTLP receiver: --otlp-traces-endpoint is added to the server's flags and the spans set "
+           "the phase edges they cover; off leaves the server's flags alone. Default: %(default)s"),
     # History and PR gate (history/gate.py, plugin/history.py).
     Option("--coldstart-asv", "coldstart_asv", str, "",
            "asv results directory the session's runs are recorded into at session end (the history); 'off' "
