@@ -46,7 +46,9 @@ def agreement_lines(results: Sequence[RunResult]) -> list[str]:
     if not found:
         return [f"  phase agreement: probe, log lines and vLLM's figures agree in {len(with_probe)} run(s)"]
     return ["  phase agreement: disagreements over max(0.1 s, 3 %): " + "; ".join(
-        f"{d['name']} probe {d['plugin_s']:.2f} vs {d['other']} {d['other_s']:.2f}" for d in found)]
+        # ``source`` says who timed the inside value: the probe's wrappers, or vLLM's OpenTelemetry span.
+        f"{d['name']} {'span' if d.get('source') == 'otel' else 'probe'} {d['plugin_s']:.2f} vs {d['other']} "
+        f"{d['other_s']:.2f}" for d in found)]
 
 
 def readiness_lines(results: Sequence[RunResult]) -> list[str]:

@@ -168,3 +168,13 @@ def test_pr_verdict_lines_name_the_functions_that_grew_in_flagged_phases():
     assert "readiness: correct 1/1, warm_s 0.50 (median)" in notes
     assert "config: get_config (config.py:1) 6.00s" in notes
     assert inside_notes([_result()]) == ""  # older results: no new sections
+
+
+def test_agreement_lines_name_who_timed_the_inside_value() -> None:
+    from pytest_coldstart.report.inside import agreement_lines
+
+    span = {"name": "weights_load", "plugin_s": 1.36, "other_s": 0.19, "other": "log", "diff_s": 1.17,
+            "source": "otel"}
+    wrapped = {**span, "name": "warmup", "source": "plugin"}
+    [line] = agreement_lines([_result(phase_agreement=(span, wrapped))])
+    assert "weights_load span 1.36 vs log 0.19" in line and "warmup probe 1.36 vs log 0.19" in line
