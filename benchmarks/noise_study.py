@@ -11,6 +11,11 @@ baseline plus ``slowdown_probe`` from benchmarks/optimizations.toml, merged into
 that made startup slower. The machine must be quiet: other servers running at
 the same time are counted per start and reported.
 
+A/A pairs for the paired gate (both sides the same code, base_i then head_i, like the PR workflow)::
+
+    .venv/bin/python benchmarks/noise_study.py run --aa --baseline 8 --slowed 8 --out .coldstart/aa-study
+    .venv/bin/python benchmarks/paired_study.py --interleaved .coldstart/aa-study
+
 Analyse (seconds; resamples the pools with the compare rule)::
 
     .venv/bin/python benchmarks/noise_study.py analyze .coldstart/noise-study --sizes 1,2,3,4,5
@@ -57,11 +62,14 @@ def _one(side: str, out: Path, registry: Path, model: str, timeout_s: float) -> 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    slowed = slowed_registry(REPO / "benchmarks", out / "registry-slowed", probe=args.probe)
+    if args.aa:  # A/A: both sides the same code, interleaved like the PR workflow's base_i / head_i
+        sides = (("base", args.baseline, REPO / "benchmarks"), ("head", args.slowed, REPO / "benchmarks"))
+    else:
+        slowed = slowed_registry(REPO / "benchmarks", out / "registry-slowed", probe=args.probe)
+        sides = (("baseline", args.baseline, REPO / "benchmarks"), ("slowed", args.slowed, slowed))
     log = out / "conditions.jsonl"
     for i in range(max(args.baseline, args.slowed)):
-        for side, count, registry in (("baseline", args.baseline, REPO / "benchmarks"),
-                                      ("slowed", args.slowed, slowed)):
+        for side, count, registry in sides:
             if i < count:
                 entry = _one(side, out, registry, args.model, args.timeout)
                 with log.open("a") as fh:
@@ -100,6 +108,8 @@ def main() -> int:
     p.add_argument("--probe", default="slowdown_probe", help="optimization whose settings slow the baseline")
     p.add_argument("--out", default=str(REPO / ".coldstart" / "noise-study"))
     p.add_argument("--timeout", type=float, default=900, help="seconds per start (default 900)")
+    p.add_argument("--aa", action="store_true", help="A/A instead: sides base/ and head/ run the same code, "
+                   "interleaved (for benchmarks/paired_study.py --interleaved)")
     p.set_defaults(func=run)
     p = sub.add_parser("analyze", help="resample the pools with the compare rule")
     p.add_argument("dir")
