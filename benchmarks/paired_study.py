@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pytest_coldstart.history.compare import (
+    HEADLINE_ALPHA_SHARE,
     TARGET_CHANGE,
     compare,
     detectable_change,
@@ -65,6 +66,7 @@ def study(trials: int, pairs: list[int], slowdown: float, seed: int = 20261130) 
     runs = pool(load_results(NOISE))
     unpaired = load_config(REPO / "benchmarks" / "compare.toml")
     paired = replace(unpaired, paired=True)
+    headline_alpha = paired.alpha * HEADLINE_ALPHA_SHARE  # what the paired rule tests total_ready_s at
     rng = random.Random(seed)
     rows = []
     for n in pairs:
@@ -84,10 +86,10 @@ def study(trials: int, pairs: list[int], slowdown: float, seed: int = 20261130) 
                 spreads.append(statistics.stdev(logs))
         sd = statistics.median(spreads) if spreads else float("nan")
         rows.append({"pairs": n, "trials": trials, **{k: v / trials for k, v in counts.items()},
-                     "detectable_change": detectable_change(sd, n, alpha=paired.alpha), "sd_log_ratio": sd})
+                     "detectable_change": detectable_change(sd, n, alpha=headline_alpha), "sd_log_ratio": sd})
     sd_all = statistics.median(r["sd_log_ratio"] for r in rows)
     return {"pool": len(runs), "slowdown": slowdown, "alpha": unpaired.alpha, "paired_rel": paired.paired_rel,
-            "rows": rows, "recommended_pairs": recommended_pairs(sd_all, alpha=paired.alpha, change=TARGET_CHANGE)}
+            "rows": rows, "recommended_pairs": recommended_pairs(sd_all, alpha=headline_alpha, change=TARGET_CHANGE)}
 
 
 def interleaved_pairs(study_dir: Path) -> tuple[list[dict[str, float]], list[dict[str, float]], tuple[str, str]]:
@@ -118,6 +120,7 @@ def interleaved_study(study_dir: Path, trials: int, pairs: list[int], slowdown: 
     base_all, head_all, names = interleaved_pairs(study_dir)
     unpaired = load_config(REPO / "benchmarks" / "compare.toml")
     paired = replace(unpaired, paired=True)
+    headline_alpha = paired.alpha * HEADLINE_ALPHA_SHARE  # what the paired rule tests total_ready_s at
     rng = random.Random(seed)
     logs_all = log_ratios([r["total_ready_s"] for r in base_all], [r["total_ready_s"] for r in head_all])
     sd_all = statistics.stdev(logs_all) if len(logs_all) > 1 else float("nan")
@@ -135,13 +138,13 @@ def interleaved_study(study_dir: Path, trials: int, pairs: list[int], slowdown: 
             counts["ab_unpaired"] += flagged(base, slow, unpaired)
             counts["ab_paired"] += flagged(base, slow, paired)
         rows.append({"pairs": n, "draws": len(drawn), **{k: v / len(drawn) for k, v in counts.items()},
-                     "detectable_change": detectable_change(sd_all, n, alpha=paired.alpha)})
+                     "detectable_change": detectable_change(sd_all, n, alpha=headline_alpha)})
     return {"dir": str(study_dir), "sides": names, "n_pairs": len(base_all), "slowdown": slowdown,
             "alpha": unpaired.alpha, "paired_rel": paired.paired_rel, "sd_log_ratio": sd_all,
             "mean_log_ratio": statistics.mean(logs_all) if logs_all else float("nan"),
             "totals_s": [[round(b["total_ready_s"], 2), round(h["total_ready_s"], 2)]
                          for b, h in zip(base_all, head_all, strict=True)],
-            "rows": rows, "recommended_pairs": recommended_pairs(sd_all, alpha=paired.alpha, change=TARGET_CHANGE)}
+            "rows": rows, "recommended_pairs": recommended_pairs(sd_all, alpha=headline_alpha, change=TARGET_CHANGE)}
 
 
 def render_interleaved(result: dict) -> str:

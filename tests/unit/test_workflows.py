@@ -108,7 +108,7 @@ def test_pr_gate_pairs_base_and_head_and_fails_on_regression() -> None:
     assert checkout["with"]["ref"] == "${{ needs.paired.outputs.base_sha }}"
     gate_script = _script(gate)
     assert "pip install './base[asv]'" in gate_script
-    assert "compare runs-base runs-head" in gate_script and "--markdown comment.md" in gate_script
+    assert "compare runs-base runs-head --paired" in gate_script and "--markdown comment.md" in gate_script
     assert "base/benchmarks/compare.toml" in gate_script, "the PR must not choose its own thresholds"
     assert re.search(r"1\) echo .*; exit 1 ;;", gate_script) and "exit 2" in gate_script
     comment = wf["jobs"]["comment"]
