@@ -53,6 +53,15 @@ def efficiency_line(results: Sequence[RunResult]) -> str:
     return f"  {prefix}{eff.describe()}"
 
 
+def _floor_cells(eff: LoadEfficiency) -> tuple[str, str, str, str, str, str]:
+    """Bytes, time, achieved GB/s, floor (source), floor s, % of floor: the markdown cells of one efficiency."""
+    floor = "-" if eff.floor_gbps is None else f"{format_gbps(eff.floor_gbps)} ({eff.floor_source})"
+    took = "not observed" if eff.load_s is None else f"{eff.load_s:.3g}"
+    pct = "-" if eff.percent_of_floor is None else f"{eff.percent_of_floor:.3g}%"
+    floor_s = "-" if eff.floor_s is None else f"{eff.floor_s:.3g}"
+    return format_bytes(eff.weight_bytes), took, format_gbps(eff.achieved_gbps), floor, floor_s, pct
+
+
 def host_to_gpu_cells(eff: LoadEfficiency | None) -> tuple[str, str, str, str, str]:
     """(in page cache, host->GPU pinned GB/s (source), host->GPU floor s, % of host->GPU, floor that applies)."""
     if eff is None:
@@ -103,13 +112,7 @@ def efficiency_markdown(results: Sequence[RunResult]) -> str:
         if eff is None:
             lines.append(f"| {model} | {opt} | {launcher} | - | not recorded | - | - | - | - |{extra}")
             continue
-        floor = ("-" if eff.floor_gbps is None
-                 else f"{format_gbps(eff.floor_gbps)} ({eff.floor_source})")
-        load = "not observed" if eff.load_s is None else f"{eff.load_s:.3g}"
-        pct = "-" if eff.percent_of_floor is None else f"{eff.percent_of_floor:.3g}%"
-        floor_s = "-" if eff.floor_s is None else f"{eff.floor_s:.3g}"
-        lines.append(f"| {model} | {opt} | {launcher} | {format_bytes(eff.weight_bytes)} | {load} | "
-                     f"{format_gbps(eff.achieved_gbps)} | {floor} | {floor_s} | {pct} |{extra}")
+        lines.append(f"| {model} | {opt} | {launcher} | {' | '.join(_floor_cells(eff))} |{extra}")
         if eff.note:
             notes.append(f"{model}/{opt}/{launcher}: {eff.note}")
         elif eff.load_basis:
@@ -178,12 +181,7 @@ def pull_efficiency_markdown(results: Sequence[RunResult]) -> str:
         if eff is None:
             continue
         model, opt, launcher = key.astuple()
-        floor = "-" if eff.floor_gbps is None else f"{format_gbps(eff.floor_gbps)} ({eff.floor_source})"
-        pull = "not observed" if eff.load_s is None else f"{eff.load_s:.3g}"
-        pct = "-" if eff.percent_of_floor is None else f"{eff.percent_of_floor:.3g}%"
-        floor_s = "-" if eff.floor_s is None else f"{eff.floor_s:.3g}"
-        lines.append(f"| {model} | {opt} | {launcher} | {format_bytes(eff.weight_bytes)} | {pull} | "
-                     f"{format_gbps(eff.achieved_gbps)} | {floor} | {floor_s} | {pct} |")
+        lines.append(f"| {model} | {opt} | {launcher} | {' | '.join(_floor_cells(eff))} |")
         if eff.note:
             notes.append(f"{model}/{opt}/{launcher}: {eff.note}")
         elif eff.floor_detail:
