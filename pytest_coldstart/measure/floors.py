@@ -219,21 +219,27 @@ def probe_host_to_gpu_floor(size_gib: float = H2D_PROBE_GIB, repeats: int = H2D_
     return h2d_floor_from_answer(answer, size_gib=size_gib, repeats=repeats)
 
 
+def _configured_gbps(model: ModelSpec, kind: str) -> float | None:
+    """``floor_gbps.<kind>`` of *model* in models.toml (GB/s), if set."""
+    value = dict(getattr(model, "floor_gbps", ()) or ()).get(kind)
+    return None if value is None else float(value)
+
+
 def configured_host_to_gpu(model: ModelSpec) -> HostToGpuFloor | None:
     """``floor_gbps.host_to_gpu`` of *model* in models.toml, if set (pinned GB/s; pageable unknown)."""
-    value = dict(getattr(model, "floor_gbps", ()) or ()).get(HOST_TO_GPU)
+    value = _configured_gbps(model, HOST_TO_GPU)
     if value is None:
         return None
-    return HostToGpuFloor(float(value), None, FLOOR_CONFIGURED,
+    return HostToGpuFloor(value, None, FLOOR_CONFIGURED,
                           f"models.toml [models.{model.name}] floor_gbps.{HOST_TO_GPU}")
 
 
 def configured_floor(model: ModelSpec, kind: str) -> FloorBandwidth | None:
     """``floor_gbps.<kind>`` of *model* in models.toml, if set."""
-    value = dict(getattr(model, "floor_gbps", ()) or ()).get(kind)
+    value = _configured_gbps(model, kind)
     if value is None:
         return None
-    return FloorBandwidth(float(value), FLOOR_CONFIGURED, f"models.toml [models.{model.name}] floor_gbps.{kind}")
+    return FloorBandwidth(value, FLOOR_CONFIGURED, f"models.toml [models.{model.name}] floor_gbps.{kind}")
 
 
 class FloorResolver:

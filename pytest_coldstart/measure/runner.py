@@ -76,6 +76,7 @@ from pytest_coldstart.model.result import RunResult, check_writable, write_resul
 from pytest_coldstart.optimize import compile_cache as cc
 from pytest_coldstart.optimize.base import CachePlan, PopulateOutcome, StartContext, WeightSource
 from pytest_coldstart.optimize.caches import compile_key, local_cache_dir
+from pytest_coldstart.optimize.hygiene import Residency
 from pytest_coldstart.optimize.hygiene import apply as apply_hygiene
 from pytest_coldstart.optimize.registry import cache_strategy, source_strategy
 
@@ -622,9 +623,8 @@ class ColdStartRunner:
         # Runs after stop(): the disk and host->GPU probes (once per runner) never compete with a measured start.
         if self._floors is None:
             self._floors = FloorResolver(self.settings.workdir / "probe", clock=self.clock)
-        weights = hygiene_record.get("page_cache_weights") or {}  # residency right before the start
-        resident = weights.get("resident_bytes")
-        share = resident / weights["bytes"] if resident is not None and weights.get("bytes") else None
+        weights = hygiene_record.get("page_cache_weights")  # residency right before the start
+        share = Residency.from_dict(weights).share if weights else None
         return self._floors.assess_run(self.registry.model(case.model), case.optimization, timeline.phases,
                                        timeline.reported, resident_share=share)
 

@@ -12,7 +12,7 @@ import ctypes
 import ctypes.util
 import mmap
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,10 @@ class Residency:
 
     def to_dict(self) -> dict[str, Any]:
         return {"files": self.files, "bytes": self.bytes_total, "resident_bytes": self.resident_bytes}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Residency:
+        return cls(int(data.get("files") or 0), int(data.get("bytes") or 0), data.get("resident_bytes"))
 
 
 def residency(paths: Iterable[Path]) -> Residency:
