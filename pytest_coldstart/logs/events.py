@@ -351,7 +351,7 @@ def merge_timeline(lines: Sequence[StampedLine], *, ready_s: float | None, probe
     otel = otel or ProbeReport(())
     log = timeline_from_stamped(lines, ready_s=ready_s)
     if not probe.events and not otel.events:
-        return MergedTimeline(log, log, {}, (), probe, otel)
+        return MergedTimeline(log, log, dict(log.sub_phases), (), probe, otel)
     events = combine_events(probe.events, otel.events)
     merged = _edged(lines, ready_s, events, api_pid)
     both = bool(probe.events and otel.events)
@@ -360,5 +360,7 @@ def merge_timeline(lines: Sequence[StampedLine], *, ready_s: float | None, probe
     edges = {p.name: str(p.source) for p in merged.phases if p.source in (SOURCE_PLUGIN, SOURCE_OTEL)}
     agreement = phase_agreement(merged, log, events, merged.reported, probe_timeline=probe_only,
                                 probe_events=probe.events if both else ())
-    return MergedTimeline(merged, log, {k: v for k, v in subs.items() if v}, agreement, probe, otel, edges,
-                          probe_only)
+    # The log's own split of weights_load (model construction / weight transfer, "Loading weights took") on
+    # the merged edges: the span "Loading (GPU|CPU)" covers construction and transfer both (vLLM 0.32).
+    subs = {**merged.sub_phases, **{k: v for k, v in subs.items() if v}}
+    return MergedTimeline(merged, log, subs, agreement, probe, otel, edges, probe_only)

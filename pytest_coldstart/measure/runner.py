@@ -585,6 +585,8 @@ class ColdStartRunner:
                 extra.update(sub_phases=merged.sub_phases, log_phases=merged.log_timeline.phases,
                              phase_agreement=tuple(d.to_dict() for d in merged.agreement))
                 extra["probe"]["edges"] = dict(merged.edges)  # phase -> who timed its end: "otel" or "plugin"
+        if "sub_phases" not in extra and timeline.sub_phases:
+            extra["sub_phases"] = dict(timeline.sub_phases)  # the log's split of weights_load (and MTP captures)
         if live is not None and (live.otel is not None or live.otel_note):
             otel = live.otel.summary(merged.otel if merged else None) if live.otel is not None else {}
             if live.otel_note:

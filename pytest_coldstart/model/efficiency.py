@@ -32,6 +32,15 @@ BASIS_STREAM = "vLLM-reported Run:ai stream time (stream_s)"
 BASIS_PHASES = "weights_download + weights_load phases"
 BASIS_PHASE = "weights_load phase"
 BASIS_REPORTED = "vLLM-reported load time"
+#: vLLM's "Loading weights took X seconds" (default_loader.py, 0.7+): the weight transfer alone. The
+#: ``weights_load`` phase, vLLM's "Model loading took" and its OTel span "Loading (GPU|CPU)" also cover
+#: building the model (and post-processing): 0.94 s vs 0.09 s transfer on a tiny model (vLLM 0.32, CPU lane),
+#: so bytes over that time read 10x too slow. Where vLLM reports the transfer, it is the basis.
+BASIS_TRANSFER = "vLLM-reported weight transfer (weights_load_s)"
+
+#: What the load time covers (``LoadEfficiency.load_scope``).
+SCOPE_TRANSFER = "weight transfer only"
+SCOPE_MODEL_LOAD = "model load (construction + transfer)"
 
 FLOOR_PROBE = "probe"
 FLOOR_CONFIGURED = "configured"
@@ -121,6 +130,9 @@ class LoadEfficiency:
     host_to_gpu_note: str = ""
     #: Share (0..1) of the local weight files in the page cache right before the start (mincore); None: unknown.
     resident_share: float | None = None
+    #: What ``load_s`` covers: ``SCOPE_TRANSFER`` or ``SCOPE_MODEL_LOAD`` (None: no load time, or a record
+    #: from before the field existed).
+    load_scope: str | None = None
 
     @property
     def achieved_gbps(self) -> float | None:
@@ -169,6 +181,7 @@ class LoadEfficiency:
 
         out: dict[str, Any] = {
             "weight_bytes": self.weight_bytes, "load_s": r(self.load_s), "load_basis": self.load_basis,
+            **({"load_scope": self.load_scope} if self.load_scope is not None else {}),
             "source_kind": self.source_kind, "achieved_gbps": r(self.achieved_gbps),
             "floor_gbps": r(self.floor_gbps), "floor_source": self.floor_source,
             "floor_detail": self.floor_detail, "floor_s": r(self.floor_s),
@@ -195,7 +208,8 @@ class LoadEfficiency:
                    floor_gbps=data.get("floor_gbps"), floor_source=data.get("floor_source"),
                    floor_detail=data.get("floor_detail", ""), note=data.get("note", ""),
                    host_to_gpu=HostToGpuFloor.from_dict(data["host_to_gpu"]) if data.get("host_to_gpu") else None,
-                   host_to_gpu_note=data.get("host_to_gpu_note", ""), resident_share=data.get("resident_share"))
+                   host_to_gpu_note=data.get("host_to_gpu_note", ""), resident_share=data.get("resident_share"),
+                   load_scope=data.get("load_scope"))
 
     def describe(self) -> str:
         """``load at X GB/s = Y% of floor`` in words, or why it can't be said.
@@ -207,7 +221,8 @@ class LoadEfficiency:
         if self.achieved_gbps is None:
             return f"load efficiency: not observed ({self.note})"
         text = f"load at {format_gbps(self.achieved_gbps)} GB/s"
-        loaded = f"{format_bytes(self.weight_bytes)} in {self.load_s:.3g} s ({self.load_basis})"
+        scope = f"; {self.load_scope}" if self.load_scope else ""
+        loaded = f"{format_bytes(self.weight_bytes)} in {self.load_s:.3g} s ({self.load_basis}{scope})"
         h2d = self.host_to_gpu
         if h2d is not None and self.floor_applies == APPLIES_HOST_TO_GPU:
             storage = ("no storage floor" if self.percent_of_floor is None else
@@ -263,21 +278,33 @@ def load_time(phases: Sequence[Phase], reported: Mapping[str, Any]) -> tuple[flo
     """Seconds the weights took from the source into the engine, and how we know.
 
     In order: the Run:ai streamer's own stream time (pure I/O; vLLM >= 0.6.5
-    logs it per rank and ``timeline`` keeps the max); else the observed
+    logs it per rank and ``timeline`` keeps the max); else vLLM's own weight
+    transfer time ("Loading weights took", ``weights_load_s``) where the load
+    was observed, plus an observed ``weights_download`` phase; else the observed
     ``weights_download`` + ``weights_load`` phases (the user-visible load, on
-    the run's own stamps); else vLLM's self-reported download + load seconds.
+    the run's own stamps: model construction included); else vLLM's
+    self-reported download + load seconds. ``load_scope`` says which it covers.
     """
     stream_s = reported.get("stream_s")
     if isinstance(stream_s, (int, float)) and stream_s > 0:
         return float(stream_s), BASIS_STREAM
     by_name = {p.name: p for p in phases}
     load = by_name.get("weights_load")
+    download = by_name.get("weights_download")
+    downloaded = download is not None and download.duration_s is not None
+    transfer_s = reported.get("weights_load_s")
+    if load is not None and load.duration_s is not None and isinstance(transfer_s, (int, float)) and transfer_s > 0:
+        if downloaded:
+            assert download is not None and download.duration_s is not None
+            return (download.duration_s + float(transfer_s),
+                    f"weights_download phase ({download.source}) + {BASIS_TRANSFER}")
+        return float(transfer_s), BASIS_TRANSFER
     if load is not None and load.duration_s is not None:
-        download = by_name.get("weights_download")
-        if download is not None and download.duration_s is not None:
+        if downloaded:
+            assert download is not None and download.duration_s is not None
             return download.duration_s + load.duration_s, f"{BASIS_PHASES} ({load.source})"
         return load.duration_s, f"{BASIS_PHASE} ({load.source})"
-    for key in ("model_load_s", "weights_load_s"):
+    for key in ("weights_load_s", "model_load_s"):
         value = reported.get(key)
         if isinstance(value, (int, float)) and value > 0:
             download = reported.get("weights_download_s")
@@ -285,6 +312,15 @@ def load_time(phases: Sequence[Phase], reported: Mapping[str, Any]) -> tuple[flo
                 return float(value) + float(download), f"{BASIS_REPORTED} (weights_download_s + {key})"
             return float(value), f"{BASIS_REPORTED} ({key})"
     return None, "weights_load phase not observed and vLLM reported no load time"
+
+
+def load_scope(basis: str | None) -> str | None:
+    """What a load time of this basis covers: the weight transfer alone, or the whole model load."""
+    if basis is None:
+        return None
+    if basis == BASIS_STREAM or BASIS_TRANSFER in basis or basis.endswith("weights_load_s)"):
+        return SCOPE_TRANSFER
+    return SCOPE_MODEL_LOAD
 
 
 def assess(weight_bytes: int | None, phases: Sequence[Phase], reported: Mapping[str, Any],
@@ -307,4 +343,4 @@ def assess(weight_bytes: int | None, phases: Sequence[Phase], reported: Mapping[
                           floor_source=floor.source if floor else None, floor_detail=floor.detail if floor else "",
                           note="; ".join(notes), host_to_gpu=host_to_gpu,
                           host_to_gpu_note="" if host_to_gpu is not None else host_to_gpu_note,
-                          resident_share=resident_share)
+                          resident_share=resident_share, load_scope=load_scope(basis) if load_s is not None else None)

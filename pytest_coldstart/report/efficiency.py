@@ -118,7 +118,8 @@ def efficiency_markdown(results: Sequence[RunResult]) -> str:
         elif eff.load_basis:
             h2d_detail = "" if eff.host_to_gpu is None else \
                 f"; host->GPU floor: {eff.host_to_gpu.detail or eff.host_to_gpu.source}"
-            notes.append(f"{model}/{opt}/{launcher}: load time from the {eff.load_basis}; "
+            scope = f" [{eff.load_scope}]" if eff.load_scope else ""
+            notes.append(f"{model}/{opt}/{launcher}: load time from the {eff.load_basis}{scope}; "
                          f"floor: {eff.floor_detail or eff.floor_source}{h2d_detail}")
     if len(lines) == 2:
         return ""

@@ -155,7 +155,8 @@ def _efficiency_table(results: Sequence[RunResult]) -> str:
                          "no successful run carries an efficiency object (failed, or written before it existed)"))
             continue
         pct = "-" if eff.percent_of_floor is None else f"{eff.percent_of_floor:.3g}%"
-        how = eff.note or f"load: {eff.load_basis}; floor: {eff.floor_detail}"
+        scope = f" ({eff.load_scope})" if eff.load_scope else ""
+        how = eff.note or f"load: {eff.load_basis}{scope}; floor: {eff.floor_detail}"
         if eff.host_to_gpu is not None:
             how += f"; host->GPU floor: {eff.host_to_gpu.detail or eff.host_to_gpu.source}"
         elif eff.host_to_gpu_note:

@@ -18,9 +18,12 @@ from pytest_coldstart.measure.floors import FloorResolver, configured_floor, pro
 from pytest_coldstart.model.clock import FakeClock
 from pytest_coldstart.model.efficiency import (
     BASIS_STREAM,
+    BASIS_TRANSFER,
     FLOOR_CONFIGURED,
     FLOOR_PROBE,
     FloorBandwidth,
+    SCOPE_MODEL_LOAD,
+    SCOPE_TRANSFER,
     LoadEfficiency,
     assess,
     load_time,
@@ -337,3 +340,31 @@ def test_a_start_that_never_loaded_is_not_probed(tmp_path: Path) -> None:
     eff = FloorResolver(tmp_path / "probe").assess_run(spec, "baseline", [phase("weights_load", None, None)], {})
     assert eff.load_s is None and "not observed" in eff.note and "floor not probed" in eff.note
     assert not (tmp_path / "probe").exists()
+
+
+# --- one phase, one meaning: the transfer, not the model construction ------------------------------
+
+def test_load_time_uses_vllms_weight_transfer_not_the_whole_load_phase() -> None:
+    """vLLM 0.32 on the CPU lane: the weights_load phase (OTel "Loading (CPU)", 0.94 s) also builds the model;
+    "Loading weights took 0.09 seconds" is the transfer. The efficiency divides by the transfer."""
+    phases = [phase("weights_download", None, None), phase("weights_load", 10.0, 10.94, source="otel")]
+    load_s, basis = load_time(phases, {"weights_load_s": 0.09, "model_load_s": 0.93})
+    assert (load_s, basis) == (0.09, BASIS_TRANSFER)
+    eff = assess(9_000_000, phases, {"weights_load_s": 0.09}, FloorBandwidth(1.0, FLOOR_PROBE))
+    assert eff.load_s == 0.09 and eff.load_scope == SCOPE_TRANSFER
+    assert eff.achieved_gbps == pytest.approx(0.1)  # 9 MB / 0.09 s, not 9 MB / 0.94 s
+    assert SCOPE_TRANSFER in eff.describe()
+    assert LoadEfficiency.from_dict(eff.to_dict()) == eff
+
+
+def test_an_observed_download_is_added_to_the_transfer() -> None:
+    phases = [phase("weights_download", 66.0, 149.0), phase("weights_load", 149.0, 348.0)]
+    load_s, basis = load_time(phases, {"weights_load_s": 167.46, "model_load_s": 281.24})
+    assert load_s == pytest.approx(83.0 + 167.46) and BASIS_TRANSFER in basis
+
+
+def test_without_a_transfer_line_the_scope_says_construction_is_included() -> None:
+    eff = assess(1000, [phase("weights_load", 1.0, 1.25)], {"model_load_s": 0.25}, FloorBandwidth(1.0, FLOOR_PROBE))
+    assert eff.load_scope == SCOPE_MODEL_LOAD
+    old = {k: v for k, v in eff.to_dict().items() if k != "load_scope"}  # a record from before the field
+    assert LoadEfficiency.from_dict(old).load_scope is None
