@@ -121,12 +121,12 @@ MARKERS: tuple[Marker, ...] = tuple(
     # "nccl==2.28.9" are another library's versions, never vLLM's.
     + _m("banner", r"█\s+version (?P<vllm_version>\d+\.\d+\S*)\s*$",
          fragments=("version %s",), versions="0.15.1+ (entrypoints/serve/utils/api_utils.py logo)")
-    # Multi-node workers (`--headless`, node_rank > 0) start no API server and no EngineCore; this is their
-    # only line with vLLM's version (0.25+ entrypoints/cli/serve.py).
-    + _m("banner", r"Launching vLLM \(v(?P<vllm_version>[^)\s]+)\) headless",
-         fragments=("Launching vLLM (v%s) headless multiproc executor",), versions="0.25+ (cli/serve.py, --headless)")
     + _m("engine_init", r"Initializing an? (?:(?P<engine_kind>V[01]) )?LLM engine \(v(?P<vllm_version>[^)]+)\)",
          fragments=("Initializing a V1 LLM engine (v%s) with config",), versions="0.6+ (V0 llm_engine.py, V1 core.py)")
+    # Multi-node workers (`--headless`, node_rank > 0) start no API server and no EngineCore: their config ends
+    # and their executor starts at this line, their only one with vLLM's version (0.25+ cli/serve.py).
+    + _m("engine_init", r"Launching vLLM \(v(?P<vllm_version>[^)\s]+)\) headless",
+         fragments=("Launching vLLM (v%s) headless multiproc executor",), versions="0.25+ (cli/serve.py, --headless)")
     # V1 runner (0.8+ gpu_model_runner.py) and V0 model_runner.py log "Starting to load model"; the V2 model
     # runner (0.22+, vllm/v1/worker/gpu/model_runner.py) logs "Loading model from scratch..." instead.
     + _m("load_start", r"Starting to load model",
