@@ -92,6 +92,8 @@ EXPECTED: dict[str, Expected] = {
          "model_load_gib": 21.93, "model_load_s": 281.243837, "torch_compile_s": 38.9, "kv_cache_gib": 73.13,
          "kv_cache_tokens": 6312658, "cuda_graph_capture_s": 5.0, "cuda_graph_gib": 0.32, "init_engine_s": 128.32},
         failed_in="api_server"),
+    "v0.6.6-v0-serve-failed-engine-init.log": Expected(
+        "0.6.6", 9.0, ("config",), {}, failed_in="engine_init"),
     "v0.9.2-ascend-ray-tp16-2node-failed.log": Expected(
         "0.9.2", 69.0, ("config", "engine_init"), {}, failed_in="weights_load"),
 }
