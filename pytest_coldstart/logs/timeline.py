@@ -174,10 +174,6 @@ def _collect(stamped: Iterable[tuple[float, LogRecord]], until_s: float | None) 
             continue
         if record.is_vllm_logger:
             events.setdefault("first_line", []).append((t_s, {}))
-            if record.level in ("ERROR", "CRITICAL") and record.message.startswith("Traceback (most recent call"):
-                # A traceback vLLM itself logged at ERROR (V0 engine.py "run_mp_engine", V1 core.py): the start
-                # died here, whatever the exception's wording.
-                events.setdefault("start_failed", []).append((t_s, {"_line": record.message}))
         for name, groups in match_markers(record):
             if name in _PER_PROCESS:  # each rank compiles/loads/captures its own; a drafter follows its target
                 groups = {**groups, "_process": _process_key(record)}

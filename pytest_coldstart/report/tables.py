@@ -115,9 +115,15 @@ def render_timeline(timeline: Timeline, title: str = "") -> str:
                             ("duration s", "right"), ("vLLM reported s", "right"), ("source", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for p in timeline.phases:
-        table.add_row(p.name, "" if p.start_s is None else f"{p.start_s:.2f}",
+        # A phase that also covers one its vLLM logs no line for says so (Phase.includes).
+        name = p.name + (f" (+{', '.join(p.includes)})" if p.includes else "")
+        table.add_row(name, "" if p.start_s is None else f"{p.start_s:.2f}",
                       "" if p.end_s is None else f"{p.end_s:.2f}", _s(p.duration_s),
                       "" if p.reported_s is None else f"{p.reported_s:.2f}", p.source)
+        for part in timeline.sub_phases.get(p.name, ()):
+            table.add_row(f"  - {part.name}", "" if part.start_s is None else f"{part.start_s:.2f}",
+                          "" if part.end_s is None else f"{part.end_s:.2f}", _s(part.duration_s),
+                          "" if part.reported_s is None else f"{part.reported_s:.2f}", part.source)
     table.add_row("unaccounted", "", "", "" if timeline.unaccounted_s is None else f"{timeline.unaccounted_s:.2f}",
                   "", "", end_section=True)
     table.add_row("total_ready_s", "", "", _s(timeline.total_ready_s) if timeline.total_ready_s is not None
@@ -127,6 +133,8 @@ def render_timeline(timeline: Timeline, title: str = "") -> str:
     reported = {k: v for k, v in timeline.reported.items() if v is not None}
     if reported:
         lines.append("vLLM self-reported: " + ", ".join(f"{k}={v}" for k, v in reported.items()))
+    if timeline.failure is not None:
+        lines.append(f"start failed during {timeline.failed_in}: {timeline.failure}")
     return "\n".join(lines)
 
 

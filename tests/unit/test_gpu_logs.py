@@ -36,6 +36,9 @@ class Expected:
     reported: dict[str, object] = field(default_factory=dict)
     #: a failing start: the phase it died in (None: it reached ready)
     failed_in: str | None = None
+    #: the failing start has a line that says so (V0 0.6 logs only the exception, at ERROR, which vLLM also
+    #: does for errors it recovers from: no failure line, the phase in progress is still named)
+    failure_logged: bool = True
     #: phases covered by the next observed one because this vLLM logs no line ending them
     includes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -93,7 +96,7 @@ EXPECTED: dict[str, Expected] = {
          "kv_cache_tokens": 6312658, "cuda_graph_capture_s": 5.0, "cuda_graph_gib": 0.32, "init_engine_s": 128.32},
         failed_in="api_server"),
     "v0.6.6-v0-serve-failed-engine-init.log": Expected(
-        "0.6.6", 9.0, ("config",), {}, failed_in="engine_init"),
+        "0.6.6", 9.0, ("config",), {}, failed_in="engine_init", failure_logged=False),
     "v0.9.2-ascend-ray-tp16-2node-failed.log": Expected(
         "0.9.2", 69.0, ("config", "engine_init"), {}, failed_in="weights_load"),
 }
@@ -145,9 +148,13 @@ def test_self_reported_values_are_exact(timelines: dict[str, Timeline], name: st
 
 @pytest.mark.parametrize("name", sorted(n for n, e in EXPECTED.items() if e.failed_in is not None))
 def test_a_failing_start_names_the_phase_it_died_in(timelines: dict[str, Timeline], name: str) -> None:
-    t = timelines[name]
-    assert t.failure is not None and t.failed_in == EXPECTED[name].failed_in
-    assert t.to_dict()["failed_in"] == EXPECTED[name].failed_in
+    t, e = timelines[name], EXPECTED[name]
+    assert t.phase_in_progress == e.failed_in
+    if e.failure_logged:
+        assert t.failure is not None and t.failed_in == e.failed_in
+        assert t.to_dict()["failed_in"] == e.failed_in
+    else:
+        assert t.failure is None and t.failed_in is None
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
