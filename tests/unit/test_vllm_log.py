@@ -51,7 +51,8 @@ def test_vllm_030_prefixes_tqdm_before_carriage_return():
      {"stream_size": "32.9", "stream_unit": "GiB", "stream_s": "25.6"}),
     ("[RunAI Streamer] Overall time to stream 1.6 MiB of all files to cpu: 0.05s, 32.1 MiB/s", "stream_done",
      {"stream_size": "1.6", "stream_unit": "MiB", "stream_s": "0.05"}),
-    ("Initializing a V1 LLM engine (v0.32.0) with config: model='x'", "engine_init", {"vllm_version": "0.32.0", "engine_kind": "V1"}),
+    ("Initializing a V1 LLM engine (v0.32.0) with config: model='x'", "engine_init",
+     {"vllm_version": "0.32.0", "engine_kind": "V1"}),
     ("Time spent downloading weights for meta-llama/Meta-Llama-3-70B: 196.465363 seconds", "download_done",
      {"weights_download_s": "196.465363"}),
 ])
