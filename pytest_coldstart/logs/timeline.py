@@ -282,14 +282,15 @@ def unlogged_phases(events: _Events, reported: Mapping[str, object]) -> frozense
     Only these are covered by the next observed phase (``Phase.includes``); a line missing from a version
     that does log it stays a hole in ``unaccounted`` (a lost or renamed line is news, not to be smoothed).
 
-    * ``memory_profiling``: "Available KV cache memory" came with 0.8.2 (V1 gpu_worker.py); V0 logs
+    * ``memory_profiling``: "Available KV cache memory" came with 0.9.1 (V1 gpu_worker.py; 0.8.x logs the
+      profiling at DEBUG, seen in real 0.8.1 and 0.8.3 logs); V0 logs
       "Memory profiling results" from 0.6.4 and "Memory profiling takes" 0.7-0.10; 0.6.0-0.6.3 nothing.
     * ``warmup``: "init engine (profile, create kv cache, warmup model) took" is V1's (core.py); a V0 engine
       is ready when its CUDA graphs are captured.
     """
     version, engine = _version_tuple(reported.get("vllm_version")), _engine_kind(events)
     out: set[str] = set()
-    if version is not None and (version < (0, 6, 4) or (engine == "V1" and version < (0, 8, 2))):
+    if version is not None and (version < (0, 6, 4) or (engine == "V1" and version < (0, 9, 1))):
         out.add("memory_profiling")
     if engine == "V0":
         out.add("warmup")

@@ -61,6 +61,13 @@ EXPECTED: dict[str, Expected] = {
          "dynamo_transform_s": 7.3, "inductor_compile_s": 27.31, "kv_cache_tokens": 28704,
          "cuda_graph_capture_s": 25.0, "cuda_graph_gib": 1.58, "init_engine_s": 70.27},
         includes={"kv_cache": ("memory_profiling",)}),
+    "v0.8.3-tp2-offline-compile-cache.log": Expected(
+        "0.8.3", 31.0, ("config", "engine_init", "weights_load", "torch_compile", "kv_cache", "cuda_graphs", "warmup"),
+        # two TP ranks (VllmWorker rank=0/1): the slowest rank's figures
+        {"weights_load_s": 1.49, "model_load_gib": 7.1217, "model_load_s": 2.85994, "torch_compile_s": 3.12,
+         "compile_cache_hit": True, "kv_cache_tokens": 1096080, "cuda_graph_capture_s": 12.0, "cuda_graph_gib": 0.46,
+         "init_engine_s": 19.73},
+        includes={"kv_cache": ("memory_profiling",)}),
     "v0.9.2-rocm-gfx1201-offline-llm.log": Expected(
         "0.9.2rc2.dev1802+geb9d4de9e", 33.0,
         ("config", "engine_init", "weights_load", "torch_compile", "memory_profiling", "kv_cache", "cuda_graphs",
