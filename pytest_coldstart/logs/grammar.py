@@ -233,6 +233,7 @@ MARKERS: tuple[Marker, ...] = tuple(
     + _m("health_ok", r'"GET /health HTTP/[\d.]+" 200', versions="uvicorn access log")
     # A start that dies: the line that says so (the phase in progress then is the one that failed).
     + _m("start_failed", r"EngineCore failed to start", r"Engine core initialization failed",
+         r"^WorkerProc failed to start",
          r"Exception occurred while running API servers", r"Engine process \(pid \d+\) died",
          r"^Error executing method '(?:init_device|load_model|determine_available_memory|"
          r"determine_num_available_blocks|initialize_from_config|initialize_cache|compile_or_warm_up_model)'",

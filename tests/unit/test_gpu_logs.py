@@ -104,6 +104,9 @@ EXPECTED: dict[str, Expected] = {
         failed_in="api_server"),
     "v0.6.6-v0-serve-failed-engine-init.log": Expected(
         "0.6.6", 9.0, ("config",), {}, failed_in="engine_init", failure_logged=False),
+    "v0.1.dev8023-rocm-tp2-failed-worker-init.log": Expected(
+        # a source build without tags: vLLM says "0.1.dev8023+g894bed8", and that is what is reported
+        "0.1.dev8023+g894bed8", 43.0, ("config",), {}, failed_in="engine_init"),
     "v0.9.2-ascend-ray-tp16-2node-failed.log": Expected(
         "0.9.2", 69.0, ("config", "engine_init"), {}, failed_in="weights_load"),
 }
