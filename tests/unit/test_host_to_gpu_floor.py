@@ -103,7 +103,7 @@ def test_weights_in_the_page_cache_are_held_to_the_host_to_gpu_floor(tmp_path: P
     assert warm.describe() == (
         "load at 5.5 GB/s = 9.95% of host->GPU pinned 55.3 GB/s (weights 100% in page cache; pageable 9.4 GB/s, "
         "source: probe); storage floor 1.2 GB/s (source: configured) = 458%; 16.1 GB in 2.92 s "
-        "(weights_load phase (arrival))")
+        "(weights_load phase (arrival); model load (construction + transfer))")
 
 
 def test_cold_weights_are_held_to_the_storage_floor_and_both_are_shown(tmp_path: Path) -> None:
