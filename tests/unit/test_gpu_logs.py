@@ -82,6 +82,13 @@ EXPECTED: dict[str, Expected] = {
         {"weights_load_s": 32.77, "model_load_gib": 4.9054, "model_load_s": 44.986674, "torch_compile_s": 92.2,
          "inductor_compile_s": 90.39, "kv_cache_gib": 11.15, "kv_cache_tokens": 208320,
          "cuda_graph_capture_s": 24.0, "cuda_graph_gib": 1.0, "init_engine_s": 127.33}),
+    "v0.15.0-rocm-strixhalo-docker.log": Expected(
+        "0.15.0rc3", 50.0,
+        ("config", "engine_init", "weights_load", "torch_compile", "memory_profiling", "kv_cache", "cuda_graphs",
+         "warmup", "api_server"),
+        {"weights_load_s": 0.8, "model_load_gib": 0.84, "model_load_s": 1.16984, "torch_compile_s": 24.61,
+         "inductor_compile_s": 21.67, "kv_cache_gib": 107.5, "kv_cache_tokens": 3522400, "cuda_graph_capture_s": 7.0,
+         "cuda_graph_gib": 0.33, "init_engine_s": 40.11}),
     "v0.22.1-v2runner-tp2-rtx3090-docker.log": Expected(
         "0.22.1rc1.dev357+g74b5964f0", 112.0,
         ("config", "engine_init", "weights_load", "memory_profiling", "kv_cache", "warmup", "api_server"),
