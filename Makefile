@@ -88,7 +88,7 @@ browser:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(MKDOCS) build --strict --quiet
+	$(MKDOCS) build --strict
 
 # The docker tests skip with the reason where the ground cannot be set up (no root, not Debian).
 test: install tiny-model lint browser
