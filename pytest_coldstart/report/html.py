@@ -251,7 +251,7 @@ def build_report(results_dir: Path, out: Path, *, png_dir: Path | None = None,
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>Cold-start report</title><style>{_CSS}</style>"
             f"</head><body><h1>Cold-start report</h1><p class=muted>{len(results)} run(s)"
-            f"{f' and {len(scaleouts)} scale-out run(s)' if scaleouts else ''} from {_e(results_dir)}, "
+            f"{f' and {len(scaleouts)} scale-out run(s)' if scaleouts else ''} from {_e(shown_path(str(results_dir)))}, "
             f"generated {stamp}</p>{_table(('environment', ''), env_rows)}" + "\n".join(body) + "</body></html>\n")
     # The results are redacted when written; this also catches a secret of the machine building the
     # report, and any NAME=value whose name looks secret (an error message quoting an env line).
