@@ -9,13 +9,13 @@ BIN := $(VENV)/bin
 #   make bench TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 TORCH_INDEX_URL ?= $(COLDSTART_TORCH_INDEX_URL)
 PIP_INDEX_ARGS := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL),)
-EXTRAS ?= cpu,ray,s3,asv,report,containers,dev
+EXTRAS ?= cpu,ray,s3,asv,report,containers,dev,docs
 TINY_MODEL := .coldstart/models/tiny-llama
 BENCH_ARGS ?= --model tiny-llama
 TEST_ARGS ?=
 comma := ,
 
-.PHONY: install tiny-model bench bench-scaleout site lint test test-unit test-scaleout clean
+.PHONY: install tiny-model bench bench-scaleout site docs pages docs-images browser lint test test-unit test-scaleout clean
 
 install: $(VENV)/.installed
 
@@ -56,14 +56,42 @@ site: install
 	$(BIN)/coldstart publish
 	$(BIN)/asv preview
 
+# The docs site (MkDocs Material; reference pages generated from the code): site/ .
+# MkDocs 1.x prints a notice about its future on every build; it is not ours to act on.
+MKDOCS := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs
+docs: install
+	$(MKDOCS) build --strict
+
+# What GitHub Pages serves: the docs at the root, the asv history site under /history/.
+# PAGES_RESULTS: the asv results directory (the nightly's history branch checkout).
+PAGES_RESULTS ?= results
+pages: docs
+	$(BIN)/coldstart publish --results-dir $(PAGES_RESULTS) --html-dir site/history
+
+# Every picture in docs/img from real runs (a real CPU-lane start per optimization, the recorded H100 logs),
+# with screenshots of the asv site and the HTML report in headless Chromium.
+docs-images: install tiny-model browser
+	$(BIN)/python docs/make_images.py docs/img
+
+# Headless Chromium for the browser tests (asv site, HTML report, docs site): Debian's package, installed
+# when it is missing and we are root on a Debian-like system; otherwise those tests skip with the reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && echo "installed chromium"; } || \
+	  echo "no browser could be installed (not root, or no apt-get): the browser tests will skip"
+
 # The layout's contract (pyproject.toml [tool.importlinter]: imports flow one way, pytest
-# only in the plugin) and ruff's style, before any test runs.
+# only in the plugin), ruff's style, and the docs site built strictly (a broken link or a
+# missing page fails), before any test runs.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(MKDOCS) build --strict
 
 # The docker tests skip with the reason where the ground cannot be set up (no root, not Debian).
-test: install tiny-model lint
+test: install tiny-model lint browser
 	$(WITH_DOCKER) || echo "Docker ground not available: the docker tests will skip"; \
 	$(BIN)/pytest tests $(TEST_ARGS); $(AFTER_DOCKER)
 
@@ -78,4 +106,4 @@ test-unit: install lint
 	$(BIN)/pytest tests -m "not integration" $(TEST_ARGS)
 
 clean:
-	rm -rf .coldstart results/runs results/logs
+	rm -rf .coldstart results/runs results/logs site

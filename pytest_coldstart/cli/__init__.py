@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from pytest_coldstart.model.errors import ColdstartError
+from pytest_coldstart.model.exitcodes import ExitCode
 
 #: Modules that add subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -108,15 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ColdstartError as exc:
         print(f"coldstart {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.UNDECIDED
     except KeyboardInterrupt:
         print(f"coldstart {args.command}: interrupted; nothing was decided", file=sys.stderr)
-        return 2
+        return ExitCode.UNDECIDED
     except Exception as exc:  # the top-level catch: exit 2 (could not decide), never 1 (regression)
         if args.debug:
             traceback.print_exc()
         print(f"coldstart {args.command}: {_describe(exc)}", file=sys.stderr)
-        return 2
+        return ExitCode.UNDECIDED
     finally:
         sys.stdout = stdout
 

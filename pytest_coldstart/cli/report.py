@@ -69,7 +69,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_report)
 
     p = sub.add_parser("anchors", help="published H100 load times against physical floors (markdown)",
-                       description="Print the README's load-efficiency tables, computed from the "
+                       description="Print the docs' load-efficiency tables, computed from the "
                                    "published numbers in the anchors file.")
     p.add_argument("--data", default=str(DEFAULT_ANCHORS), help=f"anchors file (default: {DEFAULT_ANCHORS})")
     p.set_defaults(func=_anchors)

@@ -18,7 +18,7 @@ Verdict, the project's exit codes: 0 every check passed; 1 a check failed (the r
 2 the checks could not be made (NVML is not there: no NVIDIA driver, or ``nvidia-ml-py`` missing).
 
 NVML is passed in as a module object (``pynvml``), so the logic is tested against recorded NVML
-answers without a GPU. It has not run on a GPU machine in this project yet (README, "GPU runners").
+answers without a GPU. It has not run on a GPU machine in this project yet (docs: How-to > An 8xH100 runner).
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ def run_preflight(*, nvml: Any | None = None, expect_gpus: int | None = None,
 def probe_host_to_gpu(size_gib: float = 2.0, repeats: int = 5) -> dict[str, float]:
     """Host->GPU copy bandwidth through torch, GB/s (best of *repeats*): pinned and pageable.
 
-    The floor for weights that come from RAM (page cache); README, "GPU runners". The load efficiency
+    The floor for weights that come from RAM (page cache); docs: How-to > An 8xH100 runner. The load efficiency
     takes it through ``measure.floors.probe_host_to_gpu_floor`` (in a child process, once per session).
     Needs CUDA torch and a GPU; NOT run in this project yet (no GPU here). Raises ``NvmlUnavailable``
     without CUDA.

@@ -24,7 +24,7 @@ SOURCE_KINDS = ("generated", "hf", "local", "s3")
 #: Environment variable naming the S3 location (s3://BUCKET/PREFIX) that ``s3:NAME`` sources live under.
 S3_LOCATION_ENV = "COLDSTART_S3_URI"
 S3_ADVICE = (f"set {S3_LOCATION_ENV}=s3://BUCKET/PREFIX (or --coldstart-s3) and AWS credentials "
-             "(standard AWS chain; README, 'S3 optimizations')")
+             "(standard AWS chain; docs: How-to > S3 optimizations)")
 
 
 def packaged_file(name: str) -> Path:

@@ -31,7 +31,7 @@ MANIFEST = ".coldstart-manifest.json"
 SHA_META = "sha256"  # object metadata key (x-amz-meta-sha256)
 S3_HINT = ("S3 comes from the standard AWS chain: set AWS_ENDPOINT_URL for an S3-compatible endpoint "
            "(MinIO, moto_server, ...), and AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY or AWS_PROFILE for "
-           "credentials; see README, 'S3 optimizations'")
+           "credentials; see the docs: How-to > S3 optimizations")
 _THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests",
                    "ServiceUnavailable", "InternalError", "503", "500", "502", "504"}
 

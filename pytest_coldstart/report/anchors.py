@@ -6,7 +6,7 @@ Reads ``benchmarks/h100_anchors.toml`` (values copied, with citations, from
     floor_s = weight bytes / floor bandwidth   (per-GPU tiers: / (bandwidth x TP))
     % of floor = floor_s / observed_s          (= achieved GB/s / floor GB/s)
 
-``coldstart anchors`` prints the two markdown tables that README.md carries.
+``coldstart anchors`` prints the two markdown tables that the docs' H100 page carries.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def paper_markdown(anchors: Anchors) -> str:
 
 
 def render(anchors: Anchors) -> str:
-    """Both tables, exactly as README.md carries them."""
+    """Both tables, exactly as docs/measurements/h100-anchors.md carries them."""
     return ("Floor = weight bytes / bandwidth of the source (per-GPU tiers: / (bandwidth x TP)).\n\n"
             + floors_markdown(anchors)
             + "\nPublished load times on p5.48xlarge (8 x H100) against those floors:\n\n"

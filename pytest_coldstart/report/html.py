@@ -142,6 +142,18 @@ def _model_table(runs: Sequence[RunResult]) -> str:
     return _table(headers, rows, tuple(range(1, len(headers))))
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[^\s/;,()]+/)+([^\s/;,()]+)")
+
+
+def shown_path(text: str) -> str:
+    """*text* with every absolute local path cut to its last component (``.../model``).
+
+    A report is shared (a PR comment, the history site): the harness's scratch paths say nothing to a
+    reader and name the machine's layout. Results keep the full path; only what is shown is cut.
+    """
+    return _ABSOLUTE_PATH.sub(lambda m: f".../{m.group(1)}", text)
+
+
 def _efficiency_table(results: Sequence[RunResult]) -> str:
     groups = group_by_case(results)
     h2d = any_host_to_gpu(results)  # the host->GPU columns only where some run has that floor
@@ -161,6 +173,7 @@ def _efficiency_table(results: Sequence[RunResult]) -> str:
             how += f"; host->GPU floor: {eff.host_to_gpu.detail or eff.host_to_gpu.source}"
         elif eff.host_to_gpu_note:
             how += f"; host->GPU floor: {eff.host_to_gpu_note}"
+        how = shown_path(how)
         rows.append((model, opt, launcher, format_bytes(eff.weight_bytes),
                      "not observed" if eff.load_s is None else f"{eff.load_s:.3g}", format_gbps(eff.achieved_gbps),
                      "-" if eff.floor_gbps is None else f"{format_gbps(eff.floor_gbps)} ({eff.floor_source})",
@@ -183,7 +196,7 @@ def _anchors_section(anchors_path: Path | None) -> str:
              f"{r.observation.seconds:g}", f"{r.achieved_gbps:.3g}", r.floor.label, f"{r.floor_s:.3g}",
              f"{r.percent_of_floor:.3g}%") for r in paper_rows(anchors)]
     return ("<section><h2>Published H100 load times against the floor (on paper)</h2>"
-            f"<p class=muted>computed from {_e(path)}; sources: shared/research/coldstart-anchors.md</p>"
+            f"<p class=muted>computed from {_e(path.name)}; each row's source is cited in that file</p>"
             + _table(("model", "load", "observed s", "load at GB/s", "floor", "floor s", "% of floor"), rows,
                      (2, 3, 5, 6)) + "</section>")
 
@@ -239,7 +252,7 @@ def build_report(results_dir: Path, out: Path, *, png_dir: Path | None = None,
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>Cold-start report</title><style>{_CSS}</style>"
             f"</head><body><h1>Cold-start report</h1><p class=muted>{len(results)} run(s)"
-            f"{f' and {len(scaleouts)} scale-out run(s)' if scaleouts else ''} from {_e(results_dir)}, "
+            f"{f' and {len(scaleouts)} scale-out run(s)' if scaleouts else ''} from {_e(shown_path(str(results_dir)))}, "
             f"generated {stamp}</p>{_table(('environment', ''), env_rows)}" + "\n".join(body) + "</body></html>\n")
     # The results are redacted when written; this also catches a secret of the machine building the
     # report, and any NAME=value whose name looks secret (an error message quoting an env line).

@@ -1,12 +1,13 @@
 """The scale-out figure: offered load, replicas and TTFT on one time axis, each replica's cold start as a span.
 
-Three panels share the run's time axis (seconds since the first load step):
+Four panels share the run's time axis (seconds since the first load step):
 
 * load: offered rate per stair step (a step line), achieved rate (dots), the
   fixed-concurrency probes shaded;
-* replicas: RUNNING replicas from ``serve.status()`` (a step line), and below
-  it one row per replica: its cold start from the autoscaling decision to the
-  first request it served, drawn as its phases (same colours as the waterfalls);
+* replicas: RUNNING replicas from ``serve.status()`` (a step line, whole replicas);
+* cold starts: one lane per replica on its own axis, its cold start from the
+  autoscaling decision to the first request it served, drawn as its phases
+  (same colours as the waterfalls);
 * TTFT: every request's TTFT (small dots), each step's p95 (a bar), the SLO.
 """
 
@@ -40,6 +41,9 @@ class ScaleoutFigure:
     offered: tuple[tuple[float, float, float], ...]  # (start_s, end_s, rate_rps)
     replicas: tuple[tuple[float, int], ...]
     ttft_p95: tuple[tuple[float, float, float], ...]  # (start_s, end_s, p95_s)
+    #: The tick labels as drawn: the replica-count axis and the lanes' own axis.
+    replica_ticks: tuple[str, ...] = ()
+    lane_ticks: tuple[str, ...] = ()
 
 
 def replica_spans(result: ScaleoutResult) -> tuple[Span, ...]:
@@ -53,8 +57,12 @@ def replica_spans(result: ScaleoutResult) -> tuple[Span, ...]:
 
 def scaleout_figure(result: ScaleoutResult, path: Path) -> ScaleoutFigure:
     plt = pyplot()
-    fig, (ax_load, ax_rep, ax_ttft) = plt.subplots(3, 1, figsize=(11, 8.5), sharex=True,
-                                                   gridspec_kw={"height_ratios": [1, 1.4, 1.4]})
+    rows = max((r.index + 1 for r in result.replicas), default=0)
+    # The replicas' phase lanes get their own axis (categorical rows, "replica N" ticks): drawn on the
+    # replica-count axis they sat at y = -1 and below, under tick labels "0", "-1".
+    fig, (ax_load, ax_rep, ax_lanes, ax_ttft) = plt.subplots(
+        4, 1, figsize=(11, 9.5 + 0.25 * max(rows - 2, 0)), sharex=True,
+        gridspec_kw={"height_ratios": [1, 1, 0.45 * max(rows, 1) + 0.5, 1.4]})
     steps = [s for s in result.steps if s.kind == "step"]
     offered = tuple((s.start_s, s.end_s, s.rate_rps or 0.0) for s in steps)
     for start, end, rate in offered:
@@ -73,31 +81,37 @@ def scaleout_figure(result: ScaleoutResult, path: Path) -> ScaleoutFigure:
     ax_load.set_ylabel("req/s")
     ax_load.legend(loc="upper left", fontsize=8)
 
-    # Replicas RUNNING over time, then one row per replica's cold start below the count.
+    # Replicas RUNNING over time (whole replicas: integer ticks from 0).
     timeline = [(t, running) for t, running, _ in result.replica_timeline]
     end_x = max([s.end_s for s in result.steps] + [t for t, _ in timeline] + [0.0])
     if timeline:
         xs = [t for t, _ in timeline] + [end_x]
         ys = [n for _, n in timeline] + [timeline[-1][1]]
         ax_rep.step(xs, ys, where="post", color="black", linewidth=2, label="replicas RUNNING")
+    top = max([n for _, n in timeline] + [1])
+    ax_rep.set_ylim(0, top + 0.6)
+    ax_rep.set_yticks(range(0, top + 1))
+    ax_rep.set_ylabel("replicas")
+    ax_rep.legend(loc="upper left", fontsize=8)
+
+    # One lane per replica: its cold start from the autoscaling decision to its first request, by phase.
     spans = replica_spans(result)
     order = list(RAY_PHASE_NAMES)
-    rows = max((r.index + 1 for r in result.replicas), default=0)
     seen: set[str] = set()
     for span in spans:
-        y = -0.6 * span.replica
-        ax_rep.barh(y, span.duration_s, left=span.start_s, height=0.45, color=phase_colour(span.phase, order),
-                    edgecolor="white", linewidth=0.3, label=None if span.phase in seen else span.phase)
+        ax_lanes.barh(span.replica, span.duration_s, left=span.start_s, height=0.6,
+                      color=phase_colour(span.phase, order), edgecolor="white", linewidth=0.3,
+                      label=None if span.phase in seen else span.phase)
         seen.add(span.phase)
     for replica in result.replicas:
-        y = -0.6 * (replica.index + 1)
-        label = f"replica {replica.index + 1}"
         if replica.replica_add_s is not None and replica.index > 0:
-            label += f": add {replica.replica_add_s:.0f} s"
-        ax_rep.text(replica.decision_s if replica.decision_s is not None else 0.0, y + 0.3, label, fontsize=7)
-    ax_rep.set_ylim(-0.6 * rows - 0.5, max([n for _, n in timeline] + [1]) + 0.6)
-    ax_rep.set_ylabel("replicas")
-    ax_rep.legend(loc="upper left", fontsize=7, ncol=4)
+            ax_lanes.text(replica.decision_s if replica.decision_s is not None else 0.0, replica.index + 1 - 0.42,
+                          f"add {replica.replica_add_s:.0f} s", fontsize=7, va="bottom")
+    ax_lanes.set_yticks(range(1, rows + 1), [f"replica {n}" for n in range(1, rows + 1)], fontsize=8)
+    ax_lanes.set_ylim(rows + 0.6, 0.4)  # replica 1 on top
+    ax_lanes.set_ylabel("cold starts")
+    if seen:
+        ax_lanes.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, title="phase", title_fontsize=7)
 
     for s in result.steps:
         if s.requests:
@@ -118,8 +132,12 @@ def scaleout_figure(result: ScaleoutResult, path: Path) -> ScaleoutFigure:
              f"max replicas reached {result.max_replicas_reached}"
              + (f", replica_add_s {result.replica_add_s:.0f} s" if result.replica_add_s is not None else ""))
     fig.suptitle(title, fontsize=10)
+    fig.canvas.draw()  # tick labels are laid out at draw time
+    replica_ticks = tuple(label.get_text() for label in ax_rep.get_yticklabels())
+    lane_ticks = tuple(label.get_text() for label in ax_lanes.get_yticklabels())
     save_figure(fig, path)
-    return ScaleoutFigure(path, title, spans, offered, tuple(timeline), tuple((a, b, c) for a, b, c in ttft_p95))
+    return ScaleoutFigure(path, title, spans, offered, tuple(timeline), tuple((a, b, c) for a, b, c in ttft_p95),
+                          replica_ticks, lane_ticks)
 
 
 def scaleout_table(results: Sequence[ScaleoutResult]) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """The history site, end to end: real CPU-lane results -> asv files -> `asv publish` -> `asv preview` ->
 headless Chromium renders a phase's graph with the recorded values.
 
-Needs chromium (skipped without it; COLDSTART_REQUIRE_CHROMIUM=1 makes that a failure) and, the first time,
+Needs chromium (`make test` installs Debian's where it can; skipped without it, COLDSTART_REQUIRE_CHROMIUM=1
+makes that a failure) and, the first time,
 npm: asv 0.6.6's pages load jQuery/flot/bootstrap from CDNs this machine cannot reach, so the site is
 published self-contained (`coldstart publish --self-contained`, files cached in .coldstart/asv-vendor).
 """
@@ -9,9 +10,7 @@ published self-contained (`coldstart publish --self-contained`, files cached in 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -30,15 +29,14 @@ from pytest_coldstart.history.asv_site import missing
 from pytest_coldstart.history.gate import publish
 from pytest_coldstart.model.result import load_results
 
+from ..browser import chromium, requires_chromium, stop_group
 from ..conftest import REPO, BenchRun
 
 pytest.importorskip("asv")
-CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 VENDOR = REPO / ".coldstart" / "asv-vendor"
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(CHROMIUM is None and not os.environ.get("COLDSTART_REQUIRE_CHROMIUM"),
-                       reason="chromium not installed (apt-get install chromium); the cpu-lane workflow installs it"),
+    requires_chromium,
     pytest.mark.skipif(bool(missing(VENDOR)) and shutil.which("npm") is None,
                        reason="npm needed once to fetch asv's JavaScript into .coldstart/asv-vendor"),
 ]
@@ -52,19 +50,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @pytest.fixture(scope="module")
@@ -103,26 +88,12 @@ def site(cpu_lane_results: BenchRun, tmp_path_factory: pytest.TempPathFactory) -
             pytest.fail(f"asv preview did not answer on {url}: {(root / 'preview.log').read_text()[-2000:]}")
         yield {"url": url, "html": html, "root": root, "runs": runs, "commit": commit, "machine": recorded.machine}
     finally:
-        _stop(server)
+        stop_group(server)
         log.close()
 
 
 def _strip_comments(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.strip().startswith("//"))
-
-
-def _chromium(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """One headless Chromium run with its own profile; the whole process group is stopped afterwards."""
-    profile = root / f"chrome-{time.monotonic_ns()}"
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-           "--window-size=1400,900", "--virtual-time-budget=15000", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=120)
-    finally:
-        _stop(proc)  # renderer and zygote children share its group
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def test_graph_data_is_what_was_measured(site: dict) -> None:
@@ -140,9 +111,9 @@ def test_graph_data_is_what_was_measured(site: dict) -> None:
 def test_phase_graph_page_renders_with_data(site: dict) -> None:
     page = site["url"] + "#phases.torch_compile"
     shot = site["root"] / "phases.torch_compile.png"
-    result = _chromium(site["root"], f"--screenshot={shot}", page)
+    result = chromium(site["root"], f"--screenshot={shot}", page)
     assert shot.is_file(), result.stderr[-2000:]
-    dom = _chromium(site["root"], "--dump-dom", page).stdout
+    dom = chromium(site["root"], "--dump-dom", page).stdout
     assert "Can not determine continental origin of swallow" not in dom, "the site's JavaScript did not load"
     assert 'class="flot-base"' in dom, "no plot canvas: the graph did not render"
     assert "phases.torch_compile" in dom and "tiny-llama" in dom and site["machine"] in dom

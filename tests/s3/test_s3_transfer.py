@@ -181,7 +181,7 @@ def test_benchmark_without_s3_settings_fails_clearly(monkeypatch: pytest.MonkeyP
                       f"--coldstart-workdir={tmp_path / 'work'}", timeout_s=300)
     assert bench.returncode == 1, bench.output[-3000:]
     assert "no AWS credentials found" in bench.output and "AWS_ENDPOINT_URL" in bench.output
-    assert "README, 'S3 optimizations'" in bench.output
+    assert "docs: How-to > S3 optimizations" in bench.output
     # Once in the failure itself; the short summary repeats it when the terminal is wide enough (CI's COLUMNS).
     failures = bench.output.split("short test summary info")[0]
     assert "During handling of the above exception" not in bench.output

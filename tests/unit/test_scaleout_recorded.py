@@ -127,6 +127,9 @@ def test_figure_draws_load_replicas_ttft_and_each_cold_start(result, tmp_path):
     assert sum(s.duration_s for s in added) == pytest.approx(
         result.replica_add_s - result.added_replica.unaccounted_s, abs=0.01)
     assert len(fig.ttft_p95) == len([s for s in result.steps if s.ttft_p95_s is not None])
+    # The lanes have their own axis: no replica count below zero, one named lane per replica.
+    assert fig.replica_ticks == ("0", "1", "2")
+    assert fig.lane_ticks == ("replica 1", "replica 2")
 
 
 def test_coldstart_report_has_the_scaleout_section(result, tmp_path):

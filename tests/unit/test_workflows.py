@@ -21,7 +21,7 @@ yaml = pytest.importorskip("ruamel.yaml")
 pytest.importorskip("check_jsonschema")
 
 WORKFLOWS = REPO / ".github" / "workflows"
-NAMES = ("coldstart-nightly.yml", "coldstart-pr.yml", "cpu-lane.yml")
+NAMES = ("coldstart-nightly.yml", "coldstart-pr.yml", "cpu-lane.yml", "docs.yml")
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -207,3 +207,16 @@ def test_pytest_options_in_workflows_exist() -> None:
     for name in NAMES:
         for flag in re.findall(r"(--(?:coldstart-[a-z-]+|model|optimization|launcher))\b", (WORKFLOWS / name).read_text()):
             assert flag in known, (name, flag)
+
+
+def test_docs_site_is_built_strictly_and_published_beside_the_history() -> None:
+    """Pages: the docs at the root, the asv site under /history/, from the docs workflow and the nightly alike."""
+    for name, job in (("docs.yml", "build"), ("coldstart-nightly.yml", "history")):
+        script = "\n".join(step.get("run", "") for step in _load(name)["jobs"][job]["steps"])
+        assert "mkdocs build --strict -d site" in script, name
+        # --quiet hides the warnings --strict counts
+        assert not [line for line in script.splitlines() if "mkdocs" in line and "--quiet" in line], name
+        assert "--html-dir site/history" in script, name
+    docs = _load("docs.yml")
+    assert docs["concurrency"]["group"] == "pages"
+    assert docs["jobs"]["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
