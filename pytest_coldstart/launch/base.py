@@ -192,7 +192,7 @@ class Server:
 class LauncherOption:
     """A launcher's own setting, offered as a pytest option and ini key by the plugin.
 
-    :param flag: the command-line flag (``--ray-address``).
+    :param flag: the command-line flag (``--coldstart-ray-address``).
     :param key: the key in ``LaunchSpec.launcher_options``.
     :param parse: turns the text into the value kept (raise ``ValueError`` or ``ConfigError`` with why).
     """

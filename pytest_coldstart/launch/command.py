@@ -1,6 +1,6 @@
 """Any OpenAI-compatible server (``--launcher command``; ``--launcher transformers-serve``).
 
-A server entry (``servers.toml``, the packaged one by default, or ``--command-servers FILE``)
+A server entry (``servers.toml``, the packaged one by default, or ``--coldstart-command-servers FILE``)
 gives the command template, the readiness URL and, optionally, regex markers for the
 server's own phases. The process is an ``OwnedProcess`` like vLLM's (own session, lines
 stamped on arrival, TERM/grace/KILL). Without markers the phases are the generic ones:
@@ -235,15 +235,15 @@ def _servers_path(spec: LaunchSpec) -> Path | None:
 
 
 class CommandLauncher(Launcher):
-    """``--launcher command --command-server NAME``: one entry of the servers registry."""
+    """``--launcher command --coldstart-command-server NAME``: one entry of the servers registry."""
 
     kind = "command"
     phase_rules = GENERIC_RULES
     options = (
-        LauncherOption("--command-server", "command_server", "transformers-serve",
-                       "--launcher command: the server entry to start (see --command-servers). "
+        LauncherOption("--coldstart-command-server", "command_server", "transformers-serve",
+                       "--launcher command: the server entry to start (see --coldstart-command-servers). "
                        "Default: %(default)s"),
-        LauncherOption("--command-servers", "command_servers", "",
+        LauncherOption("--coldstart-command-servers", "command_servers", "",
                        "--launcher command: a servers registry TOML ([servers.NAME] with command, readiness_url, "
                        "phases). Default: the packaged pytest_coldstart/launch/servers.toml"),
     )
@@ -253,7 +253,7 @@ class CommandLauncher(Launcher):
     def entry(self, spec: LaunchSpec) -> ServerEntry:
         if self.server is not None:
             # A launcher bound to a packaged entry keeps it (its phase table is declared from it), also
-            # when --command-servers names another file for --launcher command in the same session.
+            # when --coldstart-command-servers names another file for --launcher command in the same session.
             return server_entry(self.server)
         name = spec.launcher_options.get("command_server") or "transformers-serve"
         return server_entry(name, _servers_path(spec))

@@ -9,7 +9,7 @@ arrival with the harness clock, t = 0 at the start of the pull), ``ready`` and
 TTFT. The result's ``reported`` gets the image digest, its size and the pull
 throughput; the runner sets the pull against the registry's floor (``measure.registry_floor``).
 
-Two ways to run the server (``--docker-python``):
+Two ways to run the server (``--coldstart-docker-python``):
 
 * ``host`` (default, the CPU lane): the image is a plain Debian with python3
   (``launch.docker_ground``), and the container runs the harness's own
@@ -19,7 +19,7 @@ Two ways to run the server (``--docker-python``):
   ``--launcher vllm`` runs, and the pull measures a real base-image layer
   (~207 MB) instead of a multi-GB baked venv we would rebuild on every change.
 * ``image``: the image's own entrypoint gets vLLM's server arguments
-  (``vllm/vllm-openai`` on GPU runners, with ``--docker-gpus all``).
+  (``vllm/vllm-openai`` on GPU runners, with ``--coldstart-docker-gpus all``).
 
 Containers run with ``--network host`` (the private daemon has no bridge) and
 ``--init`` (Python as PID 1 ignores SIGTERM: stop takes 0.05 s instead of the
@@ -87,13 +87,13 @@ def _floor_gbps(value: str) -> str:
         except ValueError:
             ok = False
         if not ok:
-            raise ConfigError(f"--docker-registry-floor-gbps {value!r}: expected a number of GB/s > 0")
+            raise ConfigError(f"--coldstart-docker-registry-floor-gbps {value!r}: expected a number of GB/s > 0")
     return value
 
 
 def _python_mode(value: str) -> str:
     if value not in ("host", "image"):
-        raise ConfigError(f"--docker-python {value!r}: expected host or image")
+        raise ConfigError(f"--coldstart-docker-python {value!r}: expected host or image")
     return value
 
 
@@ -149,7 +149,7 @@ def describe_pull_error(image: str, exc: Exception) -> LaunchError:
     if any(s in low for s in ("manifest unknown", "not found", "404", "does not exist")):
         return LaunchError(f"image_pull: image {image} is not in registry {registry} ({text[-300:]})",
                            hint="push it there (`python -m pytest_coldstart.launch.docker_ground up` pushes the "
-                                "CPU lane's base image), or pass --docker-image")
+                                "CPU lane's base image), or pass --coldstart-docker-image")
     return LaunchError(f"image_pull: pulling {image} failed: {text[-400:]}")
 
 
@@ -438,7 +438,7 @@ class DockerServer(Server):
 
     def failure_hint(self, cls: type[LaunchError], tail: tuple[str, ...]) -> str | None:
         if self.process.oom_killed or self.exit_code == OOM_EXIT:
-            return "raise --docker-memory (or remove the limit), or serve a smaller model"
+            return "raise --coldstart-docker-memory (or remove the limit), or serve a smaller model"
         return super().failure_hint(cls, tail)
 
 
@@ -453,7 +453,7 @@ def docker_client(host: str) -> Any:
         raise LaunchError(f"the Docker daemon at {host} is not reachable ({str(exc)[-200:]})",
                           hint="start the CPU lane's daemon and registry with `python -m "
                                "pytest_coldstart.launch.docker_ground up` (root; `make bench` does it when "
-                               "--launcher names docker), or point --docker-host / DOCKER_HOST at a running "
+                               "--launcher names docker), or point --coldstart-docker-host / DOCKER_HOST at a running "
                                "daemon") from None
     return client
 
@@ -462,24 +462,24 @@ class DockerLauncher(Launcher):
     kind = "docker"
     phase_rules = DOCKER_PHASE_RULES
     options = (
-        LauncherOption("--docker-image", "docker_image", DEFAULT_IMAGE,
+        LauncherOption("--coldstart-docker-image", "docker_image", DEFAULT_IMAGE,
                        "--launcher docker: the image to pull and run. Default: %(default)s (the CPU lane's base "
                        "image, pushed by `python -m pytest_coldstart.launch.docker_ground up`)"),
-        LauncherOption("--docker-host", "docker_host", "",
+        LauncherOption("--coldstart-docker-host", "docker_host", "",
                        "--launcher docker: the daemon's address. Default: $DOCKER_HOST, else the CPU lane's "
                        "private daemon (unix://.coldstart/docker/docker.sock)"),
-        LauncherOption("--docker-python", "docker_python", "host",
+        LauncherOption("--coldstart-docker-python", "docker_python", "host",
                        "--launcher docker: host runs the harness's interpreter and venv mounted read-only at the "
                        "same paths; image runs the image's entrypoint with vLLM's arguments (vllm/vllm-openai). "
                        "Default: %(default)s", _python_mode),
-        LauncherOption("--docker-memory", "docker_memory", "",
+        LauncherOption("--coldstart-docker-memory", "docker_memory", "",
                        "--launcher docker: the container's memory limit (e.g. 8g). Default: none"),
-        LauncherOption("--docker-shm-size", "docker_shm_size", DEFAULT_SHM,
+        LauncherOption("--coldstart-docker-shm-size", "docker_shm_size", DEFAULT_SHM,
                        "--launcher docker: the container's /dev/shm (vLLM's ring buffer needs more than Docker's "
                        "64 MB). Default: %(default)s"),
-        LauncherOption("--docker-gpus", "docker_gpus", "",
+        LauncherOption("--coldstart-docker-gpus", "docker_gpus", "",
                        "--launcher docker: 'all' or a count of GPUs (device_requests). Default: none (CPU)"),
-        LauncherOption("--docker-registry-floor-gbps", "docker_registry_floor_gbps", "",
+        LauncherOption("--coldstart-docker-registry-floor-gbps", "docker_registry_floor_gbps", "",
                        "--launcher docker: the registry's floor in GB/s (1e9 B/s), the fastest it delivers a "
                        "layer, for the pull's efficiency. Default: probed (best of 3 GETs of the image's largest "
                        "layer blob, after the start)", _floor_gbps),

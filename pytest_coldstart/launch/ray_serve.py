@@ -1,7 +1,7 @@
 """The Ray Serve LLM launcher (``--launcher ray-serve``): scale-from-zero cold starts.
 
 The launcher runs ``launchers.ray_driver`` as an owned process (own session):
-it starts a local Ray (or joins ``--ray-address``) and deploys an OpenAI app
+it starts a local Ray (or joins ``--coldstart-ray-address``) and deploys an OpenAI app
 whose LLM deployment has ``min_replicas=0, initial_replicas=0`` by default.
 "Ready" here means the app answers with zero LLM replicas; the cold start is
 the first request: it makes Serve add the replica, and the measured total is
@@ -336,11 +336,11 @@ class RayServeLauncher(Launcher):
     kind = "ray-serve"
     phase_rules = RAY_PHASE_RULES
     options = (
-        LauncherOption("--ray-address", "ray_address", "",
+        LauncherOption("--coldstart-ray-address", "ray_address", "",
                        "--launcher ray-serve: join this Ray cluster (e.g. ray://head:10001 or auto) instead of "
                        "starting a local Ray; only the benchmark's app is deleted afterwards. Default: a local Ray "
                        "per start"),
-        LauncherOption("--ray-replicas", "ray_replicas", "0,0,1",
+        LauncherOption("--coldstart-ray-replicas", "ray_replicas", "0,0,1",
                        "--launcher ray-serve: MIN,INITIAL,MAX replicas of the LLM deployment's autoscaling_config; "
                        "the first request scales it from INITIAL. Default: %(default)s (scale from zero)",
                        _replicas_option),
