@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# The plugin imports its session side (runner, numpy, httpx, ...) only when a session runs cold starts.
+# pytester's in-process runs drop the modules they imported when they end, and numpy cannot be imported
+# twice in one process: import that side once here, so every inline run finds it already loaded.
+import pytest_coldstart.plugin.session  # noqa: F401
+
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]

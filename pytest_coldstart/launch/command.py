@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from pytest_coldstart.launch.base import Launcher, LauncherOption, LaunchSpec, ProgressFn, Server
+from pytest_coldstart.launch.base import Launcher, LaunchSpec, ProgressFn, Server
+from pytest_coldstart.launch.options import COMMAND_OPTIONS
 from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.launch.ttft import PROMPT, TTFTSample, measure_ttft
 from pytest_coldstart.logs.grammar import parse_line
@@ -239,14 +240,7 @@ class CommandLauncher(Launcher):
 
     kind = "command"
     phase_rules = GENERIC_RULES
-    options = (
-        LauncherOption("--coldstart-command-server", "command_server", "transformers-serve",
-                       "--launcher command: the server entry to start (see --coldstart-command-servers). "
-                       "Default: %(default)s"),
-        LauncherOption("--coldstart-command-servers", "command_servers", "",
-                       "--launcher command: a servers registry TOML ([servers.NAME] with command, readiness_url, "
-                       "phases). Default: the packaged pytest_coldstart/launch/servers.toml"),
-    )
+    options = COMMAND_OPTIONS
     #: Set by subclasses bound to one entry (``transformers-serve``).
     server: ClassVar[str | None] = None
 

@@ -39,8 +39,9 @@ from typing import Any
 
 import psutil
 
-from pytest_coldstart.launch.base import Launcher, LauncherOption, LaunchSpec, Server
+from pytest_coldstart.launch.base import Launcher, LaunchSpec, Server
 from pytest_coldstart.launch.docker_ground import DEFAULT_IMAGE, REGISTRY_ADDR, default_docker_host
+from pytest_coldstart.launch.options import DEFAULT_SHM, DOCKER_OPTIONS
 from pytest_coldstart.launch.process import StampedLog
 from pytest_coldstart.launch.vllm import vllm_argv, vllm_env
 from pytest_coldstart.logs.grammar import parse_line
@@ -55,7 +56,7 @@ from pytest_coldstart.logs.timeline import (
     build_timeline,
 )
 from pytest_coldstart.model.clock import Clock
-from pytest_coldstart.model.errors import ConfigError, LaunchError, ServerExitedError
+from pytest_coldstart.model.errors import LaunchError, ServerExitedError
 from pytest_coldstart.model.redact import Redactor
 
 CONTAINER_PHASES: tuple[PhaseRule, ...] = (
@@ -72,29 +73,11 @@ PASS_ENV_PREFIXES = ("HF_", "VLLM_", "TRANSFORMERS_", "OMP_", "PYTHONPATH")
 STATE_POLL_S = 0.5
 STOP_GRACE_S = 15
 OOM_EXIT = 137
-DEFAULT_SHM = "2g"
 LABEL = "pytest-coldstart"
 #: ``LaunchSpec.launcher_options`` key a cache plan sets (``optimize.image_cache``): ``warm`` keeps the local
 #: image and skips the pull. Not a user option: a warm image must show in the result's cache record.
 IMAGE_CACHE_KEY = "docker_image_cache"
 IMAGE_WARM = "warm"
-
-
-def _floor_gbps(value: str) -> str:
-    if value:
-        try:
-            ok = float(value) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ConfigError(f"--coldstart-docker-registry-floor-gbps {value!r}: expected a number of GB/s > 0")
-    return value
-
-
-def _python_mode(value: str) -> str:
-    if value not in ("host", "image"):
-        raise ConfigError(f"--coldstart-docker-python {value!r}: expected host or image")
-    return value
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -461,29 +444,7 @@ def docker_client(host: str) -> Any:
 class DockerLauncher(Launcher):
     kind = "docker"
     phase_rules = DOCKER_PHASE_RULES
-    options = (
-        LauncherOption("--coldstart-docker-image", "docker_image", DEFAULT_IMAGE,
-                       "--launcher docker: the image to pull and run. Default: %(default)s (the CPU lane's base "
-                       "image, pushed by `python -m pytest_coldstart.launch.docker_ground up`)"),
-        LauncherOption("--coldstart-docker-host", "docker_host", "",
-                       "--launcher docker: the daemon's address. Default: $DOCKER_HOST, else the CPU lane's "
-                       "private daemon (unix://.coldstart/docker/docker.sock)"),
-        LauncherOption("--coldstart-docker-python", "docker_python", "host",
-                       "--launcher docker: host runs the harness's interpreter and venv mounted read-only at the "
-                       "same paths; image runs the image's entrypoint with vLLM's arguments (vllm/vllm-openai). "
-                       "Default: %(default)s", _python_mode),
-        LauncherOption("--coldstart-docker-memory", "docker_memory", "",
-                       "--launcher docker: the container's memory limit (e.g. 8g). Default: none"),
-        LauncherOption("--coldstart-docker-shm-size", "docker_shm_size", DEFAULT_SHM,
-                       "--launcher docker: the container's /dev/shm (vLLM's ring buffer needs more than Docker's "
-                       "64 MB). Default: %(default)s"),
-        LauncherOption("--coldstart-docker-gpus", "docker_gpus", "",
-                       "--launcher docker: 'all' or a count of GPUs (device_requests). Default: none (CPU)"),
-        LauncherOption("--coldstart-docker-registry-floor-gbps", "docker_registry_floor_gbps", "",
-                       "--launcher docker: the registry's floor in GB/s (1e9 B/s), the fastest it delivers a "
-                       "layer, for the pull's efficiency. Default: probed (best of 3 GETs of the image's largest "
-                       "layer blob, after the start)", _floor_gbps),
-    )
+    options = DOCKER_OPTIONS
 
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:
         import docker.errors

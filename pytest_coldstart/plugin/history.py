@@ -50,7 +50,9 @@ class HistoryPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if not any("coldstart" in getattr(i, "fixturenames", ()) for i in session.items):
+        from pytest_coldstart.plugin import is_coldstart_item
+
+        if not any(is_coldstart_item(i) for i in session.items):
             return
         s = self.settings
         if s.asv_dir is not None and self.implicit:
