@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_coldstart.plugin.items import is_coldstart_item, uses_own_fixture
 from pytest_coldstart.plugin.options import add_options, names
 
 if TYPE_CHECKING:
@@ -31,9 +32,6 @@ __all__ = ["ColdstartHandle", "ColdstartState", "coldstart", "coldstart_case", "
 
 #: What ``@pytest.mark.coldstart(...)`` accepts; anything else is a usage error naming these.
 MARKER_KWARGS = ("launcher",)
-#: The plugin's own fixtures (module, function name), told apart from a suite's fixtures of the same name.
-OWN_FIXTURES = {"coldstart": ("pytest_coldstart.plugin", "coldstart"),
-                "coldstart_case": ("pytest_coldstart.plugin", "coldstart_case")}
 #: Options whose presence on the command line means "this session runs cold starts": checked up front.
 ASKING_OPTIONS = ("coldstart_model", "coldstart_optimization", "coldstart_launcher")
 
@@ -138,33 +136,6 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
-def _resolves_to_own(fixtureinfo: Any, name: str) -> bool:
-    """True when *name*, as this test resolves it, is the plugin's own fixture (directly, or through a
-    suite's override that requests the one it overrides). A suite's own fixture, or a parameter, of the
-    same name is not."""
-    defs = getattr(fixtureinfo, "name2fixturedefs", {}).get(name) or ()
-    for fixturedef in reversed(defs):
-        func = getattr(fixturedef, "func", None)
-        func = getattr(func, "__func__", func)  # a fixture defined as a method
-        if (getattr(func, "__module__", None), getattr(func, "__name__", None)) == OWN_FIXTURES[name]:
-            return True
-        if name not in getattr(fixturedef, "argnames", ()):
-            return False  # a fixture of the suite's own that does not build on the plugin's
-    return False
-
-
-def _uses_own_fixture(node: Any) -> bool:
-    info = getattr(node, "_fixtureinfo", None)
-    if info is None:  # not a Function (a doctest, a plugin's item): never a cold-start test
-        return False
-    return any(_resolves_to_own(info, name) for name in OWN_FIXTURES)
-
-
-def is_coldstart_item(item: pytest.Item) -> bool:
-    """A cold-start test: it uses this plugin's ``coldstart`` (or ``coldstart_case``) fixture."""
-    return _uses_own_fixture(item)
-
-
 def _asked(config: pytest.Config) -> bool:
     return any(config.getoption(dest, None) is not None for dest in ASKING_OPTIONS)
 
@@ -201,7 +172,7 @@ def _marker_problem(markers: Iterable[pytest.Mark]) -> str | None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "coldstart_case" not in metafunc.fixturenames or not _uses_own_fixture(metafunc.definition):
+    if "coldstart_case" not in metafunc.fixturenames or not uses_own_fixture(metafunc.definition):
         return
     session = _session(metafunc.config)
     try:
