@@ -155,11 +155,8 @@ def test_unknown_marker_arguments_are_a_usage_error(pytester: pytest.Pytester, m
     assert "Traceback" not in err
 
 
-def test_the_sigterm_handler_is_installed_in_configure_and_restored_in_unconfigure(pytester: pytest.Pytester,
-                                                                                   monkeypatch: pytest.MonkeyPatch
-                                                                                   ) -> None:
+def test_the_sigterm_handler_is_installed_in_configure_and_restored_in_unconfigure(pytester: pytest.Pytester) -> None:
     """Inside the session the plugin owns SIGTERM; after it, the disposition is what it was."""
-    monkeypatch.setattr(signal, "getsignal", signal.getsignal)  # restored by monkeypatch, whatever happens
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         pytester.makepyfile(test_sig="import signal\n\ndef test_owned():\n"
