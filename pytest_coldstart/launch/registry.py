@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from importlib.metadata import EntryPoint
 from typing import TYPE_CHECKING
 
 from pytest_coldstart.launch.options import BUILTIN_OPTIONS, FLAG_PREFIX, LauncherOption
@@ -33,28 +34,31 @@ KNOWN_LAUNCHERS: tuple[str, ...] = tuple(LAUNCHERS)
 
 
 @functools.cache
-def _installed_classes() -> dict[str, type[Launcher]]:
-    """Launchers other packages add (``pytest_coldstart.launchers`` entry points), checked."""
+def _installed_classes() -> dict[str, type[Launcher] | ConfigError]:
+    """Launchers other packages add (``pytest_coldstart.launchers`` entry points), each checked on its own: a
+    broken one is kept as its error, raised only where that launcher is asked for (other sessions run)."""
+    return {entry.name: _check_installed(entry) for entry in installed(LAUNCHERS_GROUP)}
+
+
+def _check_installed(entry: EntryPoint) -> type[Launcher] | ConfigError:
     from pytest_coldstart.launch.base import Launcher
 
-    classes: dict[str, type[Launcher]] = {}
-    for entry in installed(LAUNCHERS_GROUP):
-        if entry.name in LAUNCHERS:
-            raise ConfigError(f"{origin(entry)}: {entry.name!r} is a built-in launcher; give it another name")
+    if entry.name in LAUNCHERS:
+        return ConfigError(f"{origin(entry)}: {entry.name!r} is a built-in launcher; give it another name")
+    try:
         cls = load(entry)
-        if not (isinstance(cls, type) and issubclass(cls, Launcher)):
-            raise ConfigError(f"{origin(entry)}: expected a subclass of pytest_coldstart.launch.base.Launcher, "
-                              f"got {cls!r}")
-        for option in cls.options:
-            if not option.flag.startswith(FLAG_PREFIX):
-                raise ConfigError(f"{origin(entry)}: option {option.flag} must start with {FLAG_PREFIX} (a "
-                                  "launcher's options are registered in every pytest session)")
-        classes[entry.name] = cls
-    return classes
-
-
-def _has_installed() -> bool:
-    return bool(installed(LAUNCHERS_GROUP))
+    except ConfigError as exc:
+        return exc
+    if not (isinstance(cls, type) and issubclass(cls, Launcher)):
+        return ConfigError(f"{origin(entry)}: expected a subclass of pytest_coldstart.launch.base.Launcher, "
+                           f"got {cls!r}")
+    if cls.kind != entry.name:
+        return ConfigError(f"{origin(entry)}: the class's kind is {cls.kind!r}; it must be the entry point's name")
+    for option in cls.options:
+        if not option.flag.startswith(FLAG_PREFIX):
+            return ConfigError(f"{origin(entry)}: option {option.flag} must start with {FLAG_PREFIX} (a "
+                               "launcher's options are registered in every pytest session)")
+    return cls
 
 
 def known_launchers() -> tuple[str, ...]:
@@ -66,8 +70,11 @@ def launcher_class(kind: str) -> type[Launcher]:
     """The class for *kind*, imported lazily."""
     target = LAUNCHERS.get(kind)
     if target is None:
-        if _has_installed() and kind in _installed_classes():
-            return _installed_classes()[kind]
+        found = _installed_classes().get(kind) if installed(LAUNCHERS_GROUP) else None
+        if isinstance(found, ConfigError):
+            raise found
+        if found is not None:
+            return found
         raise ConfigError(f"unknown launcher {kind!r}; known launchers: {', '.join(known_launchers())}")
     module, _, name = target.partition(":")
     cls: type[Launcher] = getattr(importlib.import_module(module), name)
@@ -83,8 +90,16 @@ def phase_rules(kind: str) -> tuple[PhaseRule, ...]:
 
 
 def all_phase_names() -> tuple[str, ...]:
-    """Every phase any launcher can report, in order of first appearance (budgets accept these)."""
-    return tuple(dict.fromkeys(rule.name for kind in known_launchers() for rule in phase_rules(kind)))
+    """Every phase any launcher can report, in order of first appearance (budgets accept these); a broken
+    installed launcher adds none."""
+    names: dict[str, None] = {}
+    for kind in known_launchers():
+        try:
+            rules = phase_rules(kind)
+        except ConfigError:
+            continue
+        names.update(dict.fromkeys(rule.name for rule in rules))
+    return tuple(names)
 
 
 def options_of(kind: str) -> tuple[LauncherOption, ...]:
@@ -95,9 +110,14 @@ def options_of(kind: str) -> tuple[LauncherOption, ...]:
 
 
 def all_options() -> tuple[LauncherOption, ...]:
-    """Every launcher's own options (the plugin registers them), each flag once."""
+    """Every launcher's own options (the plugin registers them), each flag once; a broken installed launcher
+    adds none (its error comes where it is asked for)."""
     found: dict[str, LauncherOption] = {}
     for kind in known_launchers():
-        for option in options_of(kind):
+        try:
+            options = options_of(kind)
+        except ConfigError:
+            continue
+        for option in options:
             found.setdefault(option.flag, option)
     return tuple(found.values())
