@@ -143,7 +143,7 @@ class ColdstartState:
         launchers = launchers or self.launchers
         for launcher in launchers:
             get_launcher(launcher)
-        cases = []
+        cases: list[Case] = []
         for model_name in self.models:
             model = self.registry.model(model_name)
             for opt in self.optimizations or model.optimizations:

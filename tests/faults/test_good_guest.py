@@ -218,6 +218,7 @@ version = "0.1"
 
 [project.entry-points."pytest_coldstart.launchers"]
 extra-fake = "coldstart_extra_demo:ExtraLauncher"
+broken = "coldstart_extra_demo:NotThere"
 
 [project.entry-points."pytest_coldstart.optimizations"]
 extra_eager = "coldstart_extra_demo:EXTRA_EAGER"
@@ -279,6 +280,12 @@ def test_another_package_adds_a_launcher_and_an_optimization_and_a_hook_sees_eac
     wrong = _pytest(suite, extra_site, "--collect-only", "--coldstart-model=fake", "--coldstart-optimization=nope",
                     f"--coldstart-registry={registry}")
     assert wrong.returncode == pytest.ExitCode.USAGE_ERROR and "extra_eager" in wrong.stderr, wrong.stderr
+
+    # A broken entry (no such attribute) costs other sessions nothing, and is a clear error where it is asked for.
+    broken = _pytest(suite, extra_site, "--collect-only", "--coldstart-model=fake", "--coldstart-launcher=broken",
+                     f"--coldstart-registry={registry}")
+    assert broken.returncode == pytest.ExitCode.USAGE_ERROR, broken.stdout[-2000:] + broken.stderr
+    assert "distribution coldstart-extra-demo 0.1" in broken.stderr and "Traceback" not in broken.stderr
 
     # Usable: one real start of the fake server through the other package's launcher and optimization.
     results = tmp_path / "results"
