@@ -32,7 +32,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds one replica may take from being added to serving. Default: %(default)s")
     group.addoption("--scaleout-nodes", default="6,4", metavar="CPUS,CPUS,...",
                     help="local Ray cluster: logical CPUs of the head and each worker node (ignored with "
-                         "--ray-address). Default: %(default)s")
+                         "--coldstart-ray-address). Default: %(default)s")
     group.addoption("--scaleout-loadgen-cmd", default="",
                     help="load generator command instead of vLLM's bench entry run by this Python, e.g. "
                          "'vllm bench serve' (its flags are added). Default: the bench entry")

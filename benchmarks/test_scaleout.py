@@ -1,6 +1,6 @@
 """The scale-out benchmark: `pytest benchmarks -m scaleout --model tiny-llama` (the CPU-lane form).
 
-One real run per --model: a local two-node Ray cluster (or --ray-address), Ray Serve LLM autoscaling
+One real run per --model: a local two-node Ray cluster (or --coldstart-ray-address), Ray Serve LLM autoscaling
 from 1 to --scaleout-max-replicas under a stair-step load from `vllm bench serve`. Writes
 results/scaleout/<run>.json and its figure, checks the scale-out budgets (benchmarks/budgets.toml,
 [MODEL."scaleout@ray-serve"]), and records the asv series when --coldstart-asv is given.

@@ -19,28 +19,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pytest_coldstart.logs.timeline import Timeline, timeline_from_log
-from pytest_coldstart.model.case import CachePolicy, Case, CaseKey, ExitStatus
-from pytest_coldstart.model.errors import (
-    ColdstartError,
-    ConfigError,
-    LaunchError,
-    PortInUseError,
-    ReadinessTimeout,
-    SchemaVersionError,
-    ServerExitedError,
-)
-from pytest_coldstart.model.phase import Phase
-from pytest_coldstart.model.result import SCHEMA_VERSION, RunResult, load_result, load_results
-
 if TYPE_CHECKING:
+    from pytest_coldstart.logs.timeline import Timeline, timeline_from_log
     from pytest_coldstart.measure.runner import ColdStartRunner, LiveRun, Settings
-    from pytest_coldstart.plugin import ColdstartHandle
+    from pytest_coldstart.model.case import CachePolicy, Case, CaseKey, ExitStatus
+    from pytest_coldstart.model.errors import (
+        ColdstartError,
+        ConfigError,
+        LaunchError,
+        PortInUseError,
+        ReadinessTimeout,
+        SchemaVersionError,
+        ServerExitedError,
+    )
+    from pytest_coldstart.model.phase import Phase
+    from pytest_coldstart.model.result import SCHEMA_VERSION, RunResult, load_result, load_results
+    from pytest_coldstart.plugin.session import ColdstartHandle
+
+    Result = RunResult
 
 __version__ = "0.1.0"
-
-#: One measured cold start (what ``coldstart.run()`` returns).
-Result = RunResult
 
 __all__ = [
     "SCHEMA_VERSION", "CachePolicy", "Case", "CaseKey", "ColdStartRunner", "ColdstartError", "ColdstartHandle",
@@ -49,14 +47,35 @@ __all__ = [
     "load_results", "timeline_from_log",
 ]
 
-_LAZY = {"ColdStartRunner": "pytest_coldstart.measure.runner", "LiveRun": "pytest_coldstart.measure.runner",
-         "Settings": "pytest_coldstart.measure.runner", "ColdstartHandle": "pytest_coldstart.plugin"}
+# Every name is imported on first use: pytest imports this package in every session (the plugin's entry
+# point is pytest_coldstart.plugin), and a session without cold-start tests must not pay for the log
+# grammar, the result model or httpx. ``Result`` is ``RunResult`` (one measured start).
+_LAZY: dict[str, tuple[str, str]] = {
+    "Timeline": ("pytest_coldstart.logs.timeline", "Timeline"),
+    "timeline_from_log": ("pytest_coldstart.logs.timeline", "timeline_from_log"),
+    **{name: ("pytest_coldstart.model.case", name) for name in ("CachePolicy", "Case", "CaseKey", "ExitStatus")},
+    **{name: ("pytest_coldstart.model.errors", name) for name in (
+        "ColdstartError", "ConfigError", "LaunchError", "PortInUseError", "ReadinessTimeout", "SchemaVersionError",
+        "ServerExitedError")},
+    "Phase": ("pytest_coldstart.model.phase", "Phase"),
+    **{name: ("pytest_coldstart.model.result", name) for name in (
+        "SCHEMA_VERSION", "RunResult", "load_result", "load_results")},
+    "Result": ("pytest_coldstart.model.result", "RunResult"),
+    **{name: ("pytest_coldstart.measure.runner", name) for name in ("ColdStartRunner", "LiveRun", "Settings")},
+    "ColdstartHandle": ("pytest_coldstart.plugin.session", "ColdstartHandle"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The runner pulls in httpx and the launchers, the handle pytest: only when asked for.
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value  # once: later lookups skip this function
+        return value
     raise AttributeError(f"module 'pytest_coldstart' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

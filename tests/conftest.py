@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,6 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# The plugin imports its session side (runner, numpy, httpx, ...) only when a session runs cold starts.
+# pytester's in-process runs drop the modules they imported when they end, and numpy cannot be imported
+# twice in one process: import that side once here, so every inline run finds it already loaded.
+# (Some tests run other tools' CLIs on this directory with another interpreter: there it may be missing.)
+with contextlib.suppress(ImportError):
+    import pytest_coldstart.plugin.session  # noqa: F401
 
 pytest_plugins = ["pytester"]
 

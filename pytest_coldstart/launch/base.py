@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import httpx
 
+from pytest_coldstart.launch.options import LauncherOption
 from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.launch.ttft import TTFTDeadline, TTFTSample, measure_ttft
 from pytest_coldstart.logs.timeline import PHASE_RULES, PhaseRule, Timeline, timeline_from_stamped
@@ -188,29 +189,10 @@ class Server:
         return code
 
 
-@dataclass(frozen=True)
-class LauncherOption:
-    """A launcher's own setting, offered as a pytest option and ini key by the plugin.
-
-    :param flag: the command-line flag (``--ray-address``).
-    :param key: the key in ``LaunchSpec.launcher_options``.
-    :param parse: turns the text into the value kept (raise ``ValueError`` or ``ConfigError`` with why).
-    """
-
-    flag: str
-    key: str
-    default: str
-    help: str
-    parse: Callable[[str], str] = str
-
-    @property
-    def ini(self) -> str:
-        return f"coldstart_{self.key}"
-
-
 class Launcher(ABC):
     """Starts one kind of server. A new launcher is a subclass in its own module plus a line in
-    ``launch.registry.LAUNCHERS``; it declares its kind, its options and its phase table."""
+    ``launch.registry.LAUNCHERS`` (or, from another package, an entry point in the ``pytest_coldstart.launchers``
+    group); it declares its kind, its options and its phase table."""
 
     kind: ClassVar[str] = ""
     #: The phases its timelines have, in order (read by budgets, reports and figures).

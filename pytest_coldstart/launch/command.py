@@ -1,6 +1,6 @@
 """Any OpenAI-compatible server (``--launcher command``; ``--launcher transformers-serve``).
 
-A server entry (``servers.toml``, the packaged one by default, or ``--command-servers FILE``)
+A server entry (``servers.toml``, the packaged one by default, or ``--coldstart-command-servers FILE``)
 gives the command template, the readiness URL and, optionally, regex markers for the
 server's own phases. The process is an ``OwnedProcess`` like vLLM's (own session, lines
 stamped on arrival, TERM/grace/KILL). Without markers the phases are the generic ones:
@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from pytest_coldstart.launch.base import Launcher, LauncherOption, LaunchSpec, ProgressFn, Server
+from pytest_coldstart.launch.base import Launcher, LaunchSpec, ProgressFn, Server
+from pytest_coldstart.launch.options import COMMAND_OPTIONS
 from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.launch.ttft import PROMPT, TTFTSample, measure_ttft
 from pytest_coldstart.logs.grammar import parse_line
@@ -235,25 +236,18 @@ def _servers_path(spec: LaunchSpec) -> Path | None:
 
 
 class CommandLauncher(Launcher):
-    """``--launcher command --command-server NAME``: one entry of the servers registry."""
+    """``--launcher command --coldstart-command-server NAME``: one entry of the servers registry."""
 
     kind = "command"
     phase_rules = GENERIC_RULES
-    options = (
-        LauncherOption("--command-server", "command_server", "transformers-serve",
-                       "--launcher command: the server entry to start (see --command-servers). "
-                       "Default: %(default)s"),
-        LauncherOption("--command-servers", "command_servers", "",
-                       "--launcher command: a servers registry TOML ([servers.NAME] with command, readiness_url, "
-                       "phases). Default: the packaged pytest_coldstart/launch/servers.toml"),
-    )
+    options = COMMAND_OPTIONS
     #: Set by subclasses bound to one entry (``transformers-serve``).
     server: ClassVar[str | None] = None
 
     def entry(self, spec: LaunchSpec) -> ServerEntry:
         if self.server is not None:
             # A launcher bound to a packaged entry keeps it (its phase table is declared from it), also
-            # when --command-servers names another file for --launcher command in the same session.
+            # when --coldstart-command-servers names another file for --launcher command in the same session.
             return server_entry(self.server)
         name = spec.launcher_options.get("command_server") or "transformers-serve"
         return server_entry(name, _servers_path(spec))

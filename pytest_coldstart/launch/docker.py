@@ -9,7 +9,7 @@ arrival with the harness clock, t = 0 at the start of the pull), ``ready`` and
 TTFT. The result's ``reported`` gets the image digest, its size and the pull
 throughput; the runner sets the pull against the registry's floor (``measure.registry_floor``).
 
-Two ways to run the server (``--docker-python``):
+Two ways to run the server (``--coldstart-docker-python``):
 
 * ``host`` (default, the CPU lane): the image is a plain Debian with python3
   (``launch.docker_ground``), and the container runs the harness's own
@@ -19,7 +19,7 @@ Two ways to run the server (``--docker-python``):
   ``--launcher vllm`` runs, and the pull measures a real base-image layer
   (~207 MB) instead of a multi-GB baked venv we would rebuild on every change.
 * ``image``: the image's own entrypoint gets vLLM's server arguments
-  (``vllm/vllm-openai`` on GPU runners, with ``--docker-gpus all``).
+  (``vllm/vllm-openai`` on GPU runners, with ``--coldstart-docker-gpus all``).
 
 Containers run with ``--network host`` (the private daemon has no bridge) and
 ``--init`` (Python as PID 1 ignores SIGTERM: stop takes 0.05 s instead of the
@@ -39,8 +39,9 @@ from typing import Any
 
 import psutil
 
-from pytest_coldstart.launch.base import Launcher, LauncherOption, LaunchSpec, Server
+from pytest_coldstart.launch.base import Launcher, LaunchSpec, Server
 from pytest_coldstart.launch.docker_ground import DEFAULT_IMAGE, REGISTRY_ADDR, default_docker_host
+from pytest_coldstart.launch.options import DEFAULT_SHM, DOCKER_OPTIONS
 from pytest_coldstart.launch.process import StampedLog
 from pytest_coldstart.launch.vllm import vllm_argv, vllm_env
 from pytest_coldstart.logs.grammar import parse_line
@@ -55,7 +56,7 @@ from pytest_coldstart.logs.timeline import (
     build_timeline,
 )
 from pytest_coldstart.model.clock import Clock
-from pytest_coldstart.model.errors import ConfigError, LaunchError, ServerExitedError
+from pytest_coldstart.model.errors import LaunchError, ServerExitedError
 from pytest_coldstart.model.redact import Redactor
 
 CONTAINER_PHASES: tuple[PhaseRule, ...] = (
@@ -72,29 +73,11 @@ PASS_ENV_PREFIXES = ("HF_", "VLLM_", "TRANSFORMERS_", "OMP_", "PYTHONPATH")
 STATE_POLL_S = 0.5
 STOP_GRACE_S = 15
 OOM_EXIT = 137
-DEFAULT_SHM = "2g"
 LABEL = "pytest-coldstart"
 #: ``LaunchSpec.launcher_options`` key a cache plan sets (``optimize.image_cache``): ``warm`` keeps the local
 #: image and skips the pull. Not a user option: a warm image must show in the result's cache record.
 IMAGE_CACHE_KEY = "docker_image_cache"
 IMAGE_WARM = "warm"
-
-
-def _floor_gbps(value: str) -> str:
-    if value:
-        try:
-            ok = float(value) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ConfigError(f"--docker-registry-floor-gbps {value!r}: expected a number of GB/s > 0")
-    return value
-
-
-def _python_mode(value: str) -> str:
-    if value not in ("host", "image"):
-        raise ConfigError(f"--docker-python {value!r}: expected host or image")
-    return value
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -149,7 +132,7 @@ def describe_pull_error(image: str, exc: Exception) -> LaunchError:
     if any(s in low for s in ("manifest unknown", "not found", "404", "does not exist")):
         return LaunchError(f"image_pull: image {image} is not in registry {registry} ({text[-300:]})",
                            hint="push it there (`python -m pytest_coldstart.launch.docker_ground up` pushes the "
-                                "CPU lane's base image), or pass --docker-image")
+                                "CPU lane's base image), or pass --coldstart-docker-image")
     return LaunchError(f"image_pull: pulling {image} failed: {text[-400:]}")
 
 
@@ -438,7 +421,7 @@ class DockerServer(Server):
 
     def failure_hint(self, cls: type[LaunchError], tail: tuple[str, ...]) -> str | None:
         if self.process.oom_killed or self.exit_code == OOM_EXIT:
-            return "raise --docker-memory (or remove the limit), or serve a smaller model"
+            return "raise --coldstart-docker-memory (or remove the limit), or serve a smaller model"
         return super().failure_hint(cls, tail)
 
 
@@ -453,7 +436,7 @@ def docker_client(host: str) -> Any:
         raise LaunchError(f"the Docker daemon at {host} is not reachable ({str(exc)[-200:]})",
                           hint="start the CPU lane's daemon and registry with `python -m "
                                "pytest_coldstart.launch.docker_ground up` (root; `make bench` does it when "
-                               "--launcher names docker), or point --docker-host / DOCKER_HOST at a running "
+                               "--launcher names docker), or point --coldstart-docker-host / DOCKER_HOST at a running "
                                "daemon") from None
     return client
 
@@ -461,29 +444,7 @@ def docker_client(host: str) -> Any:
 class DockerLauncher(Launcher):
     kind = "docker"
     phase_rules = DOCKER_PHASE_RULES
-    options = (
-        LauncherOption("--docker-image", "docker_image", DEFAULT_IMAGE,
-                       "--launcher docker: the image to pull and run. Default: %(default)s (the CPU lane's base "
-                       "image, pushed by `python -m pytest_coldstart.launch.docker_ground up`)"),
-        LauncherOption("--docker-host", "docker_host", "",
-                       "--launcher docker: the daemon's address. Default: $DOCKER_HOST, else the CPU lane's "
-                       "private daemon (unix://.coldstart/docker/docker.sock)"),
-        LauncherOption("--docker-python", "docker_python", "host",
-                       "--launcher docker: host runs the harness's interpreter and venv mounted read-only at the "
-                       "same paths; image runs the image's entrypoint with vLLM's arguments (vllm/vllm-openai). "
-                       "Default: %(default)s", _python_mode),
-        LauncherOption("--docker-memory", "docker_memory", "",
-                       "--launcher docker: the container's memory limit (e.g. 8g). Default: none"),
-        LauncherOption("--docker-shm-size", "docker_shm_size", DEFAULT_SHM,
-                       "--launcher docker: the container's /dev/shm (vLLM's ring buffer needs more than Docker's "
-                       "64 MB). Default: %(default)s"),
-        LauncherOption("--docker-gpus", "docker_gpus", "",
-                       "--launcher docker: 'all' or a count of GPUs (device_requests). Default: none (CPU)"),
-        LauncherOption("--docker-registry-floor-gbps", "docker_registry_floor_gbps", "",
-                       "--launcher docker: the registry's floor in GB/s (1e9 B/s), the fastest it delivers a "
-                       "layer, for the pull's efficiency. Default: probed (best of 3 GETs of the image's largest "
-                       "layer blob, after the start)", _floor_gbps),
-    )
+    options = DOCKER_OPTIONS
 
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:
         import docker.errors

@@ -83,7 +83,7 @@ def check_reachable(address: str, timeout_s: float = 3.0) -> None:
             pass
     except OSError as exc:
         raise ConfigError(f"Ray cluster address {address!r} is unreachable ({exc}); start the cluster "
-                          "(`ray start --head --port PORT`) or drop --ray-address to start a local Ray") from exc
+                          "(`ray start --head --port PORT`) or drop --coldstart-ray-address to start a local Ray") from exc
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The Ray Serve LLM launcher (``--launcher ray-serve``): scale-from-zero cold starts.
 
 The launcher runs ``launchers.ray_driver`` as an owned process (own session):
-it starts a local Ray (or joins ``--ray-address``) and deploys an OpenAI app
+it starts a local Ray (or joins ``--coldstart-ray-address``) and deploys an OpenAI app
 whose LLM deployment has ``min_replicas=0, initial_replicas=0`` by default.
 "Ready" here means the app answers with zero LLM replicas; the cold start is
 the first request: it makes Serve add the replica, and the measured total is
@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 
-from pytest_coldstart.launch.base import Launcher, LauncherOption, LaunchSpec, ProgressFn, Server, free_port
+from pytest_coldstart.launch.base import Launcher, LaunchSpec, ProgressFn, Server, free_port
+from pytest_coldstart.launch.options import RAY_SERVE_OPTIONS, parse_replicas
 from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.launch.ray_cluster import check_reachable
 from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
@@ -35,7 +36,7 @@ from pytest_coldstart.logs.ray import (
 )
 from pytest_coldstart.logs.timeline import Timeline
 from pytest_coldstart.model.clock import Clock
-from pytest_coldstart.model.errors import ConfigError, LaunchError, ReadinessTimeout, ServerExitedError
+from pytest_coldstart.model.errors import LaunchError, ReadinessTimeout, ServerExitedError
 from pytest_coldstart.model.redact import Redactor
 
 DRIVER_MODULE = "pytest_coldstart.launch.ray_driver"
@@ -54,17 +55,6 @@ _METRICS = {"serve_replica_startup_latency_ms": "replica_startup", "serve_replic
 
 class ReplicaFailedError(ServerExitedError):
     """The LLM replica failed while it was starting (the driver is still up)."""
-
-
-def parse_replicas(value: str) -> tuple[int, int, int]:
-    """``"0,0,1"`` -> (min, initial, max), checked the way Serve would."""
-    parts = [p.strip() for p in str(value).split(",")]
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        raise ConfigError(f"ray replicas {value!r}: expected MIN,INITIAL,MAX as three integers, e.g. 0,0,1")
-    low, initial, high = (int(p) for p in parts)
-    if not low <= initial <= high or high < 1:
-        raise ConfigError(f"ray replicas {value!r}: need MIN <= INITIAL <= MAX and MAX >= 1, e.g. 0,0,1")
-    return low, initial, high
 
 
 def driver_config(spec: LaunchSpec, metrics_port: int) -> dict[str, Any]:
@@ -327,24 +317,10 @@ def replica_metrics(text: str) -> dict[str, object]:
     return values
 
 
-def _replicas_option(value: str) -> str:
-    parse_replicas(value)  # raises ConfigError with the reason
-    return value
-
-
 class RayServeLauncher(Launcher):
     kind = "ray-serve"
     phase_rules = RAY_PHASE_RULES
-    options = (
-        LauncherOption("--ray-address", "ray_address", "",
-                       "--launcher ray-serve: join this Ray cluster (e.g. ray://head:10001 or auto) instead of "
-                       "starting a local Ray; only the benchmark's app is deleted afterwards. Default: a local Ray "
-                       "per start"),
-        LauncherOption("--ray-replicas", "ray_replicas", "0,0,1",
-                       "--launcher ray-serve: MIN,INITIAL,MAX replicas of the LLM deployment's autoscaling_config; "
-                       "the first request scales it from INITIAL. Default: %(default)s (scale from zero)",
-                       _replicas_option),
-    )
+    options = RAY_SERVE_OPTIONS
 
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:
         config = driver_config(spec, free_port())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from pytest_coldstart.launch.registry import KNOWN_LAUNCHERS, all_phase_names
+from pytest_coldstart.launch.registry import all_phase_names, known_launchers
 from pytest_coldstart.model import budgets
 from pytest_coldstart.model.budgets import Budgets
 from pytest_coldstart.model.errors import ConfigError
@@ -28,7 +28,7 @@ def load_budgets(path: Path, *, registry: Registry | None = None, known_models: 
     if known_optimizations is not None:  # the scale-out benchmark's budgets: [MODEL."scaleout@ray-serve"]
         known_optimizations = {*known_optimizations, SCALEOUT_OPTIMIZATION}
     return budgets.load_budgets(path, known_models=known_models, known_optimizations=known_optimizations,
-                                known_phases=(*all_phase_names(), *SCALEOUT_METRICS), known_launchers=KNOWN_LAUNCHERS)
+                                known_phases=(*all_phase_names(), *SCALEOUT_METRICS), known_launchers=known_launchers())
 
 
 def budget_files(named: Path | str | None, default: Path | None) -> list[Path]:

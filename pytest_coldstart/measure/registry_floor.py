@@ -10,7 +10,7 @@ a few passes: a floor is the fastest the source delivers, not its average. It ru
 The pull's efficiency compares like with like: the bytes on the wire (the manifest's compressed layer
 sizes) over the ``image_pull`` phase, against the floor's GB/s of the same wire bytes. The pull also
 unpacks the layers; what it loses against the floor is that, and the daemon's own overhead.
-A configured floor (``--docker-registry-floor-gbps``) replaces the probe.
+A configured floor (``--coldstart-docker-registry-floor-gbps``) replaces the probe.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class RegistryClient:
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         if not challenge.lower().startswith("bearer") or "realm" not in params:
             raise ConfigError(f"registry {self.ref.registry} wants credentials ({challenge[:120]}); configure "
-                              "the floor with --docker-registry-floor-gbps instead")
+                              "the floor with --coldstart-docker-registry-floor-gbps instead")
         realm = params.pop("realm")
         response = self.http.get(realm, params=params)
         response.raise_for_status()
@@ -166,7 +166,7 @@ def probe_registry(client: RegistryClient, manifest: Manifest, *, passes: int = 
     rates = [n / s / GB for s, n in samples if s > 0 and n > 0]
     if not rates:
         raise ConfigError(f"registry probe of {digest[:19]} read too fast to time; configure "
-                          "--docker-registry-floor-gbps instead")
+                          "--coldstart-docker-registry-floor-gbps instead")
     detail = (f"GET /v2/{client.ref.name}/blobs/{digest[:19]}... from {client.ref.registry} (largest of "
               f"{len(manifest.layers)} layer(s), {size / 1e6:.0f} MB), one connection, best of {len(rates)} passes "
               f"({', '.join(f'{r:.3g}' for r in rates)} GB/s)")
@@ -216,7 +216,7 @@ class RegistryFloors:
                    if reported.get("image_cached") else "image_pull not observed")
             return pull_efficiency(None, None, None, why)
         configured = reported.get("registry_floor_gbps")
-        floor = (FloorBandwidth(float(configured), FLOOR_CONFIGURED, "--docker-registry-floor-gbps")
+        floor = (FloorBandwidth(float(configured), FLOOR_CONFIGURED, "--coldstart-docker-registry-floor-gbps")
                  if isinstance(configured, (int, float)) and configured > 0 else None)
         digest = reported.get("image_digest")
         probed = self._probe(parse_image(image, digest if isinstance(digest, str) else None), floor)

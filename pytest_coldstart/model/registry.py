@@ -175,6 +175,22 @@ def _overlay(base: dict[str, Any], base_where: dict[str, str], path: Path, table
         base_where[name] = f"{base_where[name]} + {path}" if name in base_where else str(path)
 
 
+def _overlay_installed(base: dict[str, Any], base_where: dict[str, str]) -> None:
+    """Add the optimizations installed packages declare (``pytest_coldstart.optimizations`` entry points)."""
+    from pytest_coldstart.model.entry_points import OPTIMIZATIONS_GROUP, installed, load, origin
+
+    for entry in installed(OPTIMIZATIONS_GROUP):
+        if entry.name in base:
+            raise ConfigError(f"{origin(entry)}: {entry.name!r} is a packaged optimization; give it another name")
+        spec = load(entry)
+        if not isinstance(spec, OptimizationSpec) or spec.name != entry.name:
+            raise ConfigError(f"{origin(entry)}: expected a pytest_coldstart.model.registry.OptimizationSpec "
+                              f"named {entry.name!r}, got {spec!r}")
+        base[entry.name] = {"description": spec.description, "cache": str(spec.cache),
+                            "engine_args": list(spec.engine_args), "env": dict(spec.env)}
+        base_where[entry.name] = origin(entry)
+
+
 def registry_files(directory: Path | None) -> list[Path]:
     """The files a registry is read from, packaged defaults first (for messages and ``--version``)."""
     files = [packaged_file("optimizations.toml"), packaged_file("models.toml")]
@@ -209,6 +225,8 @@ def load_registry(directory: Path | None, *, required: bool = False, packaged: b
             _overlay(raw_opts, opt_where, opts_file, "optimizations")
         if models_file.is_file() or not packaged:
             _overlay(raw_models, model_where, models_file, "models")
+        if packaged and opts_file == packaged_file("optimizations.toml"):
+            _overlay_installed(raw_opts, opt_where)  # other packages' optimizations, under the repository's file
     opts = {name: _build(OptimizationSpec, name, raw, opt_where[name]) for name, raw in raw_opts.items()}
     models = {name: _build(ModelSpec, name, raw, model_where[name]) for name, raw in raw_models.items()}
     for name, opt in list(opts.items()):

@@ -51,8 +51,8 @@ class StartContext:
     python: str
     clock: Clock
     say: Say = field(default=lambda _note: None)
-    #: The launcher's own options (``--docker-host``, ``--docker-image``): a strategy that prepares a cache the
-    #: launcher keeps (a container image) reads where it lives from them.
+    #: The launcher's own options (``--coldstart-docker-host``, ``--coldstart-docker-image``): a strategy that
+    #: prepares a cache the launcher keeps (a container image) reads where it lives from them.
     launcher_options: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -23,6 +23,7 @@ import pytest
 
 from pytest_coldstart.history import commits, gate
 from pytest_coldstart.model.errors import ColdstartError
+from pytest_coldstart.plugin.items import is_coldstart_item
 from pytest_coldstart.report.compare import append_step_summary, render_markdown, render_text
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class HistoryPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if not any("coldstart" in getattr(i, "fixturenames", ()) for i in session.items):
+        if not any(is_coldstart_item(i) for i in session.items):
             return
         s = self.settings
         if s.asv_dir is not None and self.implicit:

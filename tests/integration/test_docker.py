@@ -59,8 +59,9 @@ def two_systems(docker_host: str, tmp_path_factory: pytest.TempPathFactory) -> B
                        '"--host", "{host}", "--port", "{port}", "--device", "cpu", "{model}"]\n'
                        'readiness_url = "{base_url}/health"\nrequest_model = "{model}"\n')
     return run_bench(root / "results", "--model", "tiny-llama", "--optimization", "baseline,image_cached",
-                     "--launcher", "docker,transformers-serve,command", "-rs", f"--docker-host={docker_host}",
-                     "--command-server=plain", f"--command-servers={servers}", f"--coldstart-workdir={root / 'w'}",
+                     "--launcher", "docker,transformers-serve,command", "-rs", f"--coldstart-docker-host={docker_host}",
+                     "--coldstart-command-server=plain", f"--coldstart-command-servers={servers}",
+                     f"--coldstart-workdir={root / 'w'}",
                      # Behaviour, not speed: budgets are benchmarks' business (a loaded 2-core box misses them).
                      "--coldstart-budgets=")  # '': no budgets at all
 

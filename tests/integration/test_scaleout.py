@@ -66,7 +66,7 @@ def test_scale_out_from_one_to_two_replicas_under_load(tmp_path):
 
 
 def test_single_start_ray_launcher_joins_a_local_two_node_cluster(tmp_path):
-    """`--launcher ray-serve --ray-address 127.0.0.1:PORT` against `ray start --head` + a worker (~3.5 min)."""
+    """`--launcher ray-serve --coldstart-ray-address 127.0.0.1:PORT` against `ray start --head` + a worker (~3.5 min)."""
     from pytest_coldstart.launch.ray_cluster import ClusterSpec, LocalRayCluster
     from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
     from pytest_coldstart.model.clock import SystemClock

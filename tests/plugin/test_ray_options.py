@@ -1,4 +1,4 @@
-"""ray-serve selection: --launcher, per-test pinning, --ray-replicas / --ray-address (no Ray started)."""
+"""ray-serve selection: --launcher, per-test pinning, --coldstart-ray-replicas / --coldstart-ray-address (no Ray started)."""
 
 from __future__ import annotations
 
@@ -49,12 +49,12 @@ def test_marker_with_unknown_launcher_is_a_usage_error(pytester):
 
 @pytest.mark.parametrize("bad", ["1,0,1", "0,0", "x"])
 def test_bad_ray_replicas_is_refused_before_anything_runs(pytester, bad):
-    result = pytester.runpytest(REGISTRY, f"--ray-replicas={bad}")
+    result = pytester.runpytest(REGISTRY, f"--coldstart-ray-replicas={bad}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--ray-replicas" in result.stderr.str() and "e.g. 0,0,1" in result.stderr.str()
+    assert "--coldstart-ray-replicas" in result.stderr.str() and "e.g. 0,0,1" in result.stderr.str()
 
 
 def test_help_lists_the_ray_options(pytester):
     out = pytester.runpytest("--help").stdout.str()
-    assert "--ray-address=RAY_ADDRESS" in out and "--ray-replicas=RAY_REPLICAS" in out
+    assert "--coldstart-ray-address=RAY_ADDRESS" in out and "--coldstart-ray-replicas=RAY_REPLICAS" in out
     assert "ray-serve" in out

@@ -114,7 +114,7 @@ def test_phase_in_progress_walks_the_entrys_phases(tmp_path: Path) -> None:
 
 
 def test_a_bound_launcher_keeps_its_packaged_entry_beside_a_servers_file(tmp_path: Path) -> None:
-    """`--launcher transformers-serve,command --command-servers FILE`: FILE is for `command` only."""
+    """`--launcher transformers-serve,command --coldstart-command-servers FILE`: FILE is for `command` only."""
     from pytest_coldstart.launch.command import CommandLauncher, TransformersServeLauncher
 
     path = tmp_path / "servers.toml"

@@ -102,7 +102,7 @@ def test_pull_errors_say_which_and_what_to_do() -> None:
     assert "registry 127.0.0.1:5000 is unreachable" in down.summary and "docker_ground up" in down.hint
     missing = describe_pull_error("127.0.0.1:5000/x:y", docker.errors.NotFound("manifest unknown"))
     assert "image 127.0.0.1:5000/x:y is not in registry 127.0.0.1:5000" in missing.summary
-    assert "--docker-image" in missing.hint
+    assert "--coldstart-docker-image" in missing.hint
 
 
 def test_a_pull_error_fails_the_start_in_image_pull(tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_oom_killed_container_is_named_oom(tmp_path: Path) -> None:
     error = wait_failure(srv)
     assert isinstance(error, ServerExitedError) and error.exit_code == 137
     assert "OOM-killed (exit 137" in error.summary and "memory limit 64m" in error.summary
-    assert "--docker-memory" in error.hint
+    assert "--coldstart-docker-memory" in error.hint
     assert error.log_tail[-2:] == ("INFO starting", "partial")  # the last partial line is kept
     srv.stop()
     assert container.removed
