@@ -14,6 +14,7 @@ models directory linked from elsewhere) is theirs to make and keeps working.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -21,31 +22,39 @@ from pathlib import Path
 
 from pytest_coldstart.model.errors import ConfigError
 
-#: Longest name accepted: composed file names (``STAMP_MODEL_OPT_LAUNCHER_rN_ID.json``) stay under 255 bytes.
+#: Longest name accepted (a model, an optimization, a machine).
 MAX_NAME = 100
+#: Longest path segment ``under`` builds: a file name composed of names (``STAMP_MODEL_OPT_LAUNCHER_rN_ID.json``)
+#: stays under a file system's 255 bytes.
+MAX_SEGMENT = 240
 SLUG_CHARS = "letters, digits and . _ -"
 _SLUG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+#: A segment ``under`` joins may be composed of names and a time stamp with its UTC offset (``+0000``).
+_SEGMENT = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
 #: What a slug may be, for messages.
 SLUG_RULE = (f"a name of 1-{MAX_NAME} {SLUG_CHARS}, not starting with '.' and without '..' "
              "(it becomes part of a file name)")
 
 
-def slug_problem(name: object) -> str | None:
-    """Why *name* is not a safe slug, or None when it is."""
+def slug_problem(name: object, max_len: int = MAX_NAME, *, segment: bool = False) -> str | None:
+    """Why *name* is not a safe slug (at most *max_len* characters), or None when it is.
+
+    :param segment: a path segment composed of slugs (``+`` allowed too, for a time stamp's offset).
+    """
     if not isinstance(name, str):
         return f"expected text, got {type(name).__name__}"
     if not name:
         return "empty"
-    if len(name) > MAX_NAME:
-        return f"{len(name)} characters, longer than {MAX_NAME}"
+    if len(name) > max_len:
+        return f"{len(name)} characters, longer than {max_len}"
     if "/" in name or "\\" in name:
         return "contains a path separator"
     if ".." in name:
         return "contains '..'"
     if name.startswith("."):
         return "starts with '.'"
-    if not _SLUG.fullmatch(name):
-        bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "._-"))})
+    if not (_SEGMENT if segment else _SLUG).fullmatch(name):
+        bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in ("._+-" if segment else "._-")))})
         return f"contains {', '.join(repr(c) for c in bad[:5])}"
     return None
 
@@ -76,7 +85,9 @@ def under(root: Path, *names: str, what: str = "name") -> Path:
     """
     base = Path(os.path.abspath(root))
     for name in names:
-        slug(name, what)
+        problem = slug_problem(name, MAX_SEGMENT, segment=True)
+        if problem is not None:
+            raise ConfigError(f"{what} {shown(name)}: {problem}; allowed: {SLUG_RULE}")
     path = base.joinpath(*names)
     if names and not _inside(path, base):  # cannot happen with slugs; kept so the promise does not rest on a regex
         raise ConfigError(f"{what} {shown('/'.join(names))} would lie outside {base}; allowed: {SLUG_RULE}")
@@ -115,10 +126,8 @@ def remove(root: Path, path: Path) -> bool:
 def remove_quietly(root: Path, path: Path) -> None:
     """``remove`` for cleanup paths (a finally): an OS error is ignored, a path outside *root* still refused."""
     check_inside(root, path)
-    try:
+    with contextlib.suppress(OSError):
         remove(root, path)
-    except OSError:
-        pass
 
 
 def empty_dir(root: Path, path: Path) -> bool:

@@ -53,7 +53,7 @@ EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                description="an environment variable name (letters, digits, _; not starting with a "
                                            "digit)")]
 #: An env value or engine argument as TOML writes it; kept as text (``1`` -> ``"1"``), as before.
-Scalar = Annotated[Union[str, int, Annotated[float, Field(allow_inf_nan=False)], bool],
+Scalar = Annotated[str | int | Annotated[float, Field(allow_inf_nan=False)] | bool,
                    Field(description="a string, a number or true/false (not a table or list)")]
 PositiveSeconds = Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False,
                                          description="seconds, a finite number > 0")]
@@ -233,6 +233,9 @@ FLAG_TYPES: dict[str, Any] = {
     "min_samples": MinSamples,
     "timeout_s": PositiveSeconds,
     "count": Annotated[int, Field(ge=1, le=100_000, description="an integer >= 1")],
+    "count0": Annotated[int, Field(ge=0, le=100_000, description="an integer >= 0")],
+    "positive": Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False, description="a finite number > 0")],
+    "nonnegative": Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False, description="a finite number >= 0")],
     "name": Slug,
 }
 
@@ -267,7 +270,13 @@ def describe(exc: ValidationError, schema: Any, raw: object, *, file: object, ta
     allowed = _allowed(schema, path, key=is_key)
     kind = first["type"]
     if kind == "extra_forbidden":
-        text = f"{where} {key}: unknown key; allowed: {', '.join(_field_names(schema, path[:-1])) or 'none'}"
+        extra = sorted({str(_walk(raw, e["loc"])[0][-1]) for e in errors if e["type"] == "extra_forbidden"
+                        and _walk(raw, e["loc"])[0][:-1] == path[:-1]})
+        parent = _key_text(keys[:-1])
+        text = (f"{where}{' ' + parent if parent else ''}: unknown key(s) {extra}; allowed: "
+                f"{', '.join(_field_names(schema, path[:-1])) or 'none'}")
+        errors = [e for e in errors if not (e["type"] == "extra_forbidden" and str(_walk(raw, e["loc"])[0][-1]) in extra)]
+        errors.insert(0, first)
     elif kind == "missing":
         text = f"{where} {key}: missing; expected {allowed or first['msg'].lower()}"
     else:
@@ -316,10 +325,9 @@ def _walk(raw: object, loc: Sequence[object]) -> tuple[list[object], object, boo
     path: list[object] = []
     node = raw
     for part in loc:
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_list or (isinstance(node, Mapping) and part in node):
+            node = node[part]  # type: ignore[index]
         elif isinstance(node, Mapping) and part != "[key]" and isinstance(part, str) and not path_tag(part):
             path.append(part)  # a missing key: named, no value
             return path, None, False
