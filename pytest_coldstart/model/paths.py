@@ -42,11 +42,11 @@ def slug_problem(name: object, max_len: int = MAX_NAME, *, segment: bool = False
     :param segment: a path segment composed of slugs (``+`` allowed too, for a time stamp's offset).
     """
     if not isinstance(name, str):
-        return f"expected text, got {type(name).__name__}"
+        return f"is not text ({type(name).__name__})"
     if not name:
-        return "empty"
+        return "is empty"
     if len(name) > max_len:
-        return f"{len(name)} characters, longer than {max_len}"
+        return f"has {len(name)} characters, more than {max_len}"
     if "/" in name or "\\" in name:
         return "contains a path separator"
     if ".." in name:

@@ -1,0 +1,278 @@
+"""The edges of the tool as a careless or hostile user meets them: names that would reach outside the work
+directory, config that half-loads, flags that switch the gate off, duplicates that inflate the evidence.
+
+Each observation of issue 18 (items 1-3) is a test here, run as a user runs the tool: the ``coldstart`` CLI
+and pytest with the plugin in a subprocess, the small fake server (tests/faults/fake_server.py) where a
+start is needed. Every refusal comes before any server is started and anything is written or deleted, in
+one line naming the file, the table, the key, the bad value and what is allowed; never a traceback.
+(docs/how-to/troubleshooting.md lists these faults and what the user sees.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_coldstart.launch.command import CommandLauncher
+from tests.conftest import REPO
+from tests.faults.conftest import CPU_LANE, TINY, baseline_runs, coldstart, fake_registry
+
+FAKE_SERVER = REPO / "tests" / "faults" / "fake_server.py"
+SUITE_CONFTEST = '''
+from pytest_coldstart.launch import registry
+registry.LAUNCHERS["fake"] = "tests.faults.fake_launcher:FakeLauncher"
+'''
+SUITE_TEST = '''
+def test_start(coldstart):
+    coldstart.run(check_budgets=False)
+'''
+#: A run of today's code that hangs (``--coldstart-timeout=nan``) is cut off here, its process group killed.
+HANG_LIMIT_S = 90
+
+
+def _no_traceback(*texts: str) -> None:
+    for text in texts:
+        assert "Traceback" not in text and "INTERNALERROR" not in text, text[-3000:]
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")} if root.exists() else set()
+
+
+def _pytest(tmp_path: Path, registry: Path, *extra: str, launcher: str = "fake", model: str = "fake",
+            optimization: str = "mode_ok", timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
+    """pytest with the plugin on a one-test suite, as a user runs it; the process group is killed on a hang."""
+    suite = tmp_path / "suite"
+    suite.mkdir(parents=True, exist_ok=True)
+    (suite / "conftest.py").write_text(SUITE_CONFTEST)
+    (suite / "test_start.py").write_text(SUITE_TEST)
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}" + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "-q", f"--rootdir={suite}",
+           f"--coldstart-model={model}", f"--coldstart-optimization={optimization}",
+           f"--coldstart-launcher={launcher}", f"--coldstart-registry={registry}",
+           f"--coldstart-results={tmp_path / 'results'}", f"--coldstart-workdir={tmp_path / 'work'}",
+           "--coldstart-asv=off", *extra]
+    proc = subprocess.Popen(cmd, cwd=suite, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # pytest and the server it started (same session)
+        out, _ = proc.communicate()
+        pytest.fail(f"pytest still running after {timeout_s:.0f} s (it waits forever):\n{out[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
+
+
+def _refused_before_any_start(tmp_path: Path, out: subprocess.CompletedProcess[str], *says: str) -> None:
+    """A usage error (pytest exit 4) before any server: the message says *says*, no log, no result, no trace."""
+    text = " ".join(out.stdout.split())
+    assert out.returncode == pytest.ExitCode.USAGE_ERROR, out.stdout[-3000:]
+    for part in says:
+        assert part in text, out.stdout[-3000:]
+    _no_traceback(out.stdout)
+    assert not list((tmp_path / "results").glob("logs/*.log")), "a server was started"
+    assert not list((tmp_path / "results").glob("runs/*.json")), "a result was written"
+
+
+def _registry(tmp_path: Path, models: str = "", optimizations: str = "") -> Path:
+    """The fault suite's registry (model `fake`, optimization `mode_ok`, ...) with *models* / *optimizations*
+    TOML appended."""
+    registry = fake_registry(tmp_path / "registry")
+    if models:
+        (registry / "models.toml").write_text((registry / "models.toml").read_text() + "\n" + models)
+    if optimizations:
+        (registry / "optimizations.toml").write_text((registry / "optimizations.toml").read_text() + "\n" + optimizations)
+    return registry
+
+
+def _fake_model(name: str, **keys: str) -> str:
+    body = "".join(f"{k} = {v}\n" for k, v in keys.items())
+    return f'[models."{name}"]\nsource = "local:{TINY}"\nserved_name = "fake"\noptimizations = ["mode_ok"]\n{body}'
+
+
+# --- A name can reach outside the work directory ----------------------------------------------------------------
+
+def test_an_optimization_named_with_dotdot_cannot_empty_a_directory_above_the_cache(tmp_path: Path) -> None:
+    """Today the per-case hygiene emptied `<workdir>/cache/assets/fake-x/../../../..`: the workdir's parent."""
+    victim = tmp_path / "victim"
+    keep = victim / "keep.txt"
+    victim.mkdir()
+    keep.write_text("the user's own file")
+    evil = "x/../../../.."
+    registry = _registry(tmp_path, models=_fake_model("mine").replace('["mode_ok"]', f'["{evil}"]'),
+                         optimizations=f'[optimizations."{evil}"]\ncache = "cold"\n')
+    out = _pytest(tmp_path, registry, f"--coldstart-workdir={victim / 'work'}", model="mine", optimization=evil)
+    assert keep.is_file(), "a directory outside the cache was emptied"
+    _refused_before_any_start(tmp_path, out, f"[optimizations.'{evil}']", "the name contains a path separator",
+                              "allowed: a name of 1-100 letters, digits and . _ -")
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", ".hidden", "x" * 300])
+def test_a_model_name_that_is_no_slug_is_refused_before_anything_is_written(tmp_path: Path, name: str) -> None:
+    """Today `../` wrote the result and the log outside results/runs; 300 characters ended in a traceback."""
+    registry = _registry(tmp_path, models=_fake_model(name))
+    before = _files(tmp_path)
+    out = _pytest(tmp_path, registry, model=name)
+    _refused_before_any_start(tmp_path, out, "[models.", "allowed: a name of 1-100 letters, digits and . _ -")
+    written = _files(tmp_path) - before
+    assert not [f for f in written if not f.startswith(("suite", "results", "work"))], written
+    assert not list(tmp_path.rglob("*escaped*")), "something was written under the escaping name"
+
+
+def test_record_refuses_a_machine_name_that_escapes_the_history(tmp_path: Path) -> None:
+    asv = tmp_path / "deep" / "asv"
+    out = coldstart("record", str(CPU_LANE), "--asv-results", str(asv), "--repo", str(REPO),
+                    "--machine", "../../x")
+    assert out.returncode == 2, out
+    assert "argument --machine: Could not parse value: '../../x': contains a path separator" in out.stderr, out
+    _no_traceback(out.stdout, out.stderr)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "deep").exists(), _files(tmp_path)
+
+
+def test_the_plugin_refuses_a_machine_name_that_escapes_the_history(tmp_path: Path) -> None:
+    out = _pytest(tmp_path, _registry(tmp_path), "--coldstart-machine=../../x")
+    _refused_before_any_start(tmp_path, out, "--coldstart-machine", "'../../x': contains a path separator")
+
+
+# --- Config that half-loads ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("keys", "says"), [
+    ({"env": '["FAKE_MODE=ok"]'}, "models.toml [models.bad] env = ['FAKE_MODE=ok']: expected a table of NAME = \"value\""),
+    ({"weight_bytes": '"big"'}, "models.toml [models.bad] weight_bytes = 'big': expected the weights' size in bytes, "
+                                "an integer >= 0"),
+    ({"tensor_parallel_size": "0"}, "[models.bad] tensor_parallel_size = 0: expected an integer >= 1"),
+    ({"floor_gbps": "{ local = nan }"}, "[models.bad.floor_gbps] local = nan: expected GB/s, a finite number > 0"),
+])
+def test_a_wrong_typed_models_toml_value_is_refused_before_any_start(tmp_path: Path, keys: dict[str, str],
+                                                                     says: str) -> None:
+    """Today: an INTERNALERROR traceback (`env` as a list), or accepted and failing after the start."""
+    out = _pytest(tmp_path, _registry(tmp_path, models=_fake_model("bad", **keys)), model="bad")
+    _refused_before_any_start(tmp_path, out, says)
+
+
+def _servers_flags(servers: Path, entry: str) -> list[str]:
+    """``--launcher command``'s own options, by key (their flags are being renamed)."""
+    flag = {o.key: o.flag for o in CommandLauncher.options}
+    return [f"{flag['command_servers']}={servers}", f"{flag['command_server']}={entry}"]
+
+
+@pytest.mark.parametrize(("entry", "says"), [
+    ('command = ["{python}", "%s", "--port", "{port", "--mode", "ok"]\nreadiness_url = "{base_url}/health"\n',
+     "[servers.typo] command[3] = '{port': not a valid template"),
+    ('command = ["{python}", "%s", "--port", "{port}", "--mode", "ok"]\nreadiness_url = "{base_url}/health"\n'
+     'phases = "imports"\n', "[servers.typo] phases = 'imports': expected a table of phase name = regex"),
+])
+def test_a_bad_servers_toml_is_refused_before_any_start(tmp_path: Path, entry: str, says: str) -> None:
+    """Today: an AttributeError (`phases` as a string) or a ValueError from `str.format` at start time."""
+    servers = tmp_path / "servers.toml"
+    servers.write_text("[servers.typo]\n" + entry % FAKE_SERVER)
+    out = _pytest(tmp_path, _registry(tmp_path), *_servers_flags(servers, "typo"), launcher="command")
+    _refused_before_any_start(tmp_path, out, str(servers), says)
+
+
+def test_a_compare_toml_with_a_wrong_type_is_one_line_not_an_unexpected_error(tmp_path: Path) -> None:
+    config = tmp_path / "compare.toml"
+    config.write_text("metrics = 5\n")
+    out = coldstart("compare", str(CPU_LANE), str(CPU_LANE), "--config", str(config), "--budgets", "")
+    assert out.returncode == 2, out
+    assert f"{config} metrics = 5: expected a table of [metrics.NAME] tables" in " ".join(out.stdout.split()), out
+    assert "unexpected" not in out.stdout + out.stderr, out
+    _no_traceback(out.stdout, out.stderr)
+
+
+def test_a_nan_budget_is_refused_not_ok_forever(tmp_path: Path) -> None:
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text('[tiny-llama."*"]\ntotal_ready_s = nan\n')
+    out = coldstart("summary", str(CPU_LANE), "--budgets", str(budgets))
+    assert out.returncode == 2, out
+    assert f'{budgets} [tiny-llama."*"] total_ready_s = nan: expected seconds, a finite number > 0' in out.stderr, out
+    _no_traceback(out.stdout, out.stderr)
+
+
+def test_a_nan_budget_fails_the_session_before_any_start(tmp_path: Path) -> None:
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text('[fake."*"]\ntotal_ready_s = nan\n')
+    out = _pytest(tmp_path, _registry(tmp_path), f"--coldstart-budgets={budgets}")
+    _refused_before_any_start(tmp_path, out, f'{budgets} [fake."*"] total_ready_s = nan: expected seconds, '
+                                             "a finite number > 0")
+
+
+# --- Flags that switch the gate off -------------------------------------------------------------------------------
+
+def _slower(dest: Path, factor: float) -> Path:
+    """The CPU lane's baseline runs with every time multiplied by *factor* (a head that got slower)."""
+    side = baseline_runs(dest)
+    for path in (side / "runs").glob("*.json"):
+        data = json.loads(path.read_text())
+        for key in ("total_ready_s", "ttft_s", "first_response_s", "unaccounted_s"):
+            if data.get(key) is not None:
+                data[key] *= factor
+        for phase in data["phases"]:
+            for key in ("start_s", "end_s", "duration_s", "reported_s"):
+                if phase.get(key) is not None:
+                    phase[key] *= factor
+        path.write_text(json.dumps(data))
+    return side
+
+
+@pytest.fixture(scope="module")
+def slower_head(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A base and a head 1.6x slower, which the gate catches (exit 1) with the packaged thresholds."""
+    tmp = tmp_path_factory.mktemp("gate")
+    base, head = baseline_runs(tmp / "base"), _slower(tmp / "head", 1.6)
+    out = coldstart("compare", str(base), str(head), "--budgets", "")
+    assert out.returncode == 1, out
+    return base, head
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--threshold", "nan"), ("--threshold", "inf"), ("--threshold", "-1"),
+    ("--floor", "nan"), ("--floor", "-inf"), ("--floor", "-1"),
+    ("--alpha", "nan"), ("--alpha", "0"), ("--min-samples", "nan"), ("--min-samples", "1"),
+])
+def test_a_non_finite_or_out_of_range_compare_flag_is_a_usage_error(slower_head: tuple[Path, Path], flag: str,
+                                                                    value: str) -> None:
+    """Today `--threshold nan` turned a 1.6x slower head into "OK (exit 0)": flags skipped compare.toml's ranges."""
+    base, head = slower_head
+    out = coldstart("compare", str(base), str(head), "--budgets", "", f"{flag}={value}")
+    assert out.returncode == 2, out
+    assert f"argument {flag}: Could not parse value: '{value}'. Expected " in out.stderr, out
+    _no_traceback(out.stdout, out.stderr)
+
+
+def test_a_nan_timeout_is_a_usage_error_not_a_wait_forever(tmp_path: Path) -> None:
+    """Today `--coldstart-timeout=nan` waited forever for a server that never becomes healthy."""
+    out = _pytest(tmp_path, _registry(tmp_path), "--coldstart-timeout=nan", optimization="mode_hang",
+                  timeout_s=HANG_LIMIT_S)
+    _refused_before_any_start(tmp_path, out, "--coldstart-timeout", "Could not parse value: 'nan'",
+                              "Expected a finite number > 0")
+
+
+# --- Duplicates inflate the evidence ------------------------------------------------------------------------------
+
+def test_record_counts_a_run_once_when_given_twice_in_one_call(tmp_path: Path) -> None:
+    """Today `coldstart record DIR COPY_OF_DIR` recorded every run twice, doubling n for the significance test."""
+    pytest.importorskip("asv")
+    from pytest_coldstart.history import asv_store, commits
+    from pytest_coldstart.model.case import CaseKey
+
+    copy = shutil.copytree(CPU_LANE, tmp_path / "copy")
+    asv = tmp_path / "asv"
+    n = len(list((CPU_LANE / "runs").glob("*.json")))
+    out = coldstart("record", str(CPU_LANE), str(copy), str(CPU_LANE), "--asv-results", str(asv), "--repo", str(REPO),
+                    "--machine", "m1")
+    assert out.returncode == 0, out
+    assert f"recorded {n} run(s) ({2 * n} already recorded or given twice)" in out.stdout, out
+    again = coldstart("record", str(copy), "--asv-results", str(asv), "--repo", str(REPO), "--machine", "m1")
+    assert f"recorded 0 run(s) ({n} already recorded or given twice)" in again.stdout, again
+    samples = asv_store.load_commit(asv, commits.resolve(REPO, "HEAD").hash, "m1")
+    baseline = samples.cases[CaseKey("tiny-llama", "baseline", "vllm")]
+    ok = [p for p in (CPU_LANE / "runs").glob("*_baseline_*.json") if json.loads(p.read_text())["exit_status"] == "ok"]
+    assert len(baseline.samples_s["total_ready_s"]) == len(ok)
