@@ -14,6 +14,7 @@ from typing import Any
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import atomic_path
 from pytest_coldstart.model.flags import checked
+from pytest_coldstart.model.paths import under
 from pytest_coldstart.model.registry import packaged_file
 
 #: (template in pytest_coldstart/defaults/init, where it goes under the repository)
@@ -129,7 +130,7 @@ def _preflight_inputs(args: argparse.Namespace) -> dict[str, Any]:
         elif kind == "local":
             inputs["local_weights"] = [Path(ref).expanduser()]
         elif kind == "generated":
-            inputs["local_weights"] = [workdir / "models" / ref]
+            inputs["local_weights"] = [under(workdir / "models", ref, what="generated model name")]
     return inputs
 
 

@@ -34,6 +34,8 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
 #: What a slug may be, for messages.
 SLUG_RULE = (f"a name of 1-{MAX_NAME} {SLUG_CHARS}, not starting with '.' and without '..' "
              "(it becomes part of a file name)")
+SEGMENT_RULE = (f"a file name of 1-{MAX_SEGMENT} {SLUG_CHARS} (and +), made of names, not starting with '.' "
+                "and without '..'")
 
 
 def slug_problem(name: object, max_len: int = MAX_NAME, *, segment: bool = False) -> str | None:
@@ -87,10 +89,10 @@ def under(root: Path, *names: str, what: str = "name") -> Path:
     for name in names:
         problem = slug_problem(name, MAX_SEGMENT, segment=True)
         if problem is not None:
-            raise ConfigError(f"{what} {shown(name)}: {problem}; allowed: {SLUG_RULE}")
+            raise ConfigError(f"{what} {shown(name)}: {problem}; allowed: {SEGMENT_RULE}")
     path = base.joinpath(*names)
     if names and not _inside(path, base):  # cannot happen with slugs; kept so the promise does not rest on a regex
-        raise ConfigError(f"{what} {shown('/'.join(names))} would lie outside {base}; allowed: {SLUG_RULE}")
+        raise ConfigError(f"{what} {shown('/'.join(names))} would lie outside {base}; allowed: {SEGMENT_RULE}")
     return path
 
 

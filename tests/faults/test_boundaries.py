@@ -276,3 +276,162 @@ def test_record_counts_a_run_once_when_given_twice_in_one_call(tmp_path: Path) -
     baseline = samples.cases[CaseKey("tiny-llama", "baseline", "vllm")]
     ok = [p for p in (CPU_LANE / "runs").glob("*_baseline_*.json") if json.loads(p.read_text())["exit_status"] == "ok"]
     assert len(baseline.samples_s["total_ready_s"]) == len(ok)
+
+
+# --- Every place a name becomes a path ----------------------------------------------------------------------------
+
+BAD_NAMES = ["..", "a/b", "../x", "x" * 300]
+
+
+@pytest.fixture
+def quiet_tree(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Assert that the block writes and deletes nothing under *tmp_path*."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def unchanged():  # type: ignore[no-untyped-def]
+        before = _files(tmp_path)
+        yield
+        assert _files(tmp_path) == before, "something was written or deleted"
+    return unchanged
+
+
+def _refuses(call, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]
+    from pytest_coldstart.model.errors import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        call(*args, **kwargs)
+    message = str(exc.value)
+    assert "\n" not in message and "letters, digits and . _ -" in message, message
+    return message
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=["dotdot", "slash", "dotdot-slash", "300-chars"])
+def test_every_place_a_name_becomes_a_path_refuses_it_before_writing(tmp_path: Path, name: str,
+                                                                     quiet_tree) -> None:  # type: ignore[no-untyped-def]
+    """The walk: each function that turns a name into a path (found by the grep below), given a bad name."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from pytest_coldstart.history import asv_store, commits
+    from pytest_coldstart.measure.profile import Profiler
+    from pytest_coldstart.model import paths
+    from pytest_coldstart.model.result import load_results, write_result
+    from pytest_coldstart.model.scaleout import SCALEOUT_DIR
+    from pytest_coldstart.optimize import hygiene
+    from pytest_coldstart.optimize.caches import local_cache_dir
+    from pytest_coldstart.optimize.sources import generated_dir
+
+    work, results, asv = tmp_path / "work", tmp_path / "results", tmp_path / "asv"
+    for d in (work, results / "runs", asv / "m1"):
+        d.mkdir(parents=True)
+    run = load_results(CPU_LANE)[0]
+    with quiet_tree():
+        _refuses(paths.under, work, name)
+        _refuses(paths.under, work, "cache", name, "x")
+        _refuses(hygiene.assets_dir_for, work, "tiny-llama", name)  # the cache hygiene empties this directory
+        _refuses(hygiene.assets_dir_for, work, name, "baseline")
+        ctx = SimpleNamespace(workdir=work, model=SimpleNamespace(name=name), optimization=SimpleNamespace(name="b"))
+        _refuses(local_cache_dir, ctx, SimpleNamespace(digest="0" * 64))  # populate_local empties this one
+        _refuses(generated_dir, work, name)  # generated:NAME
+        for field in ("model", "optimization", "launcher"):
+            _refuses(write_result, results, replace(run, **{field: name}))  # results/runs/STAMP_MODEL_OPT_...
+        _refuses(Profiler, results / "profiles", name)  # the log name / case id
+        _refuses(asv_store.record, [run], asv, commits.resolve(REPO, "HEAD"), machine=name)  # <asv>/<machine>/
+        _refuses(asv_store.one_machine, [run.environment], name, "scale-out results")  # record_scaleout's machine
+        _refuses(asv_store.load_commit, asv, "0" * 40, name)
+        _refuses(asv_store.commits_with_results, asv, name)
+        _refuses(paths.under, results / SCALEOUT_DIR, f"{name}.json")
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=["dotdot", "slash", "dotdot-slash", "300-chars"])
+def test_every_config_name_that_becomes_a_path_is_refused_at_load(tmp_path: Path, name: str,
+                                                                  quiet_tree) -> None:  # type: ignore[no-untyped-def]
+    from pytest_coldstart.launch.command import load_servers
+    from pytest_coldstart.model.registry import load_registry
+
+    good_model = f'[models.m]\nsource = "local:{TINY}"\nserved_name = "m"\noptimizations = ["baseline"]\n'
+    cases = {
+        "model table": (f'[models."{name}"]\nsource = "local:{TINY}"\nserved_name = "m"\n'
+                        'optimizations = ["baseline"]\n', ""),
+        "optimization table": (good_model, f'[optimizations."{name}"]\ncache = "cold"\n'),
+        "optimizations list": (good_model.replace('["baseline"]', f'["{name}"]'), ""),
+        "sources key": (good_model + f'sources = {{ "{name}" = "hf:org/m" }}\n', ""),
+        "generated source": (good_model.replace(f"local:{TINY}", f"generated:{name}"), ""),
+    }
+    for where, (models, opts) in cases.items():
+        registry = tmp_path / where.replace(" ", "-")
+        registry.mkdir()
+        (registry / "models.toml").write_text(models)
+        (registry / "optimizations.toml").write_text('[optimizations.baseline]\ncache = "cold"\n' + opts)
+        with quiet_tree():
+            _refuses(load_registry, registry)
+    servers = {
+        "server name": f'[servers."{name}"]\ncommand = ["srv"]\nreadiness_url = "{{base_url}}/health"\n',
+        "phase name": f'[servers.s]\ncommand = ["srv"]\nreadiness_url = "{{base_url}}/health"\n'
+                      f'[servers.s.phases]\n"{name}" = "x"\n',
+    }
+    for where, text in servers.items():
+        path = tmp_path / f"{where.replace(' ', '-')}.toml"
+        path.write_text(text)
+        with quiet_tree():
+            _refuses(load_servers, path)
+
+
+def test_deletes_stay_inside_their_root(tmp_path: Path) -> None:
+    from pytest_coldstart.model import paths
+    from pytest_coldstart.model.errors import ConfigError
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "inner").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    (root / "link").symlink_to(outside)
+    for target in (root, root / ".." / "outside", outside, root / "inner" / ".." / ".."):
+        with pytest.raises(ConfigError, match="is not inside"):
+            paths.remove(root, target)
+    assert paths.remove(root, root / "link")  # the link goes, never what it points to
+    assert (outside / "keep.txt").is_file() and not (root / "link").exists()
+    assert paths.empty_dir(root, root / "inner") is False and (root / "inner").is_dir()
+
+
+#: Every place in the package where a path is joined from something that is not a literal, and why it is safe.
+#: A new join fails test_no_unreviewed_path_joins: build it with ``paths.under`` or add it here with its reason.
+REVIEWED_JOINS = {
+    ("model/paths.py", "base.joinpath(*names)"): "under() itself: each name checked first",
+    ("model/registry.py", 'joinpath("defaults", name)'): "packaged file names (literals of this package)",
+    ("cli/init.py", 'joinpath("defaults", "init", name)'): "packaged starter file names",
+    ("history/gate.py", "(root / ref).is_dir()"): "a user's REF looked up as a directory of theirs (read only)",
+    ("history/gate.py", "ref = str(root / ref)"): "the same REF, read only",
+    ("history/gate.py", "(results_dir / machine).glob"): "machine names found by globbing the history (read only)",
+    ("history/sweep.py", 'venv_dir / f"vllm-{version}"'): "version checked by VERSION_RE (digits and dots)",
+    ("history/sweep.py", "out / version /"): "version checked by VERSION_RE",
+    ("report/html.py", "png_dir / f\"{_slug("): "slugged by report.html._slug",
+    ("report/html.py", "out.parent / f\"{out.stem}-figures\""): "the user's own --out file's stem",
+    ("report/html.py", 'png_dir / f"{name}_waterfall.png"'): "name built by report.html._slug",
+    ("measure/readiness.py", 'self.root / f"{key}.json"'): "key is a sha256 hex digest (oracle_key)",
+    ("measure/preflight.py", "hf_cache_dir() / f\"models--"): "the hub's own cache layout of a hub id (read only)",
+    ("optimize/s3source.py", 'workdir / "shards" / f"{spec.model_dir.name}'): "the last segment of a directory",
+    ("optimize/s3source.py", 'workdir / "shards" / f"{out.name}.log"'): "the same segment",
+    ("launch/ray_cluster.py", "self.root / name"): "node names of this module (head, worker-N)",
+    ("launch/ray_cluster.py", 'self.log_dir / f"ray-{name}.log"'): "the same node names",
+    ("launch/loadgen.py", 'work_dir / f"{request.label}.log"'): "load-step labels of this package (step-N-...)",
+}
+_JOIN = __import__("re").compile(r"""/ f["'][^"']*\{|\.joinpath\(|/ (name|model|machine|key|case|opt|optimization|"""
+                                 r"""launcher|stem|label|log_name|run_id|version|entry|server|ref)\b(?!')""")
+
+
+def test_no_unreviewed_path_joins() -> None:
+    """The grep behind the walk above: a path joined from a non-literal goes through ``paths.under`` or is
+    reviewed in REVIEWED_JOINS."""
+    package = REPO / "pytest_coldstart"
+    unreviewed = []
+    for path in sorted(package.rglob("*.py")):
+        rel = str(path.relative_to(package))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#")[0]
+            if not _JOIN.search(code) or "under(" in code or code.strip().startswith(('"', "'", ":param")):
+                continue
+            if not any(rel == f and snippet in code for f, snippet in REVIEWED_JOINS):
+                unreviewed.append(f"{rel}:{number}: {line.strip()}")
+    assert not unreviewed, "paths joined from names without paths.under:\n" + "\n".join(unreviewed)
