@@ -10,6 +10,7 @@ one line naming the file, the table, the key, the bad value and what is allowed;
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import pytest
 
 from pytest_coldstart.launch.command import CommandLauncher
 from tests.conftest import REPO
-from tests.faults.conftest import CPU_LANE, TINY, baseline_runs, coldstart, fake_registry
+from tests.faults.conftest import CPU_LANE, TINY, baseline_runs, coldstart, fake_registry, pids_in
 
 FAKE_SERVER = REPO / "tests" / "faults" / "fake_server.py"
 SUITE_CONFTEST = '''
@@ -53,7 +54,9 @@ def _pytest(tmp_path: Path, registry: Path, *extra: str, launcher: str = "fake",
     suite.mkdir(parents=True, exist_ok=True)
     (suite / "conftest.py").write_text(SUITE_CONFTEST)
     (suite / "test_start.py").write_text(SUITE_TEST)
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}" + os.environ.get("PYTHONPATH", "")}
+    pid_file = tmp_path / "pids"
+    env = {**os.environ, "FAKE_PID_FILE": str(pid_file),
+           "PYTHONPATH": f"{REPO}{os.pathsep}" + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "-q", f"--rootdir={suite}",
            f"--coldstart-model={model}", f"--coldstart-optimization={optimization}",
            f"--coldstart-launcher={launcher}", f"--coldstart-registry={registry}",
@@ -64,7 +67,10 @@ def _pytest(tmp_path: Path, registry: Path, *extra: str, launcher: str = "fake",
     try:
         out, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # pytest and the server it started (same session)
+        os.killpg(proc.pid, signal.SIGKILL)  # pytest; the fake server runs in a session of its own:
+        for pid in pids_in(pid_file):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         out, _ = proc.communicate()
         pytest.fail(f"pytest still running after {timeout_s:.0f} s (it waits forever):\n{out[-3000:]}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
