@@ -39,8 +39,7 @@ def _positive(kind: Callable[[str], Any], example: str) -> Callable[[str], Any]:
             number = None
         # nan > 0 and nan <= 0 are both False: without isfinite, --coldstart-timeout=nan waits forever.
         if number is None or not math.isfinite(number) or number <= 0:
-            raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. Expected a finite number > 0, "
-                                             f"e.g. {example}")
+            raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. Expected a number > 0, e.g. {example}")
         return number
     return parse
 
