@@ -90,15 +90,19 @@ def _check_placeholders(name: str, what: str, text: str, allowed: frozenset[str]
                               f"known: {', '.join('{' + p + '}' for p in sorted(allowed))}")
 
 
-def parse_entry(name: str, data: Mapping[str, Any], *, file: object = PACKAGED_SERVERS) -> ServerEntry:
+def parse_entry(name: str, data: Mapping[str, Any], *, file: object = PACKAGED_SERVERS,
+                schema: bool = True) -> ServerEntry:
     """Check one ``[servers.NAME]`` table; every problem is a ConfigError that names the entry and the fix.
 
     The schema (``model.schemas.ServerEntry``) first: types, templates that ``str.format`` can fill (a
     ``{port`` typo is refused here, not after the server was started), regexes that compile.
+    *schema* False skips it for the packaged file, read when this module is imported (a test holds that
+    file to the schema): no pydantic import in a pytest session that starts nothing.
     """
-    from pytest_coldstart.model import schemas  # lazily: pydantic only when a servers registry is read
+    if schema:
+        from pytest_coldstart.model import schemas  # lazily: pydantic only when a user's servers file is read
 
-    schemas.validate(schemas.ServerEntry, data, file=file, table=f"servers.{name}")
+        schemas.validate(schemas.ServerEntry, data, file=file, table=f"servers.{name}")
     command = data.get("command")
     if not isinstance(command, list) or not command or not all(isinstance(p, str) for p in command):
         raise ConfigError(f"server {name!r}: `command` must be a non-empty list of strings (the argv template)")
@@ -143,10 +147,12 @@ def load_servers(path: Path | None = None) -> dict[str, ServerEntry]:
     servers = data.get("servers")
     if not isinstance(servers, dict) or not servers:
         raise ConfigError(f"{path or PACKAGED_SERVERS}: no [servers.NAME] tables")
-    from pytest_coldstart.model import schemas
+    if path is not None:
+        from pytest_coldstart.model import schemas
 
-    schemas.validate(schemas.ServersFile, data, file=path or PACKAGED_SERVERS)
-    return {name: parse_entry(name, entry, file=path or PACKAGED_SERVERS) for name, entry in servers.items()}
+        schemas.validate(schemas.ServersFile, data, file=path)
+    return {name: parse_entry(name, entry, file=path or PACKAGED_SERVERS, schema=path is not None)
+            for name, entry in servers.items()}
 
 
 def server_entry(name: str, path: Path | None = None) -> ServerEntry:

@@ -29,6 +29,7 @@ whole timeout).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -83,7 +84,7 @@ IMAGE_WARM = "warm"
 def _floor_gbps(value: str) -> str:
     if value:
         try:
-            ok = float(value) > 0
+            ok = math.isfinite(float(value)) and float(value) > 0  # inf would make every pull "0 % efficient"
         except ValueError:
             ok = False
         if not ok:

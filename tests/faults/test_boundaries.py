@@ -384,6 +384,28 @@ def test_every_config_name_that_becomes_a_path_is_refused_at_load(tmp_path: Path
             _refuses(load_servers, path)
 
 
+def test_the_packaged_config_files_hold_to_their_schemas() -> None:
+    """The packaged servers file is read without the schema at import (no pydantic in a session that starts
+    nothing); the registry, budgets and thresholds go through it every time. All must pass it."""
+    from importlib import resources
+
+    from pytest_coldstart.model import schemas
+    from pytest_coldstart.model.files import load_toml
+    from pytest_coldstart.model.registry import packaged_file
+
+    with resources.as_file(resources.files("pytest_coldstart.launch") / "servers.toml") as path:
+        data = load_toml(path, "servers registry")
+    schemas.validate(schemas.ServersFile, data, file=path)
+    for name, entry in data["servers"].items():
+        schemas.validate(schemas.ServerEntry, entry, file=path, table=f"servers.{name}")
+    for table, schema in (("models", schemas.ModelEntry), ("optimizations", schemas.OptimizationEntry)):
+        path = packaged_file(f"{table}.toml")
+        for name, entry in load_toml(path, table)[table].items():
+            schemas.validate(schema, entry, file=path, table=f"{table}.{name}")
+    schemas.validate(schemas.BudgetsFile, load_toml(packaged_file("budgets.toml"), "budgets"), file="budgets.toml")
+    schemas.validate(schemas.CompareFile, load_toml(packaged_file("compare.toml"), "compare"), file="compare.toml")
+
+
 def test_deletes_stay_inside_their_root(tmp_path: Path) -> None:
     from pytest_coldstart.model import paths
     from pytest_coldstart.model.errors import ConfigError
