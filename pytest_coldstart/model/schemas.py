@@ -325,9 +325,9 @@ def _walk(raw: object, loc: Sequence[object]) -> tuple[list[object], object, boo
     path: list[object] = []
     node = raw
     for part in loc:
-        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        if in_list or (isinstance(node, Mapping) and part in node):
-            node = node[part]  # type: ignore[index]
+        found, child = _child(node, part)
+        if found:
+            node = child
         elif isinstance(node, Mapping) and part != "[key]" and isinstance(part, str) and not path_tag(part):
             path.append(part)  # a missing key: named, no value
             return path, None, False
@@ -337,6 +337,15 @@ def _walk(raw: object, loc: Sequence[object]) -> tuple[list[object], object, boo
             continue  # a union member or validator tag
         path.append(part)
     return path, node, True
+
+
+def _child(node: object, part: object) -> tuple[bool, object]:
+    """(True, node[part]) when *node* is a table or list holding *part*, else (False, None)."""
+    if isinstance(node, Mapping):
+        return (True, node[part]) if part in node else (False, None)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return True, node[part]
+    return False, None
 
 
 def path_tag(part: str) -> bool:

@@ -17,6 +17,8 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -289,20 +291,21 @@ def test_record_counts_a_run_once_when_given_twice_in_one_call(tmp_path: Path) -
 BAD_NAMES = ["..", "a/b", "../x", "x" * 300]
 
 
-@pytest.fixture
-def quiet_tree(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Assert that the block writes and deletes nothing under *tmp_path*."""
-    from contextlib import contextmanager
+Quiet = Callable[[], AbstractContextManager[None]]
 
-    @contextmanager
-    def unchanged():  # type: ignore[no-untyped-def]
+
+@pytest.fixture
+def quiet_tree(tmp_path: Path) -> Quiet:
+    """A block that must write and delete nothing under *tmp_path*."""
+    @contextlib.contextmanager
+    def unchanged() -> Iterator[None]:
         before = _files(tmp_path)
         yield
         assert _files(tmp_path) == before, "something was written or deleted"
     return unchanged
 
 
-def _refuses(call, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]
+def _refuses(call: Callable[..., object], *args: object, **kwargs: object) -> str:
     from pytest_coldstart.model.errors import ConfigError
 
     with pytest.raises(ConfigError) as exc:
@@ -314,7 +317,7 @@ def _refuses(call, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=["dotdot", "slash", "dotdot-slash", "300-chars"])
 def test_every_place_a_name_becomes_a_path_refuses_it_before_writing(tmp_path: Path, name: str,
-                                                                     quiet_tree) -> None:  # type: ignore[no-untyped-def]
+                                                                     quiet_tree: Quiet) -> None:
     """The walk: each function that turns a name into a path (found by the grep below), given a bad name."""
     from dataclasses import replace
     from types import SimpleNamespace
@@ -352,7 +355,7 @@ def test_every_place_a_name_becomes_a_path_refuses_it_before_writing(tmp_path: P
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=["dotdot", "slash", "dotdot-slash", "300-chars"])
 def test_every_config_name_that_becomes_a_path_is_refused_at_load(tmp_path: Path, name: str,
-                                                                  quiet_tree) -> None:  # type: ignore[no-untyped-def]
+                                                                  quiet_tree: Quiet) -> None:
     from pytest_coldstart.launch.command import load_servers
     from pytest_coldstart.model.registry import load_registry
 
