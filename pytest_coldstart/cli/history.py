@@ -145,7 +145,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("head", metavar="HEAD")
     p.add_argument("--asv-results", default=str(DEFAULT_ASV_RESULTS), metavar="DIR",
                    help="asv results directory for commit lookups (default: results)")
-    p.add_argument("--machine", type=checked("name", "cpu-2x-AMD-EPYC"),
+    p.add_argument("--machine", type=checked("machine", "cpu-2x-AMD-EPYC"),
                    help="asv machine name, when results for the commits exist on several")
     p.add_argument("--repo", default=".", help="git repository for resolving refs (default: .)")
     p.add_argument("--config", default=None, metavar="TOML",
@@ -178,7 +178,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("results", nargs="+", metavar="RESULTS_DIR")
     p.add_argument("--asv-results", default=str(DEFAULT_ASV_RESULTS), metavar="DIR", help="default: results")
     p.add_argument("--commit", default="HEAD", help="commit to record against (default: HEAD)")
-    p.add_argument("--machine", type=checked("name", "cpu-2x-AMD-EPYC"),
+    p.add_argument("--machine", type=checked("machine", "cpu-2x-AMD-EPYC"),
                    help="asv machine name (default: derived from the hardware)")
     p.add_argument("--repo", default=".", help="git repository (default: .)")
     p.set_defaults(func=_record_cmd)
@@ -212,7 +212,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--optimization", default="baseline", help="default: baseline ('' for the model's list)")
     p.add_argument("--repeat", type=checked("count", "3"), default=1, help="cold starts per version (default: 1)")
     p.add_argument("--asv-results", default="results", metavar="DIR", help="default: results")
-    p.add_argument("--machine", type=checked("name", "cpu-2x-AMD-EPYC"),
+    p.add_argument("--machine", type=checked("machine", "cpu-2x-AMD-EPYC"),
                    help="asv machine name (default: derived from the hardware)")
     p.add_argument("--branch", default="coldstart-sweep", help="branch for the pin commits (default: "
                    "coldstart-sweep)")

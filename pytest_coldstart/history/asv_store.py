@@ -50,7 +50,7 @@ from pytest_coldstart.history.samples import (
 from pytest_coldstart.logs.timeline import PHASE_RULES
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.model.files import atomic_path
-from pytest_coldstart.model.paths import MAX_NAME, slug, under
+from pytest_coldstart.model.paths import MAX_MACHINE, slug, under
 from pytest_coldstart.model.result import RunResult
 from pytest_coldstart.model.scaleout import SCALEOUT_METRICS
 
@@ -118,8 +118,8 @@ def default_machine_name(environment: Mapping[str, Any]) -> str:
     hardware type needs a name derived from the hardware instead.
     """
     if environment.get("gpu_count"):
-        return f"{environment['gpu_count']}x{_slug(str(environment.get('gpu_name')))}"[:MAX_NAME]
-    return f"cpu-{environment.get('cpu_cores')}x-{_slug(str(environment.get('cpu_model')))}"[:MAX_NAME]
+        return f"{environment['gpu_count']}x{_slug(str(environment.get('gpu_name')))}"[:MAX_MACHINE]
+    return f"cpu-{environment.get('cpu_cores')}x-{_slug(str(environment.get('cpu_model')))}"[:MAX_MACHINE]
 
 
 def machine_info(environment: Mapping[str, Any], name: str) -> dict[str, str]:
@@ -261,7 +261,7 @@ def one_machine(environments: Sequence[Mapping[str, Any]], machine: str | None,
         raise ConfigError(f"{what} from {len(identities)} different machines; record each machine's {what} separately")
     env = environments[-1]
     # The name becomes a directory of the history: a safe slug, or `--machine ../../x` writes outside it.
-    name = slug(machine or default_machine_name(env), "machine name (--machine / --coldstart-machine)")
+    name = slug(machine or default_machine_name(env), "machine name (--machine / --coldstart-machine)", MAX_MACHINE)
     return env, name, machine_info(env, name)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 def checked(kind: str, example: str) -> Callable[[str], Any]:
     """An argparse ``type=`` for a flag of *kind* (``fraction``, ``floor_s``, ``alpha``, ``min_samples``,
-    ``timeout_s``, ``count``, ``count0``, ``positive``, ``nonnegative``, ``name``); *example* shows a good value."""
+    ``timeout_s``, ``count``, ``count0``, ``positive``, ``nonnegative``, ``name``, ``machine``); *example* shows a good value."""
     def parse(text: str) -> Any:
         from pytest_coldstart.model import schemas
 

@@ -22,18 +22,29 @@ from pathlib import Path
 
 from pytest_coldstart.model.errors import ConfigError
 
-#: Longest name accepted (a model, an optimization, a machine).
-MAX_NAME = 100
+#: Longest name accepted (a model, an optimization, a server, a phase): a result's file name holds two of
+#: them, a time stamp, the launcher and an id, and must stay well under a file system's 255 bytes.
+MAX_NAME = 64
+#: Longest asv machine name (one directory of the history; derived names are cut here).
+MAX_MACHINE = 100
 #: Longest path segment ``under`` builds: a file name composed of names (``STAMP_MODEL_OPT_LAUNCHER_rN_ID.json``)
 #: stays under a file system's 255 bytes.
 MAX_SEGMENT = 240
 SLUG_CHARS = "letters, digits and . _ -"
+
+
+def slug_rule(max_len: int = MAX_NAME) -> str:
+    """What a slug of at most *max_len* characters may be, for messages."""
+    return (f"a name of 1-{max_len} {SLUG_CHARS}, not starting with '.' and without '..' "
+            "(it becomes part of a file name)")
+
+
 _SLUG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 #: A segment ``under`` joins may be composed of names and a time stamp with its UTC offset (``+0000``).
 _SEGMENT = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
 #: What a slug may be, for messages.
-SLUG_RULE = (f"a name of 1-{MAX_NAME} {SLUG_CHARS}, not starting with '.' and without '..' "
-             "(it becomes part of a file name)")
+SLUG_RULE = slug_rule(MAX_NAME)
+MACHINE_RULE = slug_rule(MAX_MACHINE)
 SEGMENT_RULE = (f"a file name of 1-{MAX_SEGMENT} {SLUG_CHARS} (and +), made of names, not starting with '.' "
                 "and without '..'")
 
@@ -71,11 +82,11 @@ def shown(name: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-2:]} ({len(str(name))} characters)"
 
 
-def slug(name: object, what: str = "name") -> str:
+def slug(name: object, what: str = "name", max_len: int = MAX_NAME) -> str:
     """*name* if it is a safe slug, else a ``ConfigError`` naming *what* it is and what is allowed."""
-    problem = slug_problem(name)
+    problem = slug_problem(name, max_len)
     if problem is not None:
-        raise ConfigError(f"{what} {shown(name)}: {problem}; allowed: {SLUG_RULE}")
+        raise ConfigError(f"{what} {shown(name)}: {problem}; allowed: {slug_rule(max_len)}")
     assert isinstance(name, str)
     return name
 

@@ -26,7 +26,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, Ty
 from pydantic.fields import FieldInfo
 
 from pytest_coldstart.model.errors import ConfigError
-from pytest_coldstart.model.paths import SLUG_RULE, shown, slug_problem
+from pytest_coldstart.model.paths import MACHINE_RULE, MAX_MACHINE, SLUG_RULE, shown, slug_problem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -48,6 +48,16 @@ def _regex(value: str) -> str:
 
 # ---- shared field types -------------------------------------------------------------------------------------
 Slug = Annotated[str, AfterValidator(_slug), Field(description=SLUG_RULE)]
+
+
+def _machine(value: str) -> str:
+    problem = slug_problem(value, MAX_MACHINE)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+MachineName = Annotated[str, AfterValidator(_machine), Field(description=MACHINE_RULE)]
 Text = Annotated[str, Field(description="text")]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                description="an environment variable name (letters, digits, _; not starting with a "
@@ -237,6 +247,7 @@ FLAG_TYPES: dict[str, Any] = {
     "positive": Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False, description="a finite number > 0")],
     "nonnegative": Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False, description="a finite number >= 0")],
     "name": Slug,
+    "machine": MachineName,
 }
 
 

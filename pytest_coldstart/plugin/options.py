@@ -18,7 +18,7 @@ import pytest
 
 from pytest_coldstart.launch.registry import KNOWN_LAUNCHERS, all_options
 from pytest_coldstart.model.errors import ColdstartError
-from pytest_coldstart.model.paths import SLUG_RULE, shown, slug_problem
+from pytest_coldstart.model.paths import MACHINE_RULE, MAX_MACHINE, shown, slug_problem
 
 DEFAULT_MODEL = "tiny-llama"
 
@@ -46,9 +46,9 @@ def _positive(kind: Callable[[str], Any], example: str) -> Callable[[str], Any]:
 
 def _machine(value: str) -> str:
     """``--coldstart-machine``: empty (derived from the hardware) or a safe slug (it names a directory)."""
-    problem = slug_problem(value) if value else None
+    problem = slug_problem(value, MAX_MACHINE) if value else None
     if problem is not None:
-        raise argparse.ArgumentTypeError(f"Could not parse value: {shown(value)}: {problem}. Expected {SLUG_RULE}, "
+        raise argparse.ArgumentTypeError(f"Could not parse value: {shown(value)}: {problem}. Expected {MACHINE_RULE}, "
                                          "e.g. cpu-2x-AMD-EPYC")
     return value
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from pytest_coldstart.launch.command import CommandLauncher
+from pytest_coldstart.model.result import load_results as load_results_of
 from tests.conftest import REPO
 from tests.faults.conftest import CPU_LANE, TINY, baseline_runs, coldstart, fake_registry, pids_in
 
@@ -119,7 +120,7 @@ def test_an_optimization_named_with_dotdot_cannot_empty_a_directory_above_the_ca
     out = _pytest(tmp_path, registry, f"--coldstart-workdir={victim / 'work'}", model="mine", optimization=evil)
     assert keep.is_file(), "a directory outside the cache was emptied"
     _refused_before_any_start(tmp_path, out, f"[optimizations.'{evil}']", "the name contains a path separator",
-                              "allowed: a name of 1-100 letters, digits and . _ -")
+                              "allowed: a name of 1-64 letters, digits and . _ -")
 
 
 @pytest.mark.parametrize("name", ["../../escaped", "a/b", ".hidden", "x" * 300])
@@ -128,7 +129,7 @@ def test_a_model_name_that_is_no_slug_is_refused_before_anything_is_written(tmp_
     registry = _registry(tmp_path, models=_fake_model(name))
     before = _files(tmp_path)
     out = _pytest(tmp_path, registry, model=name)
-    _refused_before_any_start(tmp_path, out, "[models.", "allowed: a name of 1-100 letters, digits and . _ -")
+    _refused_before_any_start(tmp_path, out, "[models.", "allowed: a name of 1-64 letters, digits and . _ -")
     written = _files(tmp_path) - before
     assert not [f for f in written if not f.startswith(("suite", "results", "work"))], written
     assert not list(tmp_path.rglob("*escaped*")), "something was written under the escaping name"
@@ -407,6 +408,30 @@ def test_the_packaged_config_files_hold_to_their_schemas() -> None:
             schemas.validate(schema, entry, file=path, table=f"{table}.{name}")
     schemas.validate(schemas.BudgetsFile, load_toml(packaged_file("budgets.toml"), "budgets"), file="budgets.toml")
     schemas.validate(schemas.CompareFile, load_toml(packaged_file("compare.toml"), "compare"), file="compare.toml")
+
+
+def test_the_longest_names_still_make_files_a_file_system_takes(tmp_path: Path) -> None:
+    """Names are bounded so that the file names composed of them fit (a start must not run and then fail to
+    save its result with ENAMETOOLONG)."""
+    from dataclasses import replace
+
+    from pytest_coldstart.measure.profile import Profiler
+    from pytest_coldstart.model.paths import MAX_NAME, under
+    from pytest_coldstart.model.result import load_result, write_result
+
+    run = load_results_of(CPU_LANE)[0]
+    longest = replace(run, model="m" * MAX_NAME, optimization="o" * MAX_NAME, launcher="transformers-serve",
+                      repeat_index=999)
+    path = write_result(tmp_path, longest)
+    assert load_result(path).model == "m" * MAX_NAME
+    case_id = f"{'m' * MAX_NAME}-{'o' * MAX_NAME}-transformers-serve-r999"
+    for suffix in (".log", ".events.jsonl", ".otel.jsonl", "_populate.log"):
+        log = under(tmp_path / "logs", f"20261205T081400_{case_id}{suffix}")
+        log.parent.mkdir(exist_ok=True)
+        log.write_text("")
+    profiler = Profiler(tmp_path / "profiles", f"20261205T081400_{case_id}")
+    profiler.trace_path.parent.mkdir()
+    profiler.speedscope_path.write_text("")  # the longest of them
 
 
 def test_deletes_stay_inside_their_root(tmp_path: Path) -> None:

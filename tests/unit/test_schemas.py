@@ -28,7 +28,7 @@ SERVER = {"command": ["srv", "--port", "{port}"], "readiness_url": "{base_url}/h
     (schemas.ModelEntry, {**MODEL, "source": "ftp:x"}, {"table": "models.m"},
      "source = 'ftp:x': not a known kind of source; expected one of generated:NAME, hf:ORG/NAME"),
     (schemas.ModelEntry, {**MODEL, "optimizations": ["a/../b"]}, {"table": "models.m"},
-     "optimizations[0] = 'a/../b': contains a path separator; expected a name of 1-100 letters"),
+     "optimizations[0] = 'a/../b': contains a path separator; expected a name of 1-64 letters"),
     (schemas.ModelEntry, {**MODEL, "floor_gbps": {"s3": float("nan")}}, {"table": "models.m"},
      "[models.m.floor_gbps] s3 = nan: expected GB/s, a finite number > 0"),
     (schemas.ModelEntry, {**MODEL, "colour": 1}, {"table": "models.m"},
