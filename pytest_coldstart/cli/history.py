@@ -17,6 +17,7 @@ from pytest_coldstart.history.gate import DEFAULT_ASV_RESULTS, DEFAULT_COMPARE_C
 from pytest_coldstart.history.sweep import VERSION_RE, SweepOptions, run_sweep
 from pytest_coldstart.measure.config import budget_files, compare_config_file, load_budget_layers
 from pytest_coldstart.model.errors import ColdstartError, ConfigError
+from pytest_coldstart.model.flags import checked
 from pytest_coldstart.model.result import RunResult, load_results
 from pytest_coldstart.report.compare import append_step_summary, render_markdown, render_text, write_markdown
 
@@ -90,7 +91,7 @@ def _record_cmd(args: argparse.Namespace) -> int:
         runs.extend(found)
     commit = commits.resolve(Path(args.repo), args.commit)
     outcome = asv_store.record(runs, Path(args.asv_results), commit, machine=args.machine)
-    print(f"recorded {outcome.added_runs} run(s) ({outcome.skipped_runs} already recorded) for commit "
+    print(f"recorded {outcome.added_runs} run(s) ({outcome.skipped_runs} already recorded or given twice) for commit "
           f"{commit.short} on machine {outcome.machine}: {outcome.path}")
     return 0
 
@@ -144,7 +145,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("head", metavar="HEAD")
     p.add_argument("--asv-results", default=str(DEFAULT_ASV_RESULTS), metavar="DIR",
                    help="asv results directory for commit lookups (default: results)")
-    p.add_argument("--machine", help="asv machine name, when results for the commits exist on several")
+    p.add_argument("--machine", type=checked("machine", "cpu-2x-AMD-EPYC"),
+                   help="asv machine name, when results for the commits exist on several")
     p.add_argument("--repo", default=".", help="git repository for resolving refs (default: .)")
     p.add_argument("--config", default=None, metavar="TOML",
                    help=f"thresholds per metric; a file named here must exist (default: {DEFAULT_COMPARE_CONFIG} "
@@ -153,11 +155,12 @@ def add_commands(sub: Any) -> None:
                    "('' for none; default: the packaged budgets + benchmarks/budgets.toml when present)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON (rows, verdicts, thresholds "
                    "and their source, exit code)")
-    p.add_argument("--threshold", type=float, metavar="FRACTION", help="relative threshold for every metric "
+    p.add_argument("--threshold", type=checked("fraction", "0.1"), metavar="FRACTION", help="relative threshold for every metric "
                    "(0.1 = 10 %%), replacing the config's")
-    p.add_argument("--floor", type=float, metavar="SECONDS", help="absolute floor for every metric, in seconds")
-    p.add_argument("--alpha", type=float, help="significance level of the Mann-Whitney U test")
-    p.add_argument("--min-samples", type=int, help="starts per side needed before the test is used")
+    p.add_argument("--floor", type=checked("floor_s", "1.0"), metavar="SECONDS",
+                   help="absolute floor for every metric, in seconds")
+    p.add_argument("--alpha", type=checked("alpha", "0.05"), help="significance level of the Mann-Whitney U test")
+    p.add_argument("--min-samples", type=checked("min_samples", "4"), help="starts per side needed before the test is used")
     p.add_argument("--paired", action="store_true", help="judge base r_i against head r_i (the PR workflow runs "
                    "them interleaved): a paired t-test on log ratios; prints the smallest detectable change and the "
                    "pairs +10 %% needs (default: compare.toml's `paired`, else off)")
@@ -175,7 +178,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("results", nargs="+", metavar="RESULTS_DIR")
     p.add_argument("--asv-results", default=str(DEFAULT_ASV_RESULTS), metavar="DIR", help="default: results")
     p.add_argument("--commit", default="HEAD", help="commit to record against (default: HEAD)")
-    p.add_argument("--machine", help="asv machine name (default: derived from the hardware)")
+    p.add_argument("--machine", type=checked("machine", "cpu-2x-AMD-EPYC"),
+                   help="asv machine name (default: derived from the hardware)")
     p.add_argument("--repo", default=".", help="git repository (default: .)")
     p.set_defaults(func=_record_cmd)
 
@@ -206,14 +210,16 @@ def add_commands(sub: Any) -> None:
                    "(default: .coldstart/venvs)")
     p.add_argument("--model", default="tiny-llama", help="default: tiny-llama")
     p.add_argument("--optimization", default="baseline", help="default: baseline ('' for the model's list)")
-    p.add_argument("--repeat", type=int, default=1, help="cold starts per version (default: 1)")
+    p.add_argument("--repeat", type=checked("count", "3"), default=1, help="cold starts per version (default: 1)")
     p.add_argument("--asv-results", default="results", metavar="DIR", help="default: results")
-    p.add_argument("--machine", help="asv machine name (default: derived from the hardware)")
+    p.add_argument("--machine", type=checked("machine", "cpu-2x-AMD-EPYC"),
+                   help="asv machine name (default: derived from the hardware)")
     p.add_argument("--branch", default="coldstart-sweep", help="branch for the pin commits (default: "
                    "coldstart-sweep)")
     p.add_argument("--base", default="HEAD", help="commit the pin commits start from (default: HEAD)")
     p.add_argument("--repo", default=".", help="default: .")
     p.add_argument("--workdir", default=".coldstart", help="scratch dir shared by the runs (default: .coldstart)")
     p.add_argument("--out", help="where run results and logs go (default: .coldstart/sweep/<time>)")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds per version's pytest run (default: 3600)")
+    p.add_argument("--timeout", type=checked("timeout_s", "3600"), default=3600,
+                   help="seconds per version's pytest run (default: 3600)")
     p.set_defaults(func=_sweep)

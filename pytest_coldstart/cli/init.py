@@ -13,6 +13,8 @@ from typing import Any
 
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import atomic_path
+from pytest_coldstart.model.flags import checked
+from pytest_coldstart.model.paths import under
 from pytest_coldstart.model.registry import packaged_file
 
 #: (template in pytest_coldstart/defaults/init, where it goes under the repository)
@@ -128,7 +130,7 @@ def _preflight_inputs(args: argparse.Namespace) -> dict[str, Any]:
         elif kind == "local":
             inputs["local_weights"] = [Path(ref).expanduser()]
         elif kind == "generated":
-            inputs["local_weights"] = [workdir / "models" / ref]
+            inputs["local_weights"] = [under(workdir / "models", ref, what="generated model name")]
     return inputs
 
 
@@ -222,9 +224,9 @@ def add_runner_commands(sub: Any) -> None:
                        "weights; and that the caches the optimization expects cold are cold. Exit 0: every check "
                        "passed; 1: a check failed (listed); 2: could not check (no NVML / no NVIDIA driver).")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--gpus", type=int, default=None, metavar="N",
+    p.add_argument("--gpus", type=checked("count0", "8"), default=None, metavar="N",
                    help="GPUs expected (default: at least one); 0 = CPU lane, GPU checks skipped")
-    p.add_argument("--max-memory-used-mib", type=float, default=1024, metavar="MIB",
+    p.add_argument("--max-memory-used-mib", type=checked("nonnegative", "1024"), default=1024, metavar="MIB",
                    help="memory in use above which a GPU is not idle, MiB (default: 1024)")
     p.add_argument("--model", default="", help="check disk and cold caches for this model (registry name)")
     p.add_argument("--optimization", default="baseline", help="the optimization whose caches must be cold "
@@ -234,5 +236,6 @@ def add_runner_commands(sub: Any) -> None:
     p.add_argument("--disk", default="", help="path whose filesystem must have room (default: --workdir)")
     p.add_argument("--probe-h2d", action="store_true", help="instead: measure host->GPU copy bandwidth through torch "
                    "(pinned and pageable, best of 5), the floor for weights loaded from RAM; needs CUDA torch")
-    p.add_argument("--probe-gib", type=float, default=2.0, metavar="GIB", help="bytes per copy, GiB (default: 2)")
+    p.add_argument("--probe-gib", type=checked("positive", "2"), default=2.0, metavar="GIB",
+                   help="bytes per copy, GiB (default: 2)")
     p.set_defaults(func=_preflight)

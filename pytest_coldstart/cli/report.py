@@ -10,6 +10,7 @@ from typing import Any
 from pytest_coldstart.measure.floors import DEFAULT_PROBE_BYTES, MiB, probe_local_disk, probe_s3
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import atomic_write_text
+from pytest_coldstart.model.flags import checked
 from pytest_coldstart.model.result import load_results
 from pytest_coldstart.report.anchors import DEFAULT_ANCHORS, load_anchors, render
 from pytest_coldstart.report.compare import launchers_markdown
@@ -80,5 +81,6 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--dir", default=".coldstart/probe", help="directory on the disk to probe (default: %(default)s)")
     p.add_argument("--s3-url", default=None, help="probe S3 instead: s3://BUCKET/KEY of one object")
     p.add_argument("--endpoint-url", default=None, help="S3 endpoint (e.g. http://127.0.0.1:5000 for moto_server)")
-    p.add_argument("--mib", type=int, default=DEFAULT_PROBE_BYTES // MiB, help="MiB to read (default: %(default)s)")
+    p.add_argument("--mib", type=checked("count", "256"), default=DEFAULT_PROBE_BYTES // MiB,
+                   help="MiB to read (default: %(default)s)")
     p.set_defaults(func=_floor)

@@ -14,6 +14,7 @@ from pytest_coldstart.measure.environment import software_versions
 from pytest_coldstart.measure.runner import ColdStartRunner, Settings
 from pytest_coldstart.model.case import Case
 from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.flags import checked
 from pytest_coldstart.model.registry import load_registry
 from pytest_coldstart.optimize import compile_cache as cc
 from pytest_coldstart.optimize import s3
@@ -114,7 +115,8 @@ def add_commands(sub: Any) -> None:
     sh.add_argument("model", metavar="MODEL", help="a model name from models.toml")
     sh.add_argument("uri", metavar="S3_URI", help="s3://BUCKET/PREFIX")
     sh.add_argument("--model-dir", default="", help="local checkpoint to shard (default: the model's local source)")
-    sh.add_argument("--tensor-parallel-size", type=int, default=0, help="default: the model's, from models.toml")
+    sh.add_argument("--tensor-parallel-size", type=checked("count0", "4"), default=0,
+                    help="default: the model's, from models.toml")
     sh.add_argument("--registry", default="benchmarks", help="directory with models.toml (default: benchmarks)")
     sh.add_argument("--workdir", default=".coldstart", help="scratch directory (default: .coldstart)")
     sh.add_argument("--create-bucket", action="store_true", help="create the bucket if it does not exist")

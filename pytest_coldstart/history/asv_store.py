@@ -50,6 +50,7 @@ from pytest_coldstart.history.samples import (
 from pytest_coldstart.logs.timeline import PHASE_RULES
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.model.files import atomic_path
+from pytest_coldstart.model.paths import MAX_MACHINE, slug, under
 from pytest_coldstart.model.result import RunResult
 from pytest_coldstart.model.scaleout import SCALEOUT_METRICS
 
@@ -107,7 +108,7 @@ def benchmark_entry(metric: str, params: Sequence[Sequence[str]]) -> dict[str, A
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+    return re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9.]+", "-", text)).strip("-.")
 
 
 def default_machine_name(environment: Mapping[str, Any]) -> str:
@@ -117,8 +118,8 @@ def default_machine_name(environment: Mapping[str, Any]) -> str:
     hardware type needs a name derived from the hardware instead.
     """
     if environment.get("gpu_count"):
-        return f"{environment['gpu_count']}x{_slug(str(environment.get('gpu_name')))}"
-    return f"cpu-{environment.get('cpu_cores')}x-{_slug(str(environment.get('cpu_model')))}"[:100]
+        return f"{environment['gpu_count']}x{_slug(str(environment.get('gpu_name')))}"[:MAX_MACHINE]
+    return f"cpu-{environment.get('cpu_cores')}x-{_slug(str(environment.get('cpu_model')))}"[:MAX_MACHINE]
 
 
 def machine_info(environment: Mapping[str, Any], name: str) -> dict[str, str]:
@@ -200,7 +201,7 @@ def _load_json(path: Path, api_version: int) -> Any:
 
 
 def _check_machine(results_dir: Path, name: str, info: dict[str, str]) -> None:
-    path = results_dir / name / "machine.json"
+    path = under(results_dir, name, "machine.json", what="machine name")
     if not path.is_file():
         return
     old = _load_json(path, 1)
@@ -259,7 +260,8 @@ def one_machine(environments: Sequence[Mapping[str, Any]], machine: str | None,
     if len(identities) > 1:
         raise ConfigError(f"{what} from {len(identities)} different machines; record each machine's {what} separately")
     env = environments[-1]
-    name = machine or default_machine_name(env)
+    # The name becomes a directory of the history: a safe slug, or `--machine ../../x` writes outside it.
+    name = slug(machine or default_machine_name(env), "machine name (--machine / --coldstart-machine)", MAX_MACHINE)
     return env, name, machine_info(env, name)
 
 
@@ -275,9 +277,14 @@ def record(runs: Sequence[RunResult], results_dir: Path, commit: Commit, *, mach
     env, name, info = one_machine([r.environment for r in runs], machine, "runs")
     with _locked(results_dir):
         _check_machine(results_dir, name, info)
-        ledger = results_dir / name / LEDGER
+        ledger = under(results_dir, name, LEDGER, what="machine name")
         seen = set(ledger.read_text().split()) if ledger.is_file() else set()
-        fresh = [r for r in runs if run_id(r) not in seen]
+        fresh = []
+        for run in runs:  # each run once: not recorded before, and not twice in this call (a directory given
+            key = run_id(run)  # twice, or a copy of one) -- a duplicate would double n for the significance test
+            if key not in seen:
+                seen.add(key)
+                fresh.append(run)
         target = results_dir / asv.results.get_filename(name, commit.hash, ENV_NAME)
         if not fresh:  # every run is in the history already (under this or another commit)
             return RecordOutcome(target, name, commit, 0, len(runs))
@@ -299,7 +306,7 @@ def record(runs: Sequence[RunResult], results_dir: Path, commit: Commit, *, mach
             result.add_result(benchmark_entry(metric, params),
                               _merged(old, bench, metric, params, cases), record_samples=True)
         save_results(result, results_dir, target)
-        _write_json_atomic(results_dir / name / "machine.json", info, 1)
+        _write_json_atomic(under(results_dir, name, "machine.json", what="machine name"), info, 1)
         benchmarks = {k: v for k, v in benchmarks.items() if k != "version"}
         benchmarks.update({b: benchmark_entry(m, params) for b, m in BENCHMARK_NAMES.items()})
         _write_json_atomic(bench_path, benchmarks, 2)
@@ -376,14 +383,15 @@ def machines(results_dir: Path) -> list[str]:
 
 def commits_with_results(results_dir: Path, machine: str) -> list[str]:
     """The 8-character commit prefixes that have result files for *machine*."""
-    return sorted({p.name.split("-")[0] for p in (results_dir / machine).glob("*.json") if p.name != "machine.json"})
+    return sorted({p.name.split("-")[0] for p in under(results_dir, machine, what="machine name").glob("*.json")
+                   if p.name != "machine.json"})
 
 
 def load_commit(results_dir: Path, commit_hash: str, machine: str) -> SampleSet:
     """The samples recorded for *commit_hash* (full or a prefix) on *machine*."""
     asv = require_asv()
     prefix = commit_hash[:8]
-    files = [p for p in sorted((results_dir / machine).glob("*.json"))
+    files = [p for p in sorted(under(results_dir, machine, what="machine name").glob("*.json"))
              if p.name != "machine.json" and p.name.split("-")[0].startswith(prefix)]
     loaded = []
     for path in files:

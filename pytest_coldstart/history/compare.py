@@ -132,6 +132,9 @@ def load_config(path: Path | None) -> CompareConfig:
     if path is None or not path.exists():
         return CompareConfig()
     raw = load_toml(path, "compare config")
+    from pytest_coldstart.model import schemas  # lazily: pydantic only when a compare config is read
+
+    schemas.validate(schemas.CompareFile, raw, file=path)  # typed and in range before the checks below
     unknown = set(raw) - {"alpha", "min_samples", "default", "metrics", "paired", "paired_rel_threshold"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: alpha, min_samples, default, metrics, "

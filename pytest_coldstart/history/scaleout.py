@@ -20,6 +20,7 @@ from pytest_coldstart.history.asv_store import PARAM_NAMES, SCALEOUT_BENCHMARKS,
 from pytest_coldstart.history.commits import Commit
 from pytest_coldstart.history.samples import SERIES_VERSION, scaleout_cases
 from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.paths import under
 from pytest_coldstart.model.scaleout import ScaleoutResult
 
 ENV_NAME = "coldstart-scaleout"
@@ -80,7 +81,7 @@ def record_scaleout(results: Sequence[ScaleoutResult], results_dir: Path, commit
                               asv.runner.BenchmarkResult(result=values, samples=samples, number=numbers, errcode=0,
                                                          stderr="", profile=None), record_samples=True)
         asv_store.save_results(result, results_dir, target)
-        asv_store.write_json_atomic(results_dir / name / "machine.json", info, 1)
+        asv_store.write_json_atomic(under(results_dir, name, "machine.json", what="machine name"), info, 1)
         bench_path = results_dir / "benchmarks.json"
         benchmarks = asv_store.load_json(bench_path, 2) if bench_path.is_file() else {}
         benchmarks = {k: v for k, v in benchmarks.items() if k != "version"}

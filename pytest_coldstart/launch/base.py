@@ -204,6 +204,14 @@ class Launcher(ABC):
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:
         """Spawn the server and return at once; the caller waits for readiness."""
 
+    def check_options(self, options: Mapping[str, str]) -> None:
+        """Refuse bad launcher options (``ConfigError``) when the session starts, before any server.
+
+        The default checks nothing; a launcher whose options name a config file checks it here
+        (``--launcher command``: the servers registry and the entry named).
+        """
+        return None  # a hook with a default, not an abstract method
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port the OS says is free right now."""

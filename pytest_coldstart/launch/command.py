@@ -91,8 +91,19 @@ def _check_placeholders(name: str, what: str, text: str, allowed: frozenset[str]
                               f"known: {', '.join('{' + p + '}' for p in sorted(allowed))}")
 
 
-def parse_entry(name: str, data: Mapping[str, Any]) -> ServerEntry:
-    """Check one ``[servers.NAME]`` table; every problem is a ConfigError that names the entry and the fix."""
+def parse_entry(name: str, data: Mapping[str, Any], *, file: object = PACKAGED_SERVERS,
+                schema: bool = True) -> ServerEntry:
+    """Check one ``[servers.NAME]`` table; every problem is a ConfigError that names the entry and the fix.
+
+    The schema (``model.schemas.ServerEntry``) first: types, templates that ``str.format`` can fill (a
+    ``{port`` typo is refused here, not after the server was started), regexes that compile.
+    *schema* False skips it for the packaged file, read when this module is imported (a test holds that
+    file to the schema): no pydantic import in a pytest session that starts nothing.
+    """
+    if schema:
+        from pytest_coldstart.model import schemas  # lazily: pydantic only when a user's servers file is read
+
+        schemas.validate(schemas.ServerEntry, data, file=file, table=f"servers.{name}")
     command = data.get("command")
     if not isinstance(command, list) or not command or not all(isinstance(p, str) for p in command):
         raise ConfigError(f"server {name!r}: `command` must be a non-empty list of strings (the argv template)")
@@ -137,7 +148,12 @@ def load_servers(path: Path | None = None) -> dict[str, ServerEntry]:
     servers = data.get("servers")
     if not isinstance(servers, dict) or not servers:
         raise ConfigError(f"{path or PACKAGED_SERVERS}: no [servers.NAME] tables")
-    return {name: parse_entry(name, entry) for name, entry in servers.items()}
+    if path is not None:
+        from pytest_coldstart.model import schemas
+
+        schemas.validate(schemas.ServersFile, data, file=path)
+    return {name: parse_entry(name, entry, file=path or PACKAGED_SERVERS, schema=path is not None)
+            for name, entry in servers.items()}
 
 
 def server_entry(name: str, path: Path | None = None) -> ServerEntry:
@@ -230,8 +246,8 @@ class CommandServer(Server):
         return measure_ttft(self.base_url, served_name, self.clock, timeout_s=timeout_s)
 
 
-def _servers_path(spec: LaunchSpec) -> Path | None:
-    value = spec.launcher_options.get("command_servers", "")
+def _servers_path(options: Mapping[str, str]) -> Path | None:
+    value = options.get("command_servers", "")
     return Path(value) if value else None
 
 
@@ -245,12 +261,19 @@ class CommandLauncher(Launcher):
     server: ClassVar[str | None] = None
 
     def entry(self, spec: LaunchSpec) -> ServerEntry:
+        return self.entry_for(spec.launcher_options)
+
+    def entry_for(self, options: Mapping[str, str]) -> ServerEntry:
         if self.server is not None:
             # A launcher bound to a packaged entry keeps it (its phase table is declared from it), also
             # when --coldstart-command-servers names another file for --launcher command in the same session.
             return server_entry(self.server)
-        name = spec.launcher_options.get("command_server") or "transformers-serve"
-        return server_entry(name, _servers_path(spec))
+        name = options.get("command_server") or "transformers-serve"
+        return server_entry(name, _servers_path(options))
+
+    def check_options(self, options: Mapping[str, str]) -> None:
+        """The entry named exists in a servers registry that loads (before any start)."""
+        self.entry_for(options)
 
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:
         entry = self.entry(spec)

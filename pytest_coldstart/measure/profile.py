@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.model.files import atomic_write_text
+from pytest_coldstart.model.paths import under
 from pytest_coldstart.model.phase import Phase
 
 RATE_HZ = 250
@@ -141,8 +142,8 @@ class Profiler:
         self.out_dir = out_dir
         self.name = name
         self.rate_hz = rate_hz
-        self.trace_path = out_dir / f"{name}.chrometrace.json"
-        self.speedscope_path = out_dir / f"{name}.speedscope.json"
+        self.trace_path = under(out_dir, f"{name}.chrometrace.json", what="profile name (case id)")
+        self.speedscope_path = under(out_dir, f"{name}.speedscope.json", what="profile name (case id)")
         self.offset_s = 0.0
         self.error: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None

@@ -70,6 +70,7 @@ from pytest_coldstart.model.errors import (
     ServerExitedError,
     UnhealthyError,
 )
+from pytest_coldstart.model.paths import remove_quietly, under
 from pytest_coldstart.model.redact import redact_env
 from pytest_coldstart.model.registry import Registry, split_source
 from pytest_coldstart.model.result import RunResult, check_writable, write_result
@@ -277,8 +278,9 @@ class ColdStartRunner:
 
     def plan(self, case: Case) -> StartPlan:
         """Ready the weights and decide the caches of one start (a fresh run directory; nothing spawned)."""
-        get_launcher(case.launcher)  # an unknown launcher fails before any work
-        run_root = (self.settings.workdir / "cache" / "run" / uuid.uuid4().hex[:12]).resolve()
+        # An unknown launcher, or one whose options name a bad config file, fails before any work.
+        get_launcher(case.launcher).check_options(dict(self.settings.launcher_options))
+        run_root = under(self._runs_root, uuid.uuid4().hex[:12])
         run_root.mkdir(parents=True)
         try:
             ctx = self.context(case, run_root)
@@ -286,7 +288,7 @@ class ColdStartRunner:
             source = source_strategy(kind).prepare(ctx, ref)
             cache = cache_strategy(ctx.optimization.cache).plan(ctx, source)
         except BaseException:
-            shutil.rmtree(run_root, ignore_errors=True)
+            remove_quietly(self._runs_root, run_root)
             raise
         env = {**source.env, **dict(ctx.model.env), **dict(ctx.optimization.env), **cache.env}
         return StartPlan(case, ctx, source, cache, ctx.engine_args, env)
@@ -307,7 +309,8 @@ class ColdStartRunner:
         else:
             port = free_port()
         return LaunchSpec(model_ref=plan.model_ref, served_name=model.served_name, port=port,
-                          log_path=self.settings.results_dir / "logs" / log_name, timeout_s=self.settings.timeout_s,
+                          log_path=under(self.settings.results_dir / "logs", log_name, what="log name (case id)"),
+                          timeout_s=self.settings.timeout_s,
                           tensor_parallel_size=model.tensor_parallel_size, max_model_len=model.max_model_len,
                           engine_args=plan.engine_args, env=dict(env), python=self.settings.python,
                           # The cache plan's own (image_cached: keep the image) over the run's.
@@ -342,7 +345,7 @@ class ColdStartRunner:
                 server.process.kill_tree()
                 raise
             if populate_hub is not None:
-                shutil.rmtree(populate_hub, ignore_errors=True)
+                remove_quietly(plan.run_root, populate_hub)
         return PopulateOutcome(str(spec.log_path))
 
     def prepare(self, plan: StartPlan) -> StartPlan:
@@ -378,10 +381,11 @@ class ColdStartRunner:
                               "hf_hub_bytes_before": _tree_bytes(plan.env.get("HF_HUB_CACHE"))}
             started_at = self.clock.wall().isoformat()
             log_name = f"{self._stamp()}_{case.id}"
-            events_path = self.settings.results_dir / "logs" / f"{log_name}.events.jsonl"
+            logs = self.settings.results_dir / "logs"
+            events_path = under(logs, f"{log_name}.events.jsonl", what="log name (case id)")
             env = {**plan.env, ENV_EVENTS_FILE: str(events_path.resolve())} if self.settings.probe else plan.env
             spec = self._spec(case, plan, env, f"{log_name}.log")
-            otel, otel_note = self._otel(case, spec, self.settings.results_dir / "logs" / f"{log_name}.otel.jsonl")
+            otel, otel_note = self._otel(case, spec, under(logs, f"{log_name}.otel.jsonl", what="log name (case id)"))
             if otel is not None:  # the flags go on the spec only: the plan's engine args key the oracle
                 spec = dataclasses.replace(spec, engine_args=(*spec.engine_args, *otel.engine_args),
                                            env={**spec.env, **otel.env})
@@ -424,7 +428,12 @@ class ColdStartRunner:
                                       log_tail=server.process.tail(50), log_path=str(spec.log_path)) from error
                 raise error
         finally:
-            shutil.rmtree(plan.run_root, ignore_errors=True)
+            remove_quietly(self._runs_root, plan.run_root)
+
+    @property
+    def _runs_root(self) -> Path:
+        """Where each start's own scratch directory lives (and the only place one is removed from)."""
+        return (self.settings.workdir / "cache" / "run").resolve()
 
     def _space_needs(self, plan: StartPlan) -> dict[Path, int]:
         """Bytes a start writes, per directory: the log and result; caches, and weights it downloads."""

@@ -52,6 +52,7 @@ from pytest_coldstart.logs.scaleout import ReplicaLifecycle, replica_counts, rep
 from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.errors import ConfigError, LaunchError
+from pytest_coldstart.model.paths import remove_quietly
 from pytest_coldstart.model.registry import Registry
 from pytest_coldstart.model.scaleout import (
     SCALEOUT_SCHEMA_VERSION,
@@ -272,7 +273,7 @@ class ScaleoutRun:
                 driver.stop()
             if cluster is not None:
                 left = cluster.stop()
-            shutil.rmtree(plan.run_root, ignore_errors=True)
+            remove_quietly(plan.run_root.parent, plan.run_root)  # the runner's own run directory
             result = self._result(driver, cluster, error, left, runner.environment)
             save_scaleout(result, settings.results_dir)
         if error is not None:  # recorded in the saved result; the caller shows it

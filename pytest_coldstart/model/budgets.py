@@ -67,6 +67,9 @@ def load_budgets(path: Path, *, known_models: Collection[str] | None = None,
     if not path.exists():
         return Budgets({}, str(path))
     raw = load_toml(path, "budgets file")
+    from pytest_coldstart.model import schemas  # lazily: pydantic only when a budgets file is read
+
+    schemas.validate(schemas.BudgetsFile, raw, file=path, table_depth=2)  # typed, finite, > 0; names below
     known_keys = None if known_phases is None else tuple(dict.fromkeys((*known_phases, *TOTAL_KEYS, WARM_KEY)))
     table: dict[str, dict[str, dict[str, float]]] = {}
     for model, per_model in raw.items():

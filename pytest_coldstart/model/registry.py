@@ -18,6 +18,7 @@ from typing import Any
 from pytest_coldstart.model.case import CachePolicy
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import load_toml
+from pytest_coldstart.model.paths import SLUG_RULE, shown, slug_problem
 
 CACHE_POLICIES = tuple(p.value for p in CachePolicy)
 SOURCE_KINDS = ("generated", "hf", "local", "s3")
@@ -128,10 +129,14 @@ def split_source(source: str) -> tuple[str, str]:
 
 
 def _build(cls: type, name: str, raw: dict[str, Any], where: str) -> Any:
-    allowed = set(cls.__dataclass_fields__) - {"name"}
-    unknown = set(raw) - allowed
-    if unknown:
-        raise ConfigError(f"{where} [{name}]: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    # The schema first (model/schemas.py): every key typed, every number finite and in range, every name
+    # that becomes a path a safe slug, one line naming file, table and key. Imported here, not at the top:
+    # a session that reads no registry pays nothing for pydantic.
+    from pytest_coldstart.model import schemas
+
+    table = "models" if cls is ModelSpec else "optimizations"
+    schemas.validate(schemas.ModelEntry if cls is ModelSpec else schemas.OptimizationEntry, raw, file=where,
+                     table=f"{table}.{name}")
     values = dict(raw)
     for key in ("engine_args", "optimizations"):
         if key in values:
@@ -167,9 +172,15 @@ def _floor_gbps(raw: Any, where: str) -> tuple[tuple[str, float], ...]:
 
 def _overlay(base: dict[str, Any], base_where: dict[str, str], path: Path, table: str) -> None:
     """Merge ``[table.NAME]`` entries of *path* into *base*: new names added, known ones key by key."""
-    for name, raw in load_toml(path, "registry file").get(table, {}).items():
+    tables = load_toml(path, "registry file").get(table, {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: {table} = {shown(tables)}: expected [{table}.NAME] tables")
+    for name, raw in tables.items():
+        problem = slug_problem(name)
+        if problem is not None:  # the name becomes part of result, log and cache paths
+            raise ConfigError(f"{path}: [{table}.{shown(name)}]: the name {problem}; allowed: {SLUG_RULE}")
         if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: [{table}.{name}] must be a table")
+            raise ConfigError(f"{path}: [{table}.{name}] = {shown(raw)}: expected a table")
         merged = {**base.get(name, {}), **raw}
         base[name] = merged
         base_where[name] = f"{base_where[name]} + {path}" if name in base_where else str(path)

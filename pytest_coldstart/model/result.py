@@ -15,6 +15,7 @@ from pytest_coldstart.model.case import CaseKey, ExitStatus
 from pytest_coldstart.model.efficiency import LoadEfficiency
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.model.files import atomic_path
+from pytest_coldstart.model.paths import under
 from pytest_coldstart.model.phase import Phase
 from pytest_coldstart.model.redact import Redactor
 
@@ -154,7 +155,7 @@ def write_result(results_dir: Path, result: RunResult) -> Path:
     runs = check_writable(results_dir)
     stamp = result.started_at.replace(":", "").replace("-", "").split(".")[0]
     name = f"{stamp}_{result.model}_{result.optimization}_{result.launcher}_r{result.repeat_index}_{uuid.uuid4().hex[:6]}.json"
-    target = runs / name
+    target = under(runs, name, what="result file name (model, optimization, launcher)")
     # Redacted as a whole: server_argv, error, environment and cache can carry a token or a presigned URL.
     data = Redactor.from_env(os.environ).redact_value(result.to_dict())
     with atomic_path(target, overwrite=False, mode=None) as tmp:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.model.files import atomic_write_json
+from pytest_coldstart.model.paths import under
 
 SCALEOUT_SCHEMA_VERSION = 1
 SCALEOUT_DIR = "scaleout"
@@ -148,7 +149,7 @@ def scaleout_from_dict(data: dict[str, Any], where: str = "scale-out result") ->
 
 def save_scaleout(result: ScaleoutResult, results_dir: Path) -> Path:
     """``results_dir/scaleout/<run_id>.json``, atomically, never overwriting."""
-    path = results_dir / SCALEOUT_DIR / f"{result.run_id}.json"
+    path = under(results_dir / SCALEOUT_DIR, f"{result.run_id}.json", what="scale-out run id (stamp_MODEL_id)")
     return atomic_write_json(path, result.to_dict(), overwrite=False)
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.model.case import CachePolicy
 from pytest_coldstart.model.files import atomic_write_text
+from pytest_coldstart.model.paths import remove_quietly, under
 from pytest_coldstart.optimize import compile_cache as cc
 from pytest_coldstart.optimize import hygiene, s3
 from pytest_coldstart.optimize.base import CachePlan, CacheStrategy, Populate, StartContext, WeightSource
@@ -39,7 +39,8 @@ def compile_key(ctx: StartContext, model_ref: str) -> cc.CacheKey:
 
 def local_cache_dir(ctx: StartContext, key: cc.CacheKey) -> Path:
     """Where the local store keeps the compile cache of *key*."""
-    return (ctx.workdir / "cache" / "compile" / f"{ctx.model.name}-{ctx.optimization.name}-{key.digest[:12]}").resolve()
+    name = f"{ctx.model.name}-{ctx.optimization.name}-{key.digest[:12]}"
+    return under(ctx.workdir / "cache" / "compile", name, what="model and optimization").resolve()
 
 
 def root_env(policy: CachePolicy, root: Path) -> dict[str, str]:
@@ -100,11 +101,11 @@ class CompileCache(CacheStrategy):
         if not result.hit:
             record["first_fetch"] = result.to_record()
             ctx.say(f"compile cache miss on S3 ({result.reason}); populating and pushing it")
-            staging = ctx.workdir / "cache" / "s3-populate" / key.digest
+            staging = under(ctx.workdir / "cache" / "s3-populate", key.digest)
             populate_local(ctx, staging, self.policy, populate)
             pushed = cc.push(client, staging, key, base, clock=ctx.clock)
             record["pushed"] = {k: pushed[k] for k in ("location", "archive_bytes", "push_s")}
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_quietly(ctx.workdir, staging)
             result = cc.fetch(client, key, base, plan.root, clock=ctx.clock)
             if not result.hit:
                 raise s3.S3Error(f"pushed the compile cache to {result.location} but could not fetch it back: "
@@ -134,7 +135,7 @@ def populate_local(ctx: StartContext, root: Path, policy: CachePolicy, populate:
     marker = root / cc.COMPLETE
     if marker.is_file() and not force:
         return json.loads(marker.read_text())  # type: ignore[no-any-return]
-    shutil.rmtree(root, ignore_errors=True)
+    remove_quietly(ctx.workdir, root)  # only ever a cache under the workdir
     root.mkdir(parents=True)
     ctx.say("populating the torch.compile cache (unmeasured start)")
     outcome = populate(root_env(policy, root))

@@ -24,12 +24,12 @@ residency before and after with ``mincore``.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.model.case import CachePolicy
+from pytest_coldstart.model.paths import empty_dir, under
 from pytest_coldstart.optimize.pagecache import WEIGHT_SUFFIXES, Eviction, Residency, evict, residency, resident_bytes
 
 __all__ = ["Eviction", "HygienePlan", "HygieneReport", "Residency", "apply", "assets_dir_for", "evict", "model_files",
@@ -79,20 +79,12 @@ def weights_residency(model_dir: Path | None) -> Residency | None:
     return residency(weights) if weights else None
 
 
-def _empty_dir(path: Path) -> bool:
-    """Make *path* an empty directory; True if something was there before."""
-    had = path.exists() and any(path.iterdir()) if path.is_dir() else path.exists()
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-    path.mkdir(parents=True)
-    return had
-
-
 def assets_dir_for(workdir: Path, model: str, optimization: str) -> Path:
-    """The stable ``VLLM_ASSETS_CACHE`` of one model x optimization (emptied before each start)."""
-    return (workdir / "cache" / "assets" / f"{model}-{optimization}").resolve()
+    """The stable ``VLLM_ASSETS_CACHE`` of one model x optimization (emptied before each start).
+
+    Built by ``paths.under``: a name with ``/`` or ``..`` is refused before anything is emptied.
+    """
+    return under(workdir / "cache" / "assets", f"{model}-{optimization}", what="model and optimization").resolve()
 
 
 @dataclass(frozen=True)
@@ -152,8 +144,10 @@ def apply(p: HygienePlan) -> HygieneReport:
                              weights=weights_residency(p.local_model_dir))
     cleared = list(p.cleared)
     # Emptied again right before the start: nothing (a populate start, an earlier step) may have filled it.
-    _empty_dir(Path(p.env["HF_HUB_CACHE"]))
-    _empty_dir(p.assets_dir)
+    # Each through paths.empty_dir: it deletes only strictly inside the directory it was made for.
+    hub = Path(p.env["HF_HUB_CACHE"])
+    empty_dir(hub.parent, hub)  # <run_root>/hf_hub, made by plan()
+    empty_dir(p.assets_dir.parent, p.assets_dir)  # <workdir>/cache/assets/<model>-<optimization>
     cleared.append("vLLM assets (where an s3:// model's config and tokenizer are mirrored)")
     eviction = Eviction()
     if p.local_model_dir is not None:

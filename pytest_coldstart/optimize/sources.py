@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.paths import under
 from pytest_coldstart.model.registry import ModelSpec, split_source
 from pytest_coldstart.optimize import tinymodel
 from pytest_coldstart.optimize.base import SourceStrategy, StartContext, WeightSource
@@ -20,7 +21,7 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1"}
 
 def generated_dir(workdir: Path, name: str, *, make: bool = True) -> Path:
     """Where the generated model *name* lives under *workdir* (generated on first use)."""
-    path = (workdir / "models" / name).resolve()
+    path = under(workdir / "models", name, what="generated model name").resolve()
     if make and not tinymodel.is_tiny_model(path):
         tinymodel.make_tiny_model(path)
     return path

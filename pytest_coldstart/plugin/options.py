@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 
 from pytest_coldstart.launch.registry import KNOWN_LAUNCHERS, all_options
 from pytest_coldstart.model.errors import ColdstartError
+from pytest_coldstart.model.paths import MACHINE_RULE, MAX_MACHINE, shown, slug_problem
 
 DEFAULT_MODEL = "tiny-llama"
 
@@ -35,10 +37,20 @@ def _positive(kind: Callable[[str], Any], example: str) -> Callable[[str], Any]:
             number = kind(value)
         except ValueError:
             number = None
-        if number is None or number <= 0:
+        # nan > 0 and nan <= 0 are both False: without isfinite, --coldstart-timeout=nan waits forever.
+        if number is None or not math.isfinite(number) or number <= 0:
             raise argparse.ArgumentTypeError(f"Could not parse value: {value!r}. Expected a number > 0, e.g. {example}")
         return number
     return parse
+
+
+def _machine(value: str) -> str:
+    """``--coldstart-machine``: empty (derived from the hardware) or a safe slug (it names a directory)."""
+    problem = slug_problem(value, MAX_MACHINE) if value else None
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"Could not parse value: {shown(value)}: {problem}. Expected {MACHINE_RULE}, "
+                                         "e.g. cpu-2x-AMD-EPYC")
+    return value
 
 
 def _port(value: str) -> int:
@@ -121,7 +133,7 @@ CORE_OPTIONS: tuple[Option, ...] = (
            "records nothing. Default: the --coldstart-results directory"),
     Option("--coldstart-commit", "coldstart_commit", str, "HEAD",
            "Commit (ref or hash) the asv results are recorded against. Default: %(default)s"),
-    Option("--coldstart-machine", "coldstart_machine", str, "",
+    Option("--coldstart-machine", "coldstart_machine", _machine, "",
            "asv machine name; give identical hosts one name. Default: derived from the GPU or CPU model"),
     Option("--coldstart-compare-to", "coldstart_compare_to", str, "",
            "Compare this session's starts with REF (a results directory, or a commit recorded in asv) using "

@@ -142,7 +142,7 @@ class ColdstartState:
         """
         launchers = launchers or self.launchers
         for launcher in launchers:
-            get_launcher(launcher)
+            get_launcher(launcher).check_options(dict(self.settings.launcher_options))  # its config files too
         cases: list[Case] = []
         for model_name in self.models:
             model = self.registry.model(model_name)

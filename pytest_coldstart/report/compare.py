@@ -145,7 +145,7 @@ def render_text(c: Comparison, width: int = 140) -> str:
     console.print(f"  base: {_software(c.base, c.software[0])}")
     console.print(f"  head: {_software(c.head, c.software[1])}")
     for problem in c.problems:
-        console.print(f"  unusable input: {problem}")
+        console.print(f"  unusable input: {problem}", markup=False)  # "[metrics.NAME]" is text, not a style
     for key, rows in _by_case(c.rows).items():
         table = Table(title=key.label, box=box.SIMPLE_HEAVY, title_justify="left")
         for column, justify in (("metric", "left"), ("base s (n)", "right"), ("head s (n)", "right"),
@@ -159,7 +159,7 @@ def render_text(c: Comparison, width: int = 140) -> str:
                           _median_cell(row, "head"), _delta(row), _ratio(row), verdict, row.reason)
         console.print(table)
     for note in c.notes:
-        console.print(f"  note: {note}")
+        console.print(f"  note: {note}", markup=False)
     return buffer.getvalue().rstrip("\n")
 
 

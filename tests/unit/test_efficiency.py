@@ -207,10 +207,10 @@ def test_h100_models_configure_floors_per_source_kind() -> None:
 
 
 @pytest.mark.parametrize(("toml", "message"), [
-    ("floor_gbps = 5", "must be a table"),
-    ("floor_gbps = { ftp = 1.0 }", "unknown source kind"),
-    ("floor_gbps = { s3 = -1 }", "expected a number of GB/s > 0"),
-    ("floor_gbps = { s3 = true }", "expected a number of GB/s > 0"),
+    ("floor_gbps = 5", "floor_gbps = 5: expected a table of source kind"),
+    ("floor_gbps = { ftp = 1.0 }", "key 'ftp': expected one of generated, hf, local, s3, host_to_gpu"),
+    ("floor_gbps = { s3 = -1 }", "s3 = -1: expected GB/s, a finite number > 0"),
+    ("floor_gbps = { s3 = true }", "s3 = True: expected GB/s, a finite number > 0"),
 ])
 def test_bad_floor_config_is_refused(tmp_path: Path, toml: str, message: str) -> None:
     shutil.copy(REPO / "benchmarks" / "optimizations.toml", tmp_path)

@@ -39,7 +39,7 @@ def _registry_dir(tmp_path, model_body: str):
 def test_bad_registry_keys_and_sources(tmp_path):
     with pytest.raises(ConfigError, match="unknown key"):
         load_registry(_registry_dir(tmp_path, '[models.m]\nsource = "hf:a/b"\nserved_name = "m"\ncolour = 1\n'))
-    with pytest.raises(ConfigError, match="bad model source"):
+    with pytest.raises(ConfigError, match=r"\[models.m\] source = 'ftp:x': not a known kind of source; expected one of"):
         load_registry(_registry_dir(tmp_path, '[models.m]\nsource = "ftp:x"\nserved_name = "m"\n'))
     with pytest.raises(ConfigError, match="unknown optimization 'fast'"):
         load_registry(_registry_dir(tmp_path, '[models.m]\nsource = "hf:a/b"\nserved_name = "m"\n'

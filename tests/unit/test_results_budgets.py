@@ -100,7 +100,7 @@ def test_breach_table_names_phase_budget_measured_and_over_by(tmp_path):
     ('[nope."*"]\nimports = 1\n', "unknown model"),
     ('[tiny-llama.nope]\nimports = 1\n', "unknown optimization"),
     ('[tiny-llama."*"]\nlunch = 1\n', "unknown phase 'lunch'"),
-    ('[tiny-llama."*"]\nimports = -1\n', "expected seconds > 0"),
+    ('[tiny-llama."*"]\nimports = -1\n', "imports = -1: expected seconds, a finite number > 0"),
     ('[tiny-llama."*"\n', "not a readable budgets file"),
 ])
 def test_bad_budget_files(tmp_path, content, message):
