@@ -67,17 +67,6 @@ def _floor_gbps(value: str) -> str:
     return value
 
 
-def _servers_file(value: str) -> str:
-    """``--coldstart-command-servers FILE``: the whole registry checked when the option is read (session start)."""
-    if value:
-        from pathlib import Path
-
-        from pytest_coldstart.launch.command import load_servers  # only when a file is named: it reads TOML
-
-        load_servers(Path(value))
-    return value
-
-
 def _python_mode(value: str) -> str:
     if value not in ("host", "image"):
         raise ConfigError(f"--coldstart-docker-python {value!r}: expected host or image")
@@ -129,8 +118,7 @@ COMMAND_OPTIONS: tuple[LauncherOption, ...] = (
                    "Default: %(default)s"),
     LauncherOption("--coldstart-command-servers", "command_servers", "",
                    "--coldstart-launcher command: a servers registry TOML ([servers.NAME] with command, "
-                   "readiness_url, phases). Default: the packaged pytest_coldstart/launch/servers.toml",
-                   _servers_file),
+                   "readiness_url, phases). Default: the packaged pytest_coldstart/launch/servers.toml"),
 )
 
 #: Built-in launcher kind -> its options (``launch.registry`` reads these instead of importing the class).
