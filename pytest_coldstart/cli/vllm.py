@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 from typing import Any
-
-
-def installed_vllm_dir() -> Path | None:
-    """The installed vLLM package directory, found without importing vLLM (``find_spec`` of a top-level name)."""
-    try:
-        spec = importlib.util.find_spec("vllm")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _render(report: dict[str, Any]) -> str:
@@ -46,7 +34,7 @@ def _render(report: dict[str, Any]) -> str:
 
 
 def _check_vllm(args: argparse.Namespace) -> int:
-    from pytest_coldstart.logs.vllm_source import SourceTree, SourceTreeError, check_tree
+    from pytest_coldstart.logs.vllm_source import SourceTree, SourceTreeError, check_tree, installed_vllm_dir
     from pytest_coldstart.model.files import atomic_write_json
 
     if args.source:
@@ -81,6 +69,10 @@ def _check_vllm(args: argparse.Namespace) -> int:
 def _gpu_check(args: argparse.Namespace) -> int:
     from pytest_coldstart.measure.gpu_check import run_gpu_check
 
+    if not 0 < args.h2d_gib <= 64:
+        print("coldstart gpu-check: --h2d-gib must be in (0, 64] (GiB of pinned memory the probe copies)",
+              file=sys.stderr)
+        return 2
     return run_gpu_check(Path(args.out), workdir=Path(args.workdir), h2d_gib=args.h2d_gib,
                          vllm_source=Path(args.vllm_source) if args.vllm_source else None)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import enum
+import importlib.util
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -164,6 +165,17 @@ def probe_targets() -> tuple[ProbeTarget, ...]:
     from pytest_coldstart.logs.vllm_plugin import TARGETS  # stdlib-only module: no vLLM import
 
     return tuple(ProbeTarget(*t) for t in TARGETS)
+
+
+def installed_vllm_dir() -> Path | None:
+    """The installed vLLM package directory, found without importing vLLM (``find_spec`` of a top-level name)."""
+    try:
+        spec = importlib.util.find_spec("vllm")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 class SourceTreeError(Exception):
