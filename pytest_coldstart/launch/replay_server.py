@@ -39,7 +39,7 @@ def _handler(served_name: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # the recorded log is the server's log; requests to the replay are not part of it
 
         def _json(self, code: int, body: dict[str, Any]) -> None:
@@ -50,7 +50,7 @@ def _handler(served_name: str) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             if self.path == "/health":
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
@@ -61,7 +61,7 @@ def _handler(served_name: str) -> type[BaseHTTPRequestHandler]:
             else:
                 self._json(404, {"error": {"message": f"no route {self.path}"}})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             try:
                 body = json.loads(self.rfile.read(length) or b"{}")

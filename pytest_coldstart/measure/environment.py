@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def _version(*dists: str) -> str | None:
     for dist in dists:
         try:

@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
-from pytest_coldstart.logs.vllm_source import SourceTree, check_tree, installed_vllm_dir  # noqa: E402
+from pytest_coldstart.logs.vllm_source import SourceTree, check_tree, installed_vllm_dir
 
 
 def _write(version: str, report: dict[str, object]) -> None:
