@@ -169,7 +169,7 @@ def test_wordings_split_over_literals_and_methods_in_version_switches_are_found(
     assert markers["weights_loaded"] == "present"
     status = {t["target"]: t for t in report["probe_targets"]}
     assert status[f"{V2_RUNNER}:GPUModelRunner.capture_model"]["status"] == "present"
-    assert status[f"{V2_RUNNER}:GPUModelRunner.load_model"]["line"] == 8
+    assert status[f"{V2_RUNNER}:GPUModelRunner.load_model"]["line"] == 7
     missing = status[f"{V2_RUNNER}:GPUModelRunner.profile_run"]
     assert missing["status"] == "missing" and "GPUModelRunner.profile_run not defined" in missing["detail"]
     assert status["vllm.v1.worker.gpu_worker:Worker.load_model"]["status"] == "module_missing"
