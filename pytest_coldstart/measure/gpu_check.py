@@ -46,8 +46,11 @@ for module, qualname, step in TARGETS:
     rec = {"target": f"{module}:{qualname}", "step": step}
     try:
         owner = importlib.import_module(module)
-    except Exception as exc:
-        rec.update(status="module_missing", detail=f"{type(exc).__name__}: {exc}"[:300]); out.append(rec); continue
+    except ModuleNotFoundError as exc:
+        status = "module_missing" if exc.name == module else "import_error"
+        rec.update(status=status, detail=f"{type(exc).__name__}: {exc}"[:300]); out.append(rec); continue
+    except Exception as exc:  # e.g. a CPU/XPU worker module that cannot import on this platform
+        rec.update(status="import_error", detail=f"{type(exc).__name__}: {exc}"[:300]); out.append(rec); continue
     parts = qualname.split(".")
     for part in parts[:-1]:
         owner = getattr(owner, part, None)

@@ -129,3 +129,24 @@ def test_a_live_replay_agrees_with_the_offline_timeline(tmp_path):
         code = server.stop()
     assert code == 0  # TERM: the replay server stops cleanly
     assert server.process.descendants() == []
+
+
+def test_coldstart_record_leaves_replayed_runs_out_unless_asked(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    source = next((DATA / "results" / "h100-llama70b" / "runs").glob("*.json"))
+    data = json.loads(source.read_text())
+    data["replay"] = {"log": "x.log", "speed": 25.0, "rules": "ray"}
+    runs = tmp_path / "results" / "runs"
+    runs.mkdir(parents=True)
+    (runs / source.name).write_text(json.dumps(data))
+    out = subprocess.run([sys.executable, "-m", "pytest_coldstart.cli", "record", str(tmp_path / "results"),
+                          "--asv-results", str(tmp_path / "asv"), "--repo", str(REPO)],
+                         capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    assert out.returncode == 2
+    assert "left out 1 replayed run(s)" in out.stderr and "pass --replayed" in out.stderr
+    assert not (tmp_path / "asv").exists()
