@@ -74,3 +74,19 @@ def test_a_budget_the_recorded_start_breaks_fails_the_replay(tmp_path):
     out = _session(tmp_path, "--coldstart-budgets", str(budgets), "--coldstart-asv", "off", speed="60")
     assert out.returncode == 1, out.stdout[-3000:]
     assert "1 budget(s) exceeded" in out.stdout and "weights_download" in out.stdout
+
+
+def test_bad_replay_options_are_refused_before_anything_runs(pytester):
+    for flag, value, said in (("--coldstart-replay-speed", "0", "finite and > 0"),
+                              ("--coldstart-replay-speed", "inf", "finite and > 0"),
+                              ("--coldstart-replay-log", "/no/such.log", "is not a file"),
+                              ("--coldstart-replay-record", "maybe", "on or off")):
+        result = pytester.runpytest(f"{flag}={value}")
+        assert result.ret == 4, (flag, value)  # pytest's usage error
+        assert flag in result.stderr.str() and said in result.stderr.str()
+
+
+def test_help_lists_the_replay_options(pytester):
+    out = pytester.runpytest("--help").stdout.str()
+    for flag in ("--coldstart-replay-log", "--coldstart-replay-speed", "--coldstart-replay-record"):
+        assert flag in out

