@@ -4,7 +4,8 @@ Run as ``python -m pytest_coldstart.launch.replay_server --log FILE --speed F --
 It prints the log's lines to stdout at their recorded times divided by the
 speed factor (``logs.replay.plan_replay``), binds its HTTP port only at the
 moment the log says the server is up (before that a connection is refused, as
-with vLLM before uvicorn starts), then serves
+with vLLM before uvicorn starts; a log that never served ends in exit code 1
+after its last line, as the recorded server did), then serves
 
 * ``GET /health`` -> 200,
 * ``GET /v1/models`` -> the served name,
@@ -31,6 +32,9 @@ from typing import Any
 
 from pytest_coldstart.logs.replay import ReplayLogError, plan_replay
 
+#: A recorded start that never served: the replay exits with this code after its last line.
+NEVER_UP_EXIT = 1
+NEVER_UP_PREFIX = "[coldstart-replay]"
 #: The completion every request gets: 4 chunks, the same each time (the readiness oracle can check it).
 COMPLETION_CHUNKS: tuple[str, ...] = (" replayed", " start", " of", " record")
 
@@ -116,6 +120,10 @@ def serve(log: Path, *, speed: float, host: str, port: int, served_name: str, ki
                 return 0
             out.write(line.text + "\n")
             out.flush()
+        if plan.up_s is None:
+            print(f"{NEVER_UP_PREFIX} the recorded server never served; exiting as it did", file=sys.stderr,
+                  flush=True)
+            return NEVER_UP_EXIT
         if stop.wait(max(0.0, origin + plan.up_s / speed - time.monotonic())):
             return 0
         server = ThreadingHTTPServer((host, port), _handler(served_name))

