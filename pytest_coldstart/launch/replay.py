@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def parse_record(value: str) -> str:
     raise ConfigError(f"--coldstart-replay-record takes on or off; got {value!r}")
 
 
-def records_replays(options: dict[str, str] | Any) -> bool:
+def records_replays(options: Mapping[str, str] | Iterable[tuple[str, str]]) -> bool:
     """True when replayed results go into the asv history too (``--coldstart-replay-record on``)."""
     return str(dict(options).get("replay_record", "off")) == "on"
 
@@ -85,19 +86,16 @@ class ReplayServer(Server):
         self.speed = speed
         self.log = log
 
-    def _origin(self, lines: tuple[StampedLine, ...]) -> float | None:
-        """Arrival of the first line: the moment the replay's clock reads the first line's schedule."""
-        return lines[0].t_s if lines else None
-
     def recorded_s(self, t_s: float, origin: float) -> float:
         """An arrival stamp (seconds since spawn) on the log's clock."""
         return (t_s - origin) * self.speed + self.plan.schedule_s[0]
 
     def recorded_lines(self) -> tuple[tuple[StampedLine, ...], float | None]:
+        """The lines so far and the ready moment, on the log's clock: the first line's arrival is its stamp."""
         lines = self.process.lines()
-        origin = self._origin(lines)
-        if origin is None:
+        if not lines:
             return (), None
+        origin = lines[0].t_s
         ready = None if self.ready_s is None else self.recorded_s(self.ready_s, origin)
         return tuple(replace(line, t_s=round(self.recorded_s(line.t_s, origin), 6)) for line in lines), ready
 
@@ -107,15 +105,12 @@ class ReplayServer(Server):
             return ray_replay_timeline(lines, ready)
         return timeline_from_stamped(lines, ready_s=ready)
 
-    def phase_in_progress(self) -> str:
-        return self.timeline().phase_in_progress
-
     def resolution(self) -> dict[str, float | None]:
         """How closely the live stamps follow the log, in recorded seconds.
 
-        ``line_lag_s``: the most any line arrived off its stamp (scheduling and
-        pipe delays x speed, plus lines the file order holds back); ``ready_s``:
-        the /health poll interval x speed, the most the ``ready`` edge trails "up".
+        ``line_lag_s``: the most any line arrived off its stamp (the child's
+        scheduling and the pipe's delays, x speed); ``ready_s``: the /health poll
+        interval x speed, the most the ``ready`` edge trails "up".
         """
         lines, _ = self.recorded_lines()
         lag = [abs(line.t_s - planned.t_s) for line, planned in zip(lines, self.plan.lines, strict=False)]
