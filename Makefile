@@ -15,7 +15,7 @@ BENCH_ARGS ?= --model tiny-llama
 TEST_ARGS ?=
 comma := ,
 
-.PHONY: install tiny-model bench bench-scaleout site docs pages docs-images browser lint test test-unit test-scaleout clean
+.PHONY: install tiny-model bench bench-scaleout site docs pages docs-images browser lint test test-unit test-scaleout clean gpu-check
 
 install: $(VENV)/.installed
 
@@ -107,3 +107,11 @@ test-unit: install lint
 
 clean:
 	rm -rf .coldstart results/runs results/logs site
+
+# On a machine with a GPU: NVML pre-flight, host->GPU floor, environment with GPU facts, check-vllm of the
+# installed vLLM and the probe's hooks, in one JSON report (docs/how-to/gpu-check.md). Needs only torch with
+# CUDA and this package (no install, no vLLM); without a GPU it says so and exits 2.
+GPU_CHECK_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+GPU_CHECK_OUT ?= results/gpu-check.json
+gpu-check:
+	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH),) $(GPU_CHECK_PYTHON) -m pytest_coldstart.measure.gpu_check --out $(GPU_CHECK_OUT)

@@ -89,6 +89,13 @@ def _record_cmd(args: argparse.Namespace) -> int:
         if not found:
             raise ConfigError(f"{directory}: no runs under {Path(directory) / 'runs'}")
         runs.extend(found)
+    replayed = [r for r in runs if r.replayed]
+    if replayed and not args.replayed:  # replays of recorded logs are not measurements of this commit
+        runs = [r for r in runs if not r.replayed]
+        print(f"left out {len(replayed)} replayed run(s) (--coldstart-launcher replay); --replayed records them too",
+              file=sys.stderr)
+        if not runs:
+            raise ConfigError("every run found is a replay of a recorded log; pass --replayed to record them anyway")
     commit = commits.resolve(Path(args.repo), args.commit)
     outcome = asv_store.record(runs, Path(args.asv_results), commit, machine=args.machine)
     print(f"recorded {outcome.added_runs} run(s) ({outcome.skipped_runs} already recorded or given twice) for commit "
@@ -181,6 +188,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--machine", type=checked("machine", "cpu-2x-AMD-EPYC"),
                    help="asv machine name (default: derived from the hardware)")
     p.add_argument("--repo", default=".", help="git repository (default: .)")
+    p.add_argument("--replayed", action="store_true", help="also record runs replayed from recorded logs "
+                   "(--coldstart-launcher replay); left out by default")
     p.set_defaults(func=_record_cmd)
 
     p = sub.add_parser("publish", help="build the asv site from the history",

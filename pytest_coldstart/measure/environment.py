@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 
 def _version(*dists: str) -> str | None:
@@ -96,6 +95,20 @@ def software_versions() -> dict[str, str | None]:
     }
 
 
+def _ram_gib() -> float | None:
+    """Total RAM; psutil where installed, else /proc/meminfo (``make gpu-check`` runs with torch and this package only)."""
+    try:
+        import psutil
+    except ImportError:
+        try:
+            with open("/proc/meminfo", encoding="ascii") as fh:
+                kib = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal:"))
+        except (OSError, StopIteration, ValueError):
+            return None
+        return round(kib * 1024 / 2**30, 1)
+    return round(psutil.virtual_memory().total / 2**30, 1)
+
+
 def collect_environment(repo: Path) -> dict[str, object]:
     """Everything that can explain a difference between two runs."""
     env: dict[str, object] = {
@@ -103,8 +116,8 @@ def collect_environment(repo: Path) -> dict[str, object]:
         **software_versions(),
         "os": platform.platform(),
         "cpu_model": _cpu_model(),
-        "cpu_cores": psutil.cpu_count(logical=True),
-        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu_cores": os.cpu_count(),
+        "ram_gib": _ram_gib(),
         "git_commit": git_commit(repo),
     }
     env.update(gpu_info())

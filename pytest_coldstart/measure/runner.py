@@ -438,7 +438,8 @@ class ColdStartRunner:
     def _space_needs(self, plan: StartPlan) -> dict[Path, int]:
         """Bytes a start writes, per directory: the log and result; caches, and weights it downloads."""
         workdir = START_RESERVE_BYTES
-        if plan.source.kind == "hf" and plan.cache.policy != CachePolicy.WARM:
+        replays = get_launcher(plan.case.launcher).replays  # a replay fetches no weights
+        if plan.source.kind == "hf" and plan.cache.policy != CachePolicy.WARM and not replays:
             workdir += int((plan.context.model.weight_bytes or 0) * 1.05)
         return {self.settings.results_dir: RESULTS_RESERVE_BYTES, plan.run_root: workdir}
 
@@ -567,8 +568,9 @@ class ColdStartRunner:
 
     def _merged(self, live: LiveRun) -> MergedTimeline | None:
         """The log timeline with the probe's events and vLLM's spans (vLLM launchers only: Ray's phases are its own)."""
-        if (live.events_path is None and live.otel is None) \
-                or get_launcher(live.case.launcher).phase_rules is not PHASE_RULES:
+        launcher = get_launcher(live.case.launcher)
+        if (live.events_path is None and live.otel is None) or launcher.replays \
+                or launcher.phase_rules is not PHASE_RULES:
             return None
         process = live.server.process
         probe = read_events(live.events_path, process.spawn_s) if live.events_path else ProbeReport(())
@@ -627,7 +629,7 @@ class ColdStartRunner:
             server_argv=tuple(server.process.argv), env_overrides=redact_env(spec.env),
             cache={**plan.cache.record, **hygiene_record},
             efficiency=self._efficiency(case, timeline, hygiene_record),
-            pull_efficiency=self._pull_efficiency(timeline), **extra,
+            pull_efficiency=self._pull_efficiency(timeline), replay=server.provenance(), **extra,
         )
 
     def _efficiency(self, case: Case, timeline: Timeline, hygiene_record: Mapping[str, Any]) -> LoadEfficiency:

@@ -71,6 +71,14 @@ class RunResult:
     #: Docker starts: the image pull vs the registry's floor (measure/registry_floor.py; ``weight_bytes`` are
     #: the image's compressed layer bytes); None for other launchers and older files.
     pull_efficiency: LoadEfficiency | None = None
+    #: ``--coldstart-launcher replay``: the recorded log, its sha256, the speed factor and the replay's time
+    #: resolution; None for a live start. Phases are the recording's; TTFT is the replay server's.
+    replay: dict[str, Any] | None = None
+
+    @property
+    def replayed(self) -> bool:
+        """A replay of a recorded start, not a live one (kept out of the asv history unless asked)."""
+        return self.replay is not None
 
     @property
     def key(self) -> CaseKey:
@@ -105,6 +113,7 @@ class RunResult:
             "correct": self.correct, "warm_s": self.warm_s, "readiness": dict(self.readiness),
             "profile": None if self.profile is None else dict(self.profile),
             "pull_efficiency": None if self.pull_efficiency is None else self.pull_efficiency.to_dict(),
+            "replay": None if self.replay is None else dict(self.replay),
         }
         # An empty phase_agreement is news (everything agreed); None is "no probe events".
         data.update({k: v for k, v in extra.items() if v is not None and (v not in ({}, []) or k == "phase_agreement")})
@@ -130,6 +139,7 @@ class RunResult:
             probe=data.get("probe") or {}, correct=data.get("correct"), warm_s=data.get("warm_s"),
             readiness=data.get("readiness") or {}, profile=data.get("profile"),
             pull_efficiency=LoadEfficiency.from_dict(data["pull_efficiency"]) if data.get("pull_efficiency") else None,
+            replay=data.get("replay"),
         )
 
 

@@ -84,10 +84,24 @@ class HistoryPlugin:
                 session.testsfailed += 1
         return outcome
 
+    def recordable(self) -> list[Any]:
+        """The session's results that go into the history: replays only with ``--coldstart-replay-record on``."""
+        from pytest_coldstart.launch.replay import records_replays
+
+        results = list(self.state.results)
+        if records_replays(self.state.settings.launcher_options):
+            return results
+        live = [r for r in results if not r.replayed]
+        if len(live) < len(results):
+            self.notes.append(f"{len(results) - len(live)} replayed start(s) not recorded into the asv history "
+                              "(replays of recorded logs; --coldstart-replay-record on records them)")
+        return live
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.settings.asv_dir is not None and self.state.results:
+        results = self.recordable() if self.settings.asv_dir is not None else []
+        if self.settings.asv_dir is not None and results:
             try:
-                self.recorded = gate.record_session(self.state.results, self.settings)
+                self.recorded = gate.record_session(results, self.settings)
             except ColdstartError as exc:
                 if self.implicit:
                     self.notes.append(f"history not recorded: {exc}")

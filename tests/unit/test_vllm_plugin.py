@@ -134,3 +134,39 @@ def test_an_unwritable_events_file_never_breaks_the_server(tmp_path):
     assert out.stdout.strip() == "('loaded', False)"
     assert "pytest-coldstart probe: cannot append" in out.stderr
     assert out.stderr.count("cannot append") == 1  # logged once
+
+
+def test_the_v2_model_runner_is_hooked(tmp_path):
+    """vLLM 0.32's V2 runner (v1/worker/gpu/model_runner.py) has its own load_model and capture_model (issue 19)."""
+    _fake_vllm(tmp_path)
+    gpu = tmp_path / "site" / "vllm" / "v1" / "worker" / "gpu"
+    gpu.mkdir()
+    (gpu / "__init__.py").write_text("")
+    (gpu / "model_runner.py").write_text(textwrap.dedent("""
+        class GPUModelRunner:
+            def load_model(self, load_dummy_weights=False):
+                return "v2-loaded"
+            def capture_model(self, *, profile_only=False):
+                return 1024
+    """))
+    events = tmp_path / "events.jsonl"
+    out = _run("""
+        from pytest_coldstart.logs import vllm_plugin
+        vllm_plugin.register()
+        from vllm.v1.worker.gpu.model_runner import GPUModelRunner
+        from vllm.v1.worker.gpu_worker import Worker
+        runner = GPUModelRunner()
+        assert runner.capture_model(profile_only=True) == 1024
+        assert runner.load_model() == "v2-loaded"
+        # The worker's step wraps the runner's: the nested call of the same step is not recorded again.
+        Worker.load_model = vllm_plugin._wrap(lambda self: runner.load_model(), "load_model")
+        Worker().load_model()
+    """, tmp_path, {"COLDSTART_EVENTS_FILE": str(events)})
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    steps = [r["step"] for r in records if r["kind"] == "step"]
+    assert steps.count("graph_capture") == 1
+    assert steps.count("load_model") == 2  # the runner's own call, then the worker's (not its nested runner call)
+    missing = {r["target"] for r in records if r["kind"] == "missing"}
+    assert "vllm.v1.worker.gpu.model_runner:GPUModelRunner.profile_run" in missing
+    assert "vllm.v1.worker.gpu.model_runner:GPUModelRunner.capture_model" not in missing
