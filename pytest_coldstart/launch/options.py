@@ -11,8 +11,10 @@ to read them (``launch.registry.all_options``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pytest_coldstart.model.errors import ConfigError
 
@@ -121,6 +123,45 @@ COMMAND_OPTIONS: tuple[LauncherOption, ...] = (
                    "readiness_url, phases). Default: the packaged pytest_coldstart/launch/servers.toml"),
 )
 
+def parse_speed(value: str) -> str:
+    """A finite factor > 0 (``20`` replays 20x faster than recorded)."""
+    try:
+        speed = float(value)
+    except ValueError:
+        raise ConfigError(f"--coldstart-replay-speed must be a number > 0, e.g. 20; got {value!r}") from None
+    if not math.isfinite(speed) or speed <= 0:
+        raise ConfigError(f"--coldstart-replay-speed must be finite and > 0, e.g. 20; got {value!r}")
+    return value
+
+
+def parse_log(value: str) -> str:
+    if value and not Path(value).is_file():
+        raise ConfigError(f"--coldstart-replay-log {value!r} is not a file; give a saved server log "
+                          "(a `vllm serve` log or a Ray Serve LLM console capture)")
+    return value
+
+
+def parse_record(value: str) -> str:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return "on"
+    if text in ("", "0", "false", "no", "off"):
+        return "off"
+    raise ConfigError(f"--coldstart-replay-record takes on or off; got {value!r}")
+
+
+REPLAY_OPTIONS: tuple[LauncherOption, ...] = (
+    LauncherOption("--coldstart-replay-log", "replay_log", "",
+                   "--coldstart-launcher replay: the recorded server log to replay (a `vllm serve` log, or a Ray "
+                   "Serve LLM console capture).", parse_log),
+    LauncherOption("--coldstart-replay-speed", "replay_speed", "1",
+                   "--coldstart-launcher replay: how many times faster than recorded (finite, > 0). "
+                   "Default: %(default)s", parse_speed),
+    LauncherOption("--coldstart-replay-record", "replay_record", "off",
+                   "Record replayed results into the asv history too (on/off). Default: %(default)s",
+                   parse_record),
+)
+
 #: Built-in launcher kind -> its options (``launch.registry`` reads these instead of importing the class).
 BUILTIN_OPTIONS: dict[str, tuple[LauncherOption, ...]] = {
     "vllm": (),
@@ -128,4 +169,5 @@ BUILTIN_OPTIONS: dict[str, tuple[LauncherOption, ...]] = {
     "docker": DOCKER_OPTIONS,
     "command": COMMAND_OPTIONS,
     "transformers-serve": (),
+    "replay": REPLAY_OPTIONS,
 }

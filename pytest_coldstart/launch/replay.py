@@ -17,7 +17,6 @@ requests are the replay server's own (it has no model): the result says so
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -25,7 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.launch.base import HEALTH_POLL_S, Launcher, LauncherOption, LaunchSpec, Server
+from pytest_coldstart.launch.base import HEALTH_POLL_S, Launcher, LaunchSpec, Server
+from pytest_coldstart.launch.options import REPLAY_OPTIONS, parse_log, parse_speed
 from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.logs.ray import RAY_PHASE_RULES, ray_events, ray_reported, stamp_live
 from pytest_coldstart.logs.replay import KIND_RAY, ReplayLogError, ReplayPlan, plan_replay
@@ -42,33 +42,6 @@ from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.redact import Redactor
 
 DEFAULT_SPEED = 1.0
-
-
-def parse_speed(value: str) -> str:
-    """A finite factor > 0 (``20`` replays 20x faster than recorded)."""
-    try:
-        speed = float(value)
-    except ValueError:
-        raise ConfigError(f"--coldstart-replay-speed must be a number > 0, e.g. 20; got {value!r}") from None
-    if not math.isfinite(speed) or speed <= 0:
-        raise ConfigError(f"--coldstart-replay-speed must be finite and > 0, e.g. 20; got {value!r}")
-    return value
-
-
-def parse_log(value: str) -> str:
-    if value and not Path(value).is_file():
-        raise ConfigError(f"--coldstart-replay-log {value!r} is not a file; give a saved server log "
-                          "(a `vllm serve` log or a Ray Serve LLM console capture)")
-    return value
-
-
-def parse_record(value: str) -> str:
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return "on"
-    if text in ("", "0", "false", "no", "off"):
-        return "off"
-    raise ConfigError(f"--coldstart-replay-record takes on or off; got {value!r}")
 
 
 def records_replays(options: Mapping[str, str] | Iterable[tuple[str, str]]) -> bool:
@@ -146,17 +119,7 @@ class ReplayLauncher(Launcher):
     #: vLLM's table for budgets and reports; a Ray Serve capture's timeline has Ray's (``RAY_PHASE_RULES``).
     phase_rules = PHASE_RULES
     replays = True
-    options = (
-        LauncherOption("--coldstart-replay-log", "replay_log", "",
-                       "--coldstart-launcher replay: the recorded server log to replay (a `vllm serve` log, or a Ray "
-                       "Serve LLM console capture).", parse_log),
-        LauncherOption("--coldstart-replay-speed", "replay_speed", "1",
-                       "--coldstart-launcher replay: how many times faster than recorded (finite, > 0). "
-                       "Default: %(default)s", parse_speed),
-        LauncherOption("--coldstart-replay-record", "replay_record", "off",
-                       "Record replayed results into the asv history too (on/off). Default: %(default)s",
-                       parse_record),
-    )
+    options = REPLAY_OPTIONS
 
     def start(self, spec: LaunchSpec, clock: Clock) -> Server:
         log_text = spec.launcher_options.get("replay_log", "")

@@ -18,7 +18,7 @@ def test_every_builtin_launcher_has_its_options_declared_and_they_are_its_class_
 
 def test_every_launcher_option_is_prefixed_and_named_once() -> None:
     flags = [o.flag for o in all_options()]
-    assert len(flags) == len(set(flags)) == 11
+    assert len(flags) == len(set(flags)) == 14
     assert all(flag.startswith(FLAG_PREFIX) for flag in flags)
     assert {o.ini for o in all_options()} == {"coldstart_" + f.removeprefix(FLAG_PREFIX).replace("-", "_")
                                               for f in flags}
