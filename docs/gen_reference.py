@@ -101,12 +101,68 @@ def asv_series_page() -> str:
             + "\n".join(rows) + "\n")
 
 
+def _schema_type(prop: dict[str, object]) -> str:
+    if "enum" in prop:
+        return ", ".join(f"`{v!r}`".replace("'", '"') for v in prop["enum"])  # type: ignore[union-attr]
+    if "const" in prop:
+        return f"`{prop['const']!r}`"
+    if "anyOf" in prop:
+        return " or ".join(_schema_type(p) for p in prop["anyOf"] if p.get("type") != "null")  # type: ignore[union-attr]
+    kind = prop.get("type", "")
+    if kind == "array":
+        return f"list of {_schema_type(prop.get('items', {}))}"  # type: ignore[arg-type]
+    if kind == "object":
+        return "table"
+    return {"string": "string", "integer": "integer", "number": "number", "boolean": "true/false"}.get(str(kind), "value")
+
+
+def _schema_table(model: type) -> str:
+    schema = model.model_json_schema()  # type: ignore[attr-defined]
+    required = set(schema.get("required", ()))
+    rows = ["| key | type | default | allowed |", "|---|---|---|---|"]
+    for name, prop in schema.get("properties", {}).items():
+        for member in prop.get("anyOf", ()):  # an optional value: its description and bounds are on the member
+            if member.get("type") != "null":
+                prop = {**member, **{k: v for k, v in prop.items() if k != "anyOf"}, "anyOf": prop["anyOf"]}
+        default = ("required" if name in required else "unset" if prop.get("default", 0) is None
+                   else f"`{prop['default']!r}`" if "default" in prop else "-")
+        bounds = [f"{word} {prop[key]}" for key, word in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                           ("maximum", "<="), ("exclusiveMaximum", "<"))
+                  if key in prop]
+        allowed = prop.get("description") or ", ".join(bounds) or ""
+        rows.append(f"| `{name}` | {_cell(_schema_type(prop))} | {_cell(default)} | {_cell(allowed)} |")
+    return "\n".join(rows) + "\n"
+
+
+def configuration_keys_page() -> str:
+    from pytest_coldstart.model import schemas
+
+    parts = ["# Configuration keys\n",
+             "Every key of every TOML file, generated from the schemas the files are checked against when a "
+             "session or command starts (before any server). A wrong type, an unknown key, a number out of range "
+             "or not finite, or a name that is not a safe slug (letters, digits, `._-`) stops with one line naming "
+             "the file, the table, the key, the value and what is allowed. How the files layer over the packaged "
+             "defaults: [Configuration files](configuration.md).\n"]
+    for title, model in (("`models.toml`: `[models.NAME]`", schemas.ModelEntry),
+                         ("`optimizations.toml`: `[optimizations.NAME]`", schemas.OptimizationEntry),
+                         ("`compare.toml`", schemas.CompareFile),
+                         ("`compare.toml`: `[default]` and `[metrics.NAME]`", schemas.ThresholdTable),
+                         ("`servers.toml` (`--coldstart-launcher command`): `[servers.NAME]`", schemas.ServerEntry)):
+        doc = (model.__doc__ or "").strip().splitlines()[0].replace("``", "`") if model.__doc__ else ""
+        parts.append(f"## {title}\n\n{doc}\n\n{_schema_table(model)}")
+    parts.append("## `budgets.toml`\n\n`[MODEL.OPTIMIZATION]` (or `[MODEL.\"OPTIMIZATION@LAUNCHER\"]`, `\"*\"` for "
+                 "any) tables of `PHASE = seconds`: each a finite number > 0; the phase names are those of "
+                 "[Phases per launcher](phases.md) plus `total_ready_s` and `ttft_s`.\n")
+    return "\n".join(parts)
+
+
 PAGES = {
     "reference/options.md": options_page,
     "reference/cli.md": cli_page,
     "reference/exit-codes.md": exit_codes_page,
     "reference/phases.md": phases_page,
     "reference/asv-series.md": asv_series_page,
+    "reference/configuration-keys.md": configuration_keys_page,
 }
 
 for path, build in PAGES.items():
