@@ -91,7 +91,8 @@ def main(argv: list[str]) -> int:
         results = work / "cpu-lane"
         run([sys.executable, "-m", "pytest", "benchmarks", "-m", "coldstart", "-p", "no:cacheprovider",
              "--coldstart-model", "tiny-llama", "--coldstart-optimization", "baseline,compile_cache",
-             f"--coldstart-results={results}", "--coldstart-asv=off", "--coldstart-budgets=", f"--coldstart-workdir={work / 'scratch'}"])
+             f"--coldstart-results={results}", "--coldstart-asv=off", "--coldstart-budgets=",
+             f"--coldstart-workdir={work / 'scratch'}"])
         cpu = report_figures(results, work, "cpu")
         figures = cpu.parent / "report-figures"
         made = {"tiny-llama-cpu-waterfall.png": figures / "tiny-llama_comparison.png",
