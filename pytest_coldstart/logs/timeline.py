@@ -346,7 +346,9 @@ def _load_parts(load: Phase, events: _Events, reported: Mapping[str, object]) ->
     lo, hi = load.start_s, load.end_s
     drafter = [t for t, _ in events.get("drafter_start", []) if lo <= t <= hi]
     draft_at = min(drafter) if drafter else None
-    ends = [t for t, g in events.get("weights_loaded", []) if draft_at is None or t < draft_at]
+    # The target's transfer line precedes "Loading drafter model..." in the log; with 1 s stamps it can share
+    # its second (real 0.25.0 TP2 log: both at 02:33:58), so "not after" it, not "before" it.
+    ends = [t for t, g in events.get("weights_loaded", []) if draft_at is None or t <= draft_at]
     ends = [t for t in ends if lo <= t <= hi]
     if not ends:
         return ()

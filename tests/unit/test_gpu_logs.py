@@ -100,6 +100,16 @@ EXPECTED: dict[str, Expected] = {
         ("config", "engine_init", "weights_load", "memory_profiling", "kv_cache", "warmup"),
         {"weights_load_s": 0.79, "model_load_gib": 2.98, "model_load_s": 1.988948, "kv_cache_gib": 17.36,
          "kv_cache_tokens": 650208, "init_engine_s": 62.76}),
+    "v0.25.0-mtp-tp2-sm120-docker.log": Expected(
+        "0.25.0", 169.0,
+        ("config", "engine_init", "weights_load", "memory_profiling", "kv_cache", "cuda_graphs", "warmup",
+         "api_server"),
+        # TP2 + MTP, breakable CUDA graphs (torch.compile off): rank 0 logs the target's transfer (18.05 s) and,
+        # after "Loading drafter model...", the drafter's (1.32 s); the memory profiler logs no trial capture
+        # on the V1 runner ("Profiling CUDA graph memory"), so the one capture line is the capture.
+        {"weights_load_s": 18.05, "draft_weights_load_s": 1.32, "model_load_gib": 75.64, "model_load_s": 20.219445,
+         "kv_cache_gib": 10.29, "kv_cache_tokens": 1993100, "cuda_graph_capture_s": 31.0, "cuda_graph_gib": 1.73,
+         "init_engine_s": 132.64, "torch_compile_s": None, "compile_cache_hit": None}),
     "v0.23.1-mtp-docker.log": Expected(
         "0.23.1rc1.dev531+ga65f93fb2", 738.0,
         ("config", "engine_init", "weights_load", "torch_compile", "memory_profiling", "kv_cache", "cuda_graphs",
@@ -224,6 +234,17 @@ def test_real_mtp_start_keeps_the_drafter_apart(timelines: dict[str, Timeline]) 
     assert t.phase("weights_load").duration_s == 140.0
     # One "Graph capturing finished" (V1 runner: logger.info_once covers target and drafter graphs): not split.
     assert "draft_cuda_graph_capture_s" not in t.reported and "cuda_graphs" not in t.sub_phases
+
+
+def test_real_tp2_mtp_start_splits_the_load_where_target_and_drafter_share_a_second(
+        timelines: dict[str, Timeline]) -> None:
+    """vLLM 0.25.0, TP2 + MTP: the target's "Loading weights took 18.05 seconds" and "Loading drafter model..."
+    are both stamped 02:33:58; the target's transfer still ends there and the drafter's load follows it."""
+    t = timelines["v0.25.0-mtp-tp2-sm120-docker.log"]
+    parts = {p.name: p for p in t.sub_phases["weights_load"]}
+    assert (parts[SUB_TRANSFER].start_s, parts[SUB_TRANSFER].end_s) == (15.95, 34.0)  # 18.05 s before 02:33:58
+    assert parts[SUB_DRAFT_LOAD].reported_s == 1.32 and parts[SUB_DRAFT_LOAD].duration_s == 2.0  # -> 02:34:00
+    assert t.phase("torch_compile").duration_s is None  # breakable CUDA graphs: vLLM's compile is off
 
 
 def test_v2_runner_trial_capture_while_profiling_memory_is_not_the_capture() -> None:
