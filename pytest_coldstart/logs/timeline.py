@@ -317,9 +317,14 @@ def unlogged_phases(events: _Events, reported: Mapping[str, object]) -> frozense
       "Memory profiling results" from 0.6.4 and "Memory profiling takes" 0.7-0.10; 0.6.0-0.6.3 nothing.
     * ``warmup``: "init engine (profile, create kv cache, warmup model) took" is V1's (core.py); a V0 engine
       is ready when its CUDA graphs are captured.
+    * ``engine_init``: it ends at "Starting to load model" (V0 model_runner.py), which 0.4.x does not log (a
+      real 0.4.3 Ray TP8 log goes from the engine banner to "Loading model weights took"; real 0.5.4 logs
+      have the line; 0.5.0-0.5.3 unverified, so not covered).
     """
     version, engine = _version_tuple(reported.get("vllm_version")), _engine_kind(events)
     out: set[str] = set()
+    if version is not None and version < (0, 5, 0):
+        out.add("engine_init")
     if version is not None and (version < (0, 6, 4) or (engine == "V1" and version < (0, 9, 1))):
         out.add("memory_profiling")
     if engine == "V0":

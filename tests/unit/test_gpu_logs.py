@@ -44,6 +44,12 @@ class Expected:
 
 
 EXPECTED: dict[str, Expected] = {
+    "v0.4.3-rocm-ray-tp8-api-server.log": Expected(
+        # Before 0.6 (the range starts there) but the one GPU Ray-executor start found that reaches
+        # ready: 7 RayWorkerWrapper ranks, "[repeated 13x across cluster]" relayed out of order. 0.4.x logs no
+        # "Starting to load model", so weights_load covers engine_init (named in includes).
+        "0.4.3", 167.0, ("config", "weights_load", "kv_cache", "api_server"), {"model_load_gib": 95.5194},
+        includes={"weights_load": ("engine_init",), "kv_cache": ("memory_profiling",), "api_server": ("warmup",)}),
     "v0.6.1-v0-offline-llm-codellama.log": Expected(
         "0.6.1", 25.0, ("config", "engine_init", "weights_load", "kv_cache", "cuda_graphs"),
         {"model_load_gib": 12.5562, "cuda_graph_capture_s": 11.0},
