@@ -95,6 +95,15 @@ EXPECTED: dict[str, Expected] = {
         {"weights_load_s": 0.8, "model_load_gib": 0.84, "model_load_s": 1.16984, "torch_compile_s": 24.61,
          "inductor_compile_s": 21.67, "kv_cache_gib": 107.5, "kv_cache_tokens": 3522400, "cuda_graph_capture_s": 7.0,
          "cuda_graph_gib": 0.33, "init_engine_s": 40.11}),
+    "v0.20.2-rtx5090-wsl-docker.log": Expected(
+        # A log viewer's local-time prefix (UTC+2) before vLLM's own UTC stamps: the phases use vLLM's.
+        "0.20.2", 491.0,
+        ("config", "engine_init", "weights_download", "weights_load", "torch_compile", "memory_profiling",
+         "kv_cache", "cuda_graphs", "warmup", "api_server"),
+        {"weights_download_s": 321.02671, "weights_load_s": 27.32, "model_load_gib": 17.89,
+         "model_load_s": 352.087376, "torch_compile_s": 59.41, "dynamo_transform_s": 11.24,
+         "inductor_compile_s": 42.64, "compile_cache_hit": False, "kv_cache_gib": 4.58, "kv_cache_tokens": 286007,
+         "cuda_graph_capture_s": 2.0, "cuda_graph_gib": 0.4, "init_engine_s": 97.86}),
     "v0.22.1-v2runner-tp2-rtx3090-docker.log": Expected(
         "0.22.1rc1.dev357+g74b5964f0", 112.0,
         ("config", "engine_init", "weights_load", "memory_profiling", "kv_cache", "warmup", "api_server"),
