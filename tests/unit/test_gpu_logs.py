@@ -44,6 +44,12 @@ class Expected:
 
 
 EXPECTED: dict[str, Expected] = {
+    "v0.4.3-rocm-ray-tp8-api-server.log": Expected(
+        # Before 0.6 (the issue's range starts there) but the one GPU Ray-executor start found that reaches
+        # ready: 7 RayWorkerWrapper ranks, "[repeated 13x across cluster]" relayed out of order. 0.4.x logs no
+        # "Starting to load model", so weights_load covers engine_init (named in includes).
+        "0.4.3", 167.0, ("config", "weights_load", "kv_cache", "api_server"), {"model_load_gib": 95.5194},
+        includes={"weights_load": ("engine_init",), "kv_cache": ("memory_profiling",), "api_server": ("warmup",)}),
     "v0.6.1-v0-offline-llm-codellama.log": Expected(
         "0.6.1", 25.0, ("config", "engine_init", "weights_load", "kv_cache", "cuda_graphs"),
         {"model_load_gib": 12.5562, "cuda_graph_capture_s": 11.0},
@@ -89,6 +95,15 @@ EXPECTED: dict[str, Expected] = {
         {"weights_load_s": 0.8, "model_load_gib": 0.84, "model_load_s": 1.16984, "torch_compile_s": 24.61,
          "inductor_compile_s": 21.67, "kv_cache_gib": 107.5, "kv_cache_tokens": 3522400, "cuda_graph_capture_s": 7.0,
          "cuda_graph_gib": 0.33, "init_engine_s": 40.11}),
+    "v0.20.2-rtx5090-wsl-docker.log": Expected(
+        # A log viewer's local-time prefix (UTC+2) before vLLM's own UTC stamps: the phases use vLLM's.
+        "0.20.2", 491.0,
+        ("config", "engine_init", "weights_download", "weights_load", "torch_compile", "memory_profiling",
+         "kv_cache", "cuda_graphs", "warmup", "api_server"),
+        {"weights_download_s": 321.02671, "weights_load_s": 27.32, "model_load_gib": 17.89,
+         "model_load_s": 352.087376, "torch_compile_s": 59.41, "dynamo_transform_s": 11.24,
+         "inductor_compile_s": 42.64, "compile_cache_hit": False, "kv_cache_gib": 4.58, "kv_cache_tokens": 286007,
+         "cuda_graph_capture_s": 2.0, "cuda_graph_gib": 0.4, "init_engine_s": 97.86}),
     "v0.22.1-v2runner-tp2-rtx3090-docker.log": Expected(
         "0.22.1rc1.dev357+g74b5964f0", 112.0,
         ("config", "engine_init", "weights_load", "memory_profiling", "kv_cache", "warmup", "api_server"),
@@ -100,6 +115,28 @@ EXPECTED: dict[str, Expected] = {
         ("config", "engine_init", "weights_load", "memory_profiling", "kv_cache", "warmup"),
         {"weights_load_s": 0.79, "model_load_gib": 2.98, "model_load_s": 1.988948, "kv_cache_gib": 17.36,
          "kv_cache_tokens": 650208, "init_engine_s": 62.76}),
+    "v0.25.0-mtp-tp2-sm120-docker.log": Expected(
+        "0.25.0", 169.0,
+        ("config", "engine_init", "weights_load", "memory_profiling", "kv_cache", "cuda_graphs", "warmup",
+         "api_server"),
+        # TP2 + MTP, breakable CUDA graphs (torch.compile off): rank 0 logs the target's transfer (18.05 s) and,
+        # after "Loading drafter model...", the drafter's (1.32 s); the memory profiler logs no trial capture
+        # on the V1 runner ("Profiling CUDA graph memory"), so the one capture line is the capture.
+        {"weights_load_s": 18.05, "draft_weights_load_s": 1.32, "model_load_gib": 75.64, "model_load_s": 20.219445,
+         "kv_cache_gib": 10.29, "kv_cache_tokens": 1993100, "cuda_graph_capture_s": 31.0, "cuda_graph_gib": 1.73,
+         "init_engine_s": 132.64, "torch_compile_s": None, "compile_cache_hit": None}),
+    "v0.23.1-mtp-docker.log": Expected(
+        "0.23.1rc1.dev531+ga65f93fb2", 738.0,
+        ("config", "engine_init", "weights_load", "torch_compile", "memory_profiling", "kv_cache", "cuda_graphs",
+         "warmup"),
+        # MTP (num_speculative_tokens=2): the target's transfer (123.52 s) and the drafter's (11.22 s) both kept,
+        # one "Model loading took" for both; two compile units (backbone 70.93 s, eagle_head 11.71 s) summed.
+        # The log ends at "Starting vLLM server on" (the poster kept no uvicorn lines): api_server unobserved.
+        {"weights_load_s": 123.52, "draft_weights_load_s": 11.22, "model_load_gib": 20.57,
+         "model_load_s": 139.645153, "torch_compile_s": 82.64, "dynamo_transform_s": 11.01,
+         "inductor_compile_s": 54.99, "compile_cache_hit": False, "kv_cache_gib": 48.6, "kv_cache_tokens": 1394129,
+         "cuda_graph_capture_s": 4.0, "cuda_graph_gib": 0.23, "init_engine_s": 535.77,
+         "torch_compile_units": [{"unit": "backbone", "s": 70.93}, {"unit": "eagle_head", "s": 11.71}]}),
     "v0.22.1-mtp-gb10-docker-compose-failed.log": Expected(
         "0.22.1rc1.dev26+g4721bb3aa", 446.0,
         ("config", "engine_init", "weights_download", "weights_load", "torch_compile", "memory_profiling",
@@ -114,6 +151,9 @@ EXPECTED: dict[str, Expected] = {
     "v0.1.dev8023-rocm-tp2-failed-worker-init.log": Expected(
         # a source build without tags: vLLM says "0.1.dev8023+g894bed8", and that is what is reported
         "0.1.dev8023+g894bed8", 43.0, ("config",), {}, failed_in="engine_init"),
+    "v0.16.0-rocm-ray-tp2-2node-failed.log": Expected(
+        # Ray executor, TP2 over two GPU nodes: the head's EngineCore relays both workers' lines (one with ip=)
+        "0.16.0rc1.dev55+g8980001c9.d20260131", 9.0, ("config",), {}, failed_in="engine_init"),
     "v0.9.2-ascend-ray-tp16-2node-failed.log": Expected(
         "0.9.2", 69.0, ("config", "engine_init"), {}, failed_in="weights_load"),
 }
@@ -196,6 +236,69 @@ def test_mtp_drafter_load_is_a_sub_phase_of_the_load(timelines: dict[str, Timeli
     assert parts[SUB_TRANSFER].duration_s == 167.46  # 21:37:32.54 -> 21:40:20, the target's own figure
     draft = parts[SUB_DRAFT_LOAD]
     assert draft.reported_s == 23.75 and draft.duration_s == 26.0  # "Loading drafter model..." 21:40:25 -> 21:40:51
+
+
+def test_real_mtp_start_keeps_the_drafter_apart(timelines: dict[str, Timeline]) -> None:
+    """vLLM 0.23.1 with MTP: target and drafter loads are parts of weights_load, and the drafter's compile unit
+    is named from its cache directory (".../rank_0_0/eagle_head"), the only line that names it before 0.32."""
+    t = timelines["v0.23.1-mtp-docker.log"]
+    parts = {p.name: p for p in t.sub_phases["weights_load"]}
+    assert parts[SUB_TRANSFER].reported_s == 123.52 and parts[SUB_TRANSFER].end_s == 168.0  # 22:00:59
+    draft = parts[SUB_DRAFT_LOAD]
+    assert draft.reported_s == 11.22 and draft.duration_s == 12.0  # "Loading drafter model..." 22:01:01 -> 22:01:13
+    assert t.phase("weights_load").duration_s == 140.0
+    # One "Graph capturing finished" (V1 runner: logger.info_once covers target and drafter graphs): not split.
+    assert "draft_cuda_graph_capture_s" not in t.reported and "cuda_graphs" not in t.sub_phases
+
+
+def test_real_tp2_mtp_start_splits_the_load_where_target_and_drafter_share_a_second(
+        timelines: dict[str, Timeline]) -> None:
+    """vLLM 0.25.0, TP2 + MTP: the target's "Loading weights took 18.05 seconds" and "Loading drafter model..."
+    are both stamped 02:33:58; the target's transfer still ends there and the drafter's load follows it."""
+    t = timelines["v0.25.0-mtp-tp2-sm120-docker.log"]
+    parts = {p.name: p for p in t.sub_phases["weights_load"]}
+    assert (parts[SUB_TRANSFER].start_s, parts[SUB_TRANSFER].end_s) == (15.95, 34.0)  # 18.05 s before 02:33:58
+    assert parts[SUB_DRAFT_LOAD].reported_s == 1.32 and parts[SUB_DRAFT_LOAD].duration_s == 2.0  # -> 02:34:00
+    assert t.phase("torch_compile").duration_s is None  # breakable CUDA graphs: vLLM's compile is off
+
+
+def test_v2_runner_trial_capture_while_profiling_memory_is_not_the_capture() -> None:
+    """The V2 model runner (0.21+ CUDA graph memory profiling, vllm/v1/worker/gpu/cudagraph_utils.py) runs
+    capture_model(profile_only=True) before the KV cache is sized and logs "Graph capturing finished" for that
+    trial too; the real capture follows "GPU KV cache size". Lines from vLLM 0.32's own format strings (no real
+    0.29+ GPU log was found): the trial is kept apart and is neither the capture's figure nor a drafter's."""
+    e = "(EngineCore pid=7) INFO 10-02 "
+    text = "\n".join([
+        e + "11:00:00 [core.py:123] Initializing a V1 LLM engine (v0.32.0) with config: model='m'",
+        e + "11:00:01 [gpu_worker.py:441] Using V2 Model Runner",
+        e + "11:00:02 [model_runner.py:392] Loading model from scratch...",
+        e + "11:00:20 [default_loader.py:502] Loading weights took 17.50 seconds",
+        e + "11:00:21 [model_runner.py:424] Model loading took 15.2 GiB memory and 19.100000 seconds",
+        e + "11:00:31 [model_runner.py:1127] Graph capturing finished in 6 secs, took 0.41 GiB",
+        e + "11:00:32 [gpu_worker.py:760] Available KV cache memory: 40.1 GiB",
+        e + "11:00:32 [kv_cache_utils.py:2328] GPU KV cache size: 1,000,000 tokens, Maximum concurrency for 8,192 "
+            "tokens per request: 122.07x",
+        e + "11:00:37 [model_runner.py:1127] Graph capturing finished in 5 secs, took 0.40 GiB",
+        e + "11:00:38 [core.py:403] init engine (profile, create kv cache, warmup model) took 37.50 s",
+    ]) + "\n"
+    t = timeline_from_log(text)
+    assert t.reported["cuda_graph_capture_s"] == 5.0 and t.reported["cuda_graph_gib"] == 0.4
+    assert t.reported["cuda_graph_profile_capture_s"] == 6.0
+    assert "draft_cuda_graph_capture_s" not in t.reported and "cuda_graphs" not in t.sub_phases
+    graphs, profiling = t.phase("cuda_graphs"), t.phase("memory_profiling")
+    assert (graphs.start_s, graphs.end_s) == (32.0, 37.0)
+    assert (profiling.start_s, profiling.end_s) == (21.0, 32.0)  # the trial capture is part of profiling
+    assert t.unaccounted_s == 0.0
+
+
+def test_ray_two_node_lines_are_the_workers_own() -> None:
+    """Ray nests the worker's prefix (with the remote node's ip) inside the EngineCore's; both are prefixes."""
+    raw = ("(EngineCore_DP0 pid=17822) (RayWorkerWrapper pid=9409, ip=192.168.100.2) INFO 01-31 14:21:03 "
+           "[parallel_state.py:1234] world_size=2 rank=1 local_rank=0 distributed_init_method=tcp://192.168.100.1:"
+           "49483 backend=nccl")
+    record = parse_line(raw)
+    assert record.processes == ("EngineCore_DP0", "RayWorkerWrapper") and record.level == "INFO"
+    assert record.message.startswith("world_size=2 rank=1")
 
 
 def test_headless_worker_version_is_vllms_not_nccls() -> None:
