@@ -41,18 +41,18 @@ def test_regenerating_rewrites_only_the_block(tmp_path: Path) -> None:
 
 @requires_vllm
 def test_current_wordings_are_in_the_installed_vllm_source() -> None:
-    """What ``coldstart check-vllm --installed`` relies on: each wording the grammar marks as current is a
-    literal in the pinned vLLM's Python source (read as text, nothing imported but the path)."""
-    import importlib.util
+    """What ``coldstart check-vllm --installed`` relies on: each wording the grammar marks as current is in a
+    string literal of the pinned vLLM's Python source (read as files, adjacent literals joined as Python joins
+    them; nothing imported), looked for the way check-vllm looks."""
+    from pytest_coldstart.logs.vllm_source import SourceTree, find_fragments, fragment_table, installed_vllm_dir
 
-    spec = importlib.util.find_spec("vllm")
-    assert spec is not None and spec.origin is not None
-    root = Path(spec.origin).parent
-    text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in root.rglob("*.py")
-                     if "tests" not in p.parts)
-    missing = {name: [f for f in frags if f not in text]
-               for name, frags in source_fragments(current_only=True).items()}
-    assert {k: v for k, v in missing.items() if v} == {}
+    root = installed_vllm_dir()
+    assert root is not None
+    current = source_fragments(current_only=True)
+    wanted = [f for f in fragment_table() if f.fragment in current.get(f.marker, ())]
+    assert {f.fragment for f in wanted} == {w for ws in current.values() for w in ws}
+    where = find_fragments(SourceTree.locate(root), wanted)
+    assert {f.marker: f.fragment for f in wanted if not where[f.fragment]} == {}
 
 
 @pytest.mark.parametrize("current_only", [False, True])
