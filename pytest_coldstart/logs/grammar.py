@@ -190,7 +190,9 @@ MARKERS: tuple[Marker, ...] = tuple(
     + _m("compile_unit_dir",
          _TAG + r"Using cache directory: \S*?/rank_\d+_\d+/(?P<compile_unit>[\w.-]+)/?(?: for vLLM's torch\.compile)?\s*$",
          fragments=("Using cache directory: %s for vLLM's torch.compile",),
-         versions="0.13+ (compilation/backends.py; the unit is the directory's last part)")
+         versions="0.13+ (compilation/backends.py; the unit is the directory's last part)",
+         sample="Using cache directory: /root/.cache/vllm/torch_compile_cache/1a2b3c4d5e/rank_0_0/backbone for "
+                "vLLM's torch.compile")
     + _m("dynamo_done", _TAG + r"Dynamo bytecode transform time: " + _NUM.format("dynamo_transform_s") + " s",
          fragments=("Dynamo bytecode transform time",), versions="0.7+ (compilation/backends.py)",
          sample="Dynamo bytecode transform time: 12.24 s")
