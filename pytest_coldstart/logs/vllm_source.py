@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.logs.grammar import MARKERS, Marker
+from pytest_coldstart.logs import grammar
+from pytest_coldstart.logs.grammar import Marker
 
 REPORT_VERSION = 1
 
@@ -79,7 +80,7 @@ def fragment_table(markers: Sequence[Marker] | None = None) -> tuple[SourceFragm
 
     :param markers: the grammar's markers (default: ``grammar.MARKERS``, read at call time).
     """
-    markers = MARKERS if markers is None else markers
+    markers = grammar.MARKERS if markers is None else markers
     table: dict[tuple[str, str], SourceFragment] = {}
     for marker in markers:
         role = Role.of(marker)
@@ -94,7 +95,7 @@ def fragment_table(markers: Sequence[Marker] | None = None) -> tuple[SourceFragm
 
 def not_from_vllm_source(markers: Sequence[Marker] | None = None) -> dict[str, str]:
     """Marker name -> who logs it, for the markers none of whose entries has a fragment (not vLLM's lines)."""
-    markers = MARKERS if markers is None else markers
+    markers = grammar.MARKERS if markers is None else markers
     with_fragments = {m.name for m in markers if m.fragments}
     out: dict[str, list[str]] = {}
     for marker in markers:
