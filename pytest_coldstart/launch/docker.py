@@ -56,7 +56,7 @@ from pytest_coldstart.logs.timeline import (
 )
 from pytest_coldstart.model.clock import Clock
 from pytest_coldstart.model.errors import ConfigError, LaunchError, ServerExitedError
-from pytest_coldstart.model.redact import Redactor
+from pytest_coldstart.model.redact import Redactor, argv_secrets
 
 CONTAINER_PHASES: tuple[PhaseRule, ...] = (
     PhaseRule("image_pull", ("image_pulled",), ("pull_start",),
@@ -172,7 +172,8 @@ class ContainerProcess(StampedLog):
         self.mounts = {k: dict(v) for k, v in mounts.items()}
         self.log_path = log_path
         self.clock = clock
-        self.redactor = redactor
+        # The server's own secrets too: a key in the container's command (``--api-key X``).
+        self.redactor = redactor.with_secrets(argv_secrets(command or []))
         self.run_options = dict(run_options)
         #: The image is already local (image_cached): no pull, so ``image_pull`` is not observed.
         self.image_warm = image_warm

@@ -29,8 +29,8 @@ from pytest_coldstart.model.phase import (
 )
 
 __all__ = ["PHASE_NAMES", "PHASE_RULES", "REPORTED_KEYS", "SOURCE_ARRIVAL", "SOURCE_HARNESS", "SOURCE_LOG",
-           "SOURCE_NOT_OBSERVED", "Phase", "PhaseRule", "PhaseSource", "StampedLine", "Timeline", "build_timeline",
-           "timeline_from_log", "timeline_from_stamped"]
+           "SOURCE_NOT_OBSERVED", "LiveEvents", "Phase", "PhaseRule", "PhaseSource", "StampedLine", "Timeline",
+           "build_timeline", "record_events", "timeline_from_events", "timeline_from_log", "timeline_from_stamped"]
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,17 @@ _MAX_KEYS = frozenset(REPORTED_KEYS) - {"compile_cache_hit", "compile_cache_deta
 
 @dataclass(frozen=True)
 class StampedLine:
-    """A log line and when it happened, in seconds from the timeline's origin."""
+    """A log line and when it happened, in seconds from the timeline's origin.
+
+    :param record: the line parsed once on arrival (``StampedLog``), so no reader parses it again.
+    """
 
     t_s: float
     text: str
+    record: LogRecord | None = field(default=None, compare=False, repr=False)
+
+    def parsed(self) -> LogRecord:
+        return self.record if self.record is not None else parse_line(self.text)
 
 
 @dataclass(frozen=True)
@@ -139,18 +146,55 @@ class Timeline:
 _Events = dict[str, list[tuple[float, dict[str, str]]]]
 
 
+def record_events(t_s: float, record: LogRecord) -> list[tuple[str, tuple[float, dict[str, str]]]]:
+    """The events one line carries: ``first_line`` for a vLLM-formatted line, and every marker it matches."""
+    found: list[tuple[str, tuple[float, dict[str, str]]]] = []
+    if record.is_vllm_logger:
+        found.append(("first_line", (t_s, {})))
+    for name, groups in match_markers(record):
+        if name == "compile_done":  # compile units are counted per process (each rank compiles its own)
+            groups = {**groups, "_process": _process_key(record)}
+        found.append((name, (t_s, groups)))
+    return found
+
+
 def _collect(stamped: Iterable[tuple[float, LogRecord]], until_s: float | None) -> _Events:
     events: _Events = {}
     for t_s, record in stamped:
         if until_s is not None and t_s > until_s:
             continue
-        if record.is_vllm_logger:
-            events.setdefault("first_line", []).append((t_s, {}))
-        for name, groups in match_markers(record):
-            if name == "compile_done":  # compile units are counted per process (each rank compiles its own)
-                groups = {**groups, "_process": _process_key(record)}
-            events.setdefault(name, []).append((t_s, groups))
+        for name, occurrence in record_events(t_s, record):
+            events.setdefault(name, []).append(occurrence)
     return events
+
+
+class LiveEvents:
+    """The marker events of a log collected as its lines arrive: each line is parsed and matched once.
+
+    A live start asks for its timeline at every progress report; building it from
+    these events costs the number of markers seen (tens), not the size of the log
+    (a flood of gigabytes). Only the first ``first_line`` is kept: the timeline
+    reads its earliest only. Not thread-safe: the owner (``StampedLog``) locks.
+    """
+
+    def __init__(self) -> None:
+        self._events: _Events = {}
+
+    def add(self, t_s: float, record: LogRecord) -> bool:
+        """Collect *record*'s events; True when it carried a marker (a line worth keeping)."""
+        marked = False
+        for name, occurrence in record_events(t_s, record):
+            if name == "first_line":
+                self._events.setdefault(name, [occurrence])
+                continue
+            self._events.setdefault(name, []).append(occurrence)
+            marked = True
+        return marked
+
+    def until(self, until_s: float | None) -> _Events:
+        """A copy of the events at or before *until_s* (all when None)."""
+        return {name: [o for o in occurrences if until_s is None or o[0] <= until_s]
+                for name, occurrences in self._events.items()}
 
 
 def _reported(events: _Events) -> dict[str, object]:
@@ -263,7 +307,24 @@ def build_timeline(
     :param edge_sources: names in *extra_events* -> the source of a phase they end (``otel`` or ``plugin``),
         over *plugin_events*.
     """
-    events = _collect(stamped, ready_s)
+    return _assemble(_collect(stamped, ready_s), source=source, spawn_s=spawn_s, ready_s=ready_s, rules=rules,
+                     extra_events=extra_events, plugin_events=plugin_events, offline_total=offline_total,
+                     edge_sources=edge_sources)
+
+
+def _assemble(
+    events: _Events,
+    *,
+    source: str,
+    spawn_s: float | None,
+    ready_s: float | None,
+    rules: Sequence[PhaseRule],
+    extra_events: dict[str, list[tuple[float, dict[str, str]]]] | None,
+    plugin_events: frozenset[str],
+    offline_total: bool,
+    edge_sources: Mapping[str, str] | None,
+) -> Timeline:
+    """``build_timeline`` from events already collected (and cut at *ready_s*)."""
     for name, occurrences in (extra_events or {}).items():
         events.setdefault(name, []).extend(occurrences)
     if spawn_s is not None:
@@ -336,9 +397,16 @@ def timeline_from_stamped(lines: Sequence[StampedLine], *, ready_s: float | None
                           plugin_events: frozenset[str] = frozenset(),
                           edge_sources: Mapping[str, str] | None = None) -> Timeline:
     """Live timeline: lines stamped on arrival, t = 0 at spawn (plus probe events, ``logs.events``)."""
-    stamped = [(line.t_s, parse_line(line.text)) for line in lines]
+    stamped = [(line.t_s, line.parsed()) for line in lines]
     return build_timeline(stamped, source=SOURCE_ARRIVAL, spawn_s=0.0, ready_s=ready_s, rules=rules,
                           extra_events=extra_events, plugin_events=plugin_events, edge_sources=edge_sources)
+
+
+def timeline_from_events(events: _Events, *, ready_s: float | None,
+                         rules: Sequence[PhaseRule] = PHASE_RULES) -> Timeline:
+    """Live timeline from events collected on arrival (``LiveEvents.until(ready_s)``): no line is parsed again."""
+    return _assemble(events, source=SOURCE_ARRIVAL, spawn_s=0.0, ready_s=ready_s, rules=rules, extra_events=None,
+                     plugin_events=frozenset(), offline_total=False, edge_sources=None)
 
 
 def timeline_from_log(text: str) -> Timeline:

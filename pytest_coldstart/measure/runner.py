@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.launch.base import LaunchSpec, Server, check_port_free, free_port
+from pytest_coldstart.launch.process import describe_process
 from pytest_coldstart.launch.registry import get_launcher
 from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
 from pytest_coldstart.logs.events import ENV_EVENTS_FILE, MergedTimeline, ProbeReport, merge_timeline, read_events
@@ -70,7 +71,7 @@ from pytest_coldstart.model.errors import (
     ServerExitedError,
     UnhealthyError,
 )
-from pytest_coldstart.model.redact import redact_env
+from pytest_coldstart.model.redact import Redactor, redact_env
 from pytest_coldstart.model.registry import Registry, split_source
 from pytest_coldstart.model.result import RunResult, check_writable, write_result
 from pytest_coldstart.optimize import compile_cache as cc
@@ -460,7 +461,8 @@ class ColdStartRunner:
             started_at=started_at, phases=(), reported={}, total_ready_s=None, ttft_s=None, first_response_s=None,
             unaccounted_s=None, environment=self.environment, exit_status=status,
             log_path=str(getattr(exc, "log_path", None) or ""), repeat_index=case.repeat_index,
-            server_exit_code=getattr(exc, "exit_code", None), error=describe_failure(exc),
+            server_exit_code=getattr(exc, "exit_code", None),
+            error=Redactor.for_server(plan.env).redact(describe_failure(exc)),
             last_phase=getattr(exc, "last_phase", None), env_overrides=redact_env(plan.env),
             cache=dict(plan.cache.record))
         self._save(result, exc)
@@ -480,10 +482,11 @@ class ColdStartRunner:
         finally:
             if live.otel is not None:  # after the server: its exit flushes the last batch of spans
                 live.otel.stop()
-        leftovers = server.process.descendants()
-        if leftovers and error is None:
+        leftovers = [server.process.redactor.redact(describe_process(p)) for p in server.process.descendants()]
+        if leftovers and error is None:  # nothing of a start may outlive it: a survivor fails the start
             status = ExitStatus.HARNESS_ERROR
-            error = HarnessError(f"{len(leftovers)} server process(es) survived stop: {[p.pid for p in leftovers]}")
+            error = HarnessError(f"{len(leftovers)} server process(es) survived the stop: {'; '.join(leftovers)}; "
+                                 "stop them by hand (kill PID) and look at how the server daemonizes")
         cold = self._cold_check(plan, server, hygiene_record.get("hf_hub_bytes_before"))
         live.result = self._result(live.case, spec, server, live.ttft, started_at, plan, {**hygiene_record, **cold},
                                    status, error, live)
@@ -610,10 +613,11 @@ class ColdStartRunner:
             ttft_s=ttft.ttft_s if ttft else None, first_response_s=ttft.first_response_s if ttft else None,
             unaccounted_s=timeline.unaccounted_s, environment=self.environment, exit_status=status,
             log_path=str(spec.log_path), repeat_index=case.repeat_index, server_exit_code=server.exit_code,
-            error=None if error is None else describe_failure(error),
+            error=None if error is None else server.process.redactor.redact(describe_failure(error)),
             # No startup marker seen but /health answered (a launcher without a phase table): "ready".
             last_phase=timeline.last_phase_reached or ("ready" if server.ready_s is not None else None),
-            server_argv=tuple(server.process.argv), env_overrides=redact_env(spec.env),
+            server_argv=tuple(server.process.redactor.redact(arg) for arg in server.process.argv),
+            env_overrides=redact_env(spec.env, server.process.redactor),
             cache={**plan.cache.record, **hygiene_record},
             efficiency=self._efficiency(case, timeline, hygiene_record),
             pull_efficiency=self._pull_efficiency(timeline), **extra,

@@ -49,8 +49,10 @@ _PATTERN_GUARDS: tuple[tuple[str, ...], ...] = (
     ("hf_",), ("akia", "asia"), ("bearer", "authorization"), ("x-amz-",), ("aws_secret_access_key", "aws_session_token"),
     ("://",),
 )
-#: A flag whose value is a secret: ``--api-key``, ``--hf-token``, ``--password``, ``--db-passwd``.
-_SECRET_FLAG_RE = re.compile(r"^--?([A-Za-z0-9][A-Za-z0-9_.-]*)$")
+#: A flag whose value is a secret: ``--api-key``, ``--hf-token``, ``--password``, ``--db-passwd``; the word
+#: must end the flag, so vLLM's ``--tokenizer`` and ``--max-num-batched-tokens`` are not taken for one.
+_SECRET_FLAG_RE = re.compile(r"^--?(?:[A-Za-z0-9_.-]*[-_.])?(?:api[-_]?key|token|secret|password|passwd|passphrase"
+                             r"|pass|credentials?|access[-_]?key|secret[-_]?key|private[-_]?key|auth)$", re.I)
 
 
 def is_secret_name(name: str) -> bool:
@@ -68,8 +70,7 @@ def argv_secrets(argv: Iterable[str]) -> set[str]:
     args = list(argv)
     for i, arg in enumerate(args):
         flag, eq, inline = arg.partition("=")
-        match = _SECRET_FLAG_RE.match(flag)
-        if match is None or not is_secret_name(match.group(1)):
+        if not _SECRET_FLAG_RE.match(flag):
             continue
         if eq:
             found.add(inline)
