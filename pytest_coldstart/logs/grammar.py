@@ -238,3 +238,35 @@ def offline_times(records: Sequence[LogRecord],
             previous = ts
         times.append(previous)
     return times
+
+
+# --- Ray Serve's own lines (controller and replica), read by ``logs.ray`` (one start) and ``logs.scaleout``
+# (every replica of a scale-out) alike. Formats: Ray 2.60 ``serve/_private/deployment_state.py`` and
+# ``autoscaling_state.py`` (2.43+ write the same), and the replica log's ``<component> <replica id> -- msg``.
+_SERVE_DEP = r"Deployment\(name='(?P<dep>[^']+)'"
+#: ``Upscaling Deployment(name='LLMServer:m', app='a') from 1 to 2 replicas`` (the verb is optional: Ray 2.43
+#: logs some decisions without it).
+SERVE_SCALE_RE = re.compile(r"(?:(?P<verb>Upscaling|Downscaling) )?" + _SERVE_DEP
+                            + r".* from (?P<old>\d+) to (?P<new>\d+) replicas?")
+#: ``Adding 1 replica to Deployment(name='LLMServer:m', app='a').``
+SERVE_ADDING_RE = re.compile(r"Adding (?P<n>\d+) replicas? to " + _SERVE_DEP)
+#: ``Replica(id='x', deployment='LLMServer:m', app='a') started successfully on node 'N' after 58.2s
+#: (PID: 12). Replica constructor, reconfigure method, and initial health check took 50.1s.``
+SERVE_STARTED_RE = re.compile(r"(?:Replica\(id='(?P<rid>[^']+)', )?deployment='(?P<dep>[^']+)'.*started successfully "
+                              r"on node '?(?P<node>[^' ]+)'?.*? after (?P<e2e>\d+(?:\.\d+)?)s"
+                              r"(?: \(PID: (?P<pid>\d+)\))?(?:.* took (?P<init>\d+(?:\.\d+)?)s)?")
+SERVE_FAILED_RE = re.compile(r"Exception in Replica\(.*deployment='(?P<dep>[^']+)'")
+#: A replica's own log line: ``<component> <replica id> -- <what>`` (``coldstart_LLMServer:m abc12 -- ...``).
+_SERVE_REPLICA = r"(?:^|\s)(?P<component>\S+) (?P<rid>\S+) -- "
+SERVE_INIT_RE = re.compile(_SERVE_REPLICA + r"Started initializing replica\.")
+SERVE_ENGINE_RE = re.compile(_SERVE_REPLICA + r"Started vLLM engine\.")
+#: A replica's access line for a generation call (the ingress also sends a new replica ``tokenize`` calls).
+SERVE_CALL_RE = re.compile(r"(?:^|\s)(?P<component>\S+) (?P<rid>\S+) \S+ -- CALL (?:completions|chat\w*) OK "
+                           r"(?P<ms>\d+(?:\.\d+)?)ms")
+#: The prefix Ray puts on an LLM replica's worker lines: ``(ServeReplica:app:LLMServer:m pid=12)``.
+SERVE_REPLICA_PID_RE = re.compile(r"\(ServeReplica:[^ )]*:LLMServer[^ )]* pid=(?P<pid>\d+)")
+
+
+def is_llm_deployment(name: str) -> bool:
+    """Ray LLM names the model's deployment ``LLMServer:<model_id>`` (2.43-2.60); the rest is the ingress."""
+    return name.startswith("LLMServer")
