@@ -32,7 +32,7 @@ def _random(n: int) -> str:
 def server_secrets(tmp_path: Path) -> tuple[dict[str, str], Path, Path]:
     """A servers.toml entry and a registry whose server is given secrets the harness never sees."""
     values = {"api_key": "sk-" + _random(32), "db_password": _random(20), "redis_password": _random(18),
-              "hub_password": _random(16), "short_url_password": "pw1"}
+              "hub_password": _random(16), "short_url_password": _random(6)}  # too short to be learned by value
     servers = tmp_path / "servers.toml"
     servers.write_text(
         "[servers.careless]\n"
