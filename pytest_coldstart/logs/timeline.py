@@ -193,8 +193,9 @@ class LiveEvents:
 
     def until(self, until_s: float | None) -> _Events:
         """A copy of the events at or before *until_s* (all when None)."""
-        return {name: [o for o in occurrences if until_s is None or o[0] <= until_s]
-                for name, occurrences in self._events.items()}
+        cut = {name: [o for o in occurrences if until_s is None or o[0] <= until_s]
+               for name, occurrences in self._events.items()}
+        return {name: occurrences for name, occurrences in cut.items() if occurrences}  # none seen yet: absent
 
 
 def _reported(events: _Events) -> dict[str, object]:
