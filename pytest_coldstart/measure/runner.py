@@ -148,6 +148,15 @@ class StartEnd:
             self.error, self.status = exc, ExitStatus.INTERRUPTED
 
 
+def survivors_error(server: Server) -> HarnessError | None:
+    """After a stop: the error naming each process of *server* still running (pid and command line), if any."""
+    leftovers = [server.process.redactor.redact(describe_process(p)) for p in server.process.descendants()]
+    if not leftovers:
+        return None
+    return HarnessError(f"{len(leftovers)} server process(es) survived the stop: {'; '.join(leftovers)}; stop them "
+                        "by hand (kill PID) and look at how the server daemonizes")
+
+
 @contextmanager
 def _receiving(otel: OtelRun | None) -> Iterator[OtelRun | None]:
     """The span receiver of a start (or none), stopped on exit."""
@@ -266,31 +275,28 @@ class ColdStartRunner:
         """One unmeasured start of *plan*'s case with *overrides* (a compile cache to fill)."""
         case = plan.case
         env = {**plan.env, **overrides}
-        populate_hub: Path | None = None
-        if "HF_HUB_CACHE" in plan.env:
-            # Its own HF hub cache, removed after it: weights it downloads must not be found by the measured start.
-            populate_hub = plan.run_root / "populate_hf_hub"
-            populate_hub.mkdir(parents=True, exist_ok=True)
-            env["HF_HUB_CACHE"] = str(populate_hub)
-        spec = self._spec(case, plan, env, f"{self._stamp()}_{case.id}_populate.log")
-        server = get_launcher(case.launcher).start(spec, self.clock)
-        try:
-            server.wait_ready(lambda phase, t: self.say(case, f"populate: {phase}", t))
-            if server.starts_on_first_request:  # Ray scale-from-zero: compiling happens on the first request
-                server.first_token(spec.served_name, timeout_s=self.settings.timeout_s,
-                                   progress=lambda phase, t: self.say(case, f"populate: {phase}", t))
-        except LaunchError as exc:  # same kind: a populate the server failed is the server's failure
-            raise type(exc)(f"populating the torch.compile cache failed: {exc.summary}", last_phase=exc.last_phase,
-                            elapsed_s=exc.elapsed_s, log_tail=exc.log_tail, log_path=exc.log_path,
-                            exit_code=exc.exit_code, hint=exc.hint) from None
-        finally:
-            try:
-                server.stop()
-            except KeyboardInterrupt:  # a second interrupt: no more grace
-                server.process.kill_tree()
-                raise
-            if populate_hub is not None:
-                shutil.rmtree(populate_hub, ignore_errors=True)
+        with ExitStack() as steps:
+            if "HF_HUB_CACHE" in plan.env:
+                # Its own HF hub cache, removed after it: weights it downloads must not be found by the measured
+                # start.
+                populate_hub = plan.run_root / "populate_hf_hub"
+                populate_hub.mkdir(parents=True, exist_ok=True)
+                steps.callback(shutil.rmtree, populate_hub, ignore_errors=True)
+                env["HF_HUB_CACHE"] = str(populate_hub)
+            spec = self._spec(case, plan, env, f"{self._stamp()}_{case.id}_populate.log")
+            with self._serving(case, spec, None) as server:  # a second interrupt in its stop: KILL, raised
+                try:
+                    server.wait_ready(lambda phase, t: self.say(case, f"populate: {phase}", t))
+                    if server.starts_on_first_request:  # Ray scale-from-zero: compiling happens on the first request
+                        server.first_token(spec.served_name, timeout_s=self.settings.timeout_s,
+                                           progress=lambda phase, t: self.say(case, f"populate: {phase}", t))
+                except LaunchError as exc:  # same kind: a populate the server failed is the server's failure
+                    raise type(exc)(f"populating the torch.compile cache failed: {exc.summary}",
+                                    last_phase=exc.last_phase, elapsed_s=exc.elapsed_s, log_tail=exc.log_tail,
+                                    log_path=exc.log_path, exit_code=exc.exit_code, hint=exc.hint) from None
+            survived = survivors_error(server)
+            if survived is not None:  # nothing of any start may outlive it, an unmeasured one included
+                raise survived
         return PopulateOutcome(str(spec.log_path))
 
     def prepare(self, plan: StartPlan) -> StartPlan:
@@ -377,9 +383,9 @@ class ColdStartRunner:
             raise
 
     @contextmanager
-    def _serving(self, case: Case, spec: LaunchSpec, end: StartEnd) -> Iterator[Server]:
+    def _serving(self, case: Case, spec: LaunchSpec, end: StartEnd | None) -> Iterator[Server]:
         """The started server, stopped on exit; a second interrupt during the stop KILLs its whole tree at once
-        and is recorded on *end* (the attempt is still saved)."""
+        and is recorded on *end* (the attempt is still saved), or raised where there is none."""
         server = get_launcher(case.launcher).start(spec, self.clock)
         try:
             yield server
@@ -388,6 +394,8 @@ class ColdStartRunner:
                 server.stop()
             except KeyboardInterrupt as exc:
                 server.process.kill_tree()  # a launcher's own stop (Ray's SIGINT wait) may not have got that far
+                if end is None:
+                    raise
                 end.interrupted(exc)
 
     @contextmanager
@@ -446,11 +454,9 @@ class ColdStartRunner:
         """After the stop: check nothing is left, assemble and save the result; returns the error the start
         ended with (None if it did not)."""
         server = live.server
-        leftovers = [server.process.redactor.redact(describe_process(p)) for p in server.process.descendants()]
-        if leftovers and end.error is None:  # nothing of a start may outlive it: a survivor fails the start
-            end.error, end.status = HarnessError(
-                f"{len(leftovers)} server process(es) survived the stop: {'; '.join(leftovers)}; stop them by "
-                "hand (kill PID) and look at how the server daemonizes"), ExitStatus.HARNESS_ERROR
+        survived = survivors_error(server)
+        if survived is not None and end.error is None:  # nothing of a start may outlive it: a survivor fails it
+            end.error, end.status = survived, ExitStatus.HARNESS_ERROR
         record = {**hygiene_record, **cold_check(plan, server, hygiene_record.get("hf_hub_bytes_before"))}
         merged = merged_timeline(live)
         timeline = merged.timeline if merged is not None else server.timeline()
