@@ -13,7 +13,7 @@ from pytest_coldstart.model.files import atomic_write_text
 from pytest_coldstart.model.flags import checked
 from pytest_coldstart.model.result import load_results
 from pytest_coldstart.report.anchors import DEFAULT_ANCHORS, load_anchors, render
-from pytest_coldstart.report.compare import launchers_markdown
+from pytest_coldstart.report.compare import launchers_markdown, safe_markdown
 from pytest_coldstart.report.efficiency import efficiency_markdown, pull_efficiency_markdown
 from pytest_coldstart.report.html import build_report
 
@@ -25,8 +25,9 @@ def _report(args: argparse.Namespace) -> int:
     print(f"wrote {info.path} ({info.runs} runs, {len(info.figures)} figures; PNGs in {', '.join(pngs)})")
     if args.markdown:
         results = load_results(Path(args.results))
-        atomic_write_text(Path(args.markdown), efficiency_markdown(results) + pull_efficiency_markdown(results)
-                          + launchers_markdown(results))
+        atomic_write_text(Path(args.markdown), safe_markdown(efficiency_markdown(results)
+                                                             + pull_efficiency_markdown(results)
+                                                             + launchers_markdown(results)))
         print(f"wrote {args.markdown}", file=sys.stderr)
     return 0
 

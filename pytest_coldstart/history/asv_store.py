@@ -30,7 +30,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,9 +213,9 @@ def _check_machine(results_dir: Path, name: str, info: dict[str, str]) -> None:
                           f"{now}). Record under another name (--coldstart-machine / --machine NAME).")
 
 
-def _existing(results_dir: Path, machine: str, commit: Commit) -> Any:
+def _existing(results_dir: Path, machine: str, commit: Commit, env_name: str = ENV_NAME) -> Any:
     asv = require_asv()
-    path = results_dir / asv.results.get_filename(machine, commit.hash, ENV_NAME)
+    path = results_dir / asv.results.get_filename(machine, commit.hash, env_name)
     if not path.is_file():
         return None
     try:
@@ -265,6 +265,26 @@ def one_machine(environments: Sequence[Mapping[str, Any]], machine: str | None,
     return env, name, machine_info(env, name)
 
 
+@dataclass(frozen=True)
+class Series:
+    """One family of benchmarks kept in its own results file per commit (``<machine>/<commit8>-<env_name>.json``):
+    the cold-start phases and totals, or the scale-out metrics (``history.scaleout``).
+
+    :param benchmarks: asv benchmark name -> the metric its samples are.
+    :param entry: (benchmark, metric, params) -> its ``benchmarks.json`` entry.
+    :param failed_metric: the metric that counts failed starts (its value is a count, not samples).
+    """
+
+    env_name: str
+    benchmarks: Mapping[str, str]
+    entry: Callable[[str, str, Sequence[Sequence[str]]], dict[str, Any]]
+    failed_metric: str | None = None
+
+
+COLDSTART_SERIES = Series(ENV_NAME, BENCHMARK_NAMES, lambda bench, metric, params: benchmark_entry(metric, params),
+                          FAILED_METRIC)
+
+
 def record(runs: Sequence[RunResult], results_dir: Path, commit: Commit, *, machine: str | None = None) -> RecordOutcome:
     """Add *runs* (one commit, one machine) to the asv history under *results_dir*.
 
@@ -285,38 +305,47 @@ def record(runs: Sequence[RunResult], results_dir: Path, commit: Commit, *, mach
             if key not in seen:
                 seen.add(key)
                 fresh.append(run)
-        target = results_dir / asv.results.get_filename(name, commit.hash, ENV_NAME)
         if not fresh:  # every run is in the history already (under this or another commit)
+            target = results_dir / asv.results.get_filename(name, commit.hash, ENV_NAME)
             return RecordOutcome(target, name, commit, 0, len(runs))
-        bench_path = results_dir / "benchmarks.json"
-        benchmarks = _load_json(bench_path, 2) if bench_path.is_file() else {}
-        old = _existing(results_dir, name, commit)
-        params: list[list[str]] = [[], [], []]
-        for bench in BENCHMARK_NAMES:
-            for source in ([benchmarks[bench]["params"]] if bench in benchmarks else []) + \
-                          ([old.get_result_params(bench)] if old is not None and bench in old.get_all_result_keys()
-                           else []):
-                for i, values in enumerate(source):
-                    params[i] += [v for v in values if v not in params[i]]
-        cases = cases_from_runs(fresh)
-        params = _union(params, list(cases))
-        result = asv.results.Results({"machine": name}, requirements(env), commit.hash, commit.date_ms,
-                                     ".".join(str(env.get("python", "")).split(".")[:2]), ENV_NAME, {})
-        for bench, metric in BENCHMARK_NAMES.items():
-            result.add_result(benchmark_entry(metric, params),
-                              _merged(old, bench, metric, params, cases), record_samples=True)
-        save_results(result, results_dir, target)
-        _write_json_atomic(under(results_dir, name, "machine.json", what="machine name"), info, 1)
-        benchmarks = {k: v for k, v in benchmarks.items() if k != "version"}
-        benchmarks.update({b: benchmark_entry(m, params) for b, m in BENCHMARK_NAMES.items()})
-        _write_json_atomic(bench_path, benchmarks, 2)
+        target = write_series(COLDSTART_SERIES, cases_from_runs(fresh), env, name, info, results_dir, commit)
         with ledger.open("a") as fh:
             fh.writelines(f"{run_id(r)}\n" for r in fresh)
     return RecordOutcome(target, name, commit, len(fresh), len(runs) - len(fresh))
 
 
+def write_series(series: Series, cases: Mapping[CaseKey, CaseSamples], env: Mapping[str, Any], name: str,
+                 info: dict[str, Any], results_dir: Path, commit: Commit) -> Path:
+    """Append *cases*' samples to *series*' results file of *commit* on machine *name*, and update
+    ``benchmarks.json`` and ``machine.json``; the caller holds the history's lock. Returns the file written."""
+    asv = require_asv()
+    target = results_dir / asv.results.get_filename(name, commit.hash, series.env_name)
+    bench_path = results_dir / "benchmarks.json"
+    benchmarks = _load_json(bench_path, 2) if bench_path.is_file() else {}
+    old = _existing(results_dir, name, commit, series.env_name)
+    params: list[list[str]] = [[], [], []]
+    for bench in series.benchmarks:
+        for source in ([benchmarks[bench]["params"]] if bench in benchmarks else []) + \
+                      ([old.get_result_params(bench)] if old is not None and bench in old.get_all_result_keys()
+                       else []):
+            for i, values in enumerate(source):
+                params[i] += [v for v in values if v not in params[i]]
+    params = _union(params, list(cases))
+    result = asv.results.Results({"machine": name}, requirements(env), commit.hash, commit.date_ms,
+                                 ".".join(str(env.get("python", "")).split(".")[:2]), series.env_name, {})
+    for bench, metric in series.benchmarks.items():
+        result.add_result(series.entry(bench, metric, params),
+                          _merged(old, bench, metric, params, cases, series.failed_metric), record_samples=True)
+    save_results(result, results_dir, target)
+    _write_json_atomic(under(results_dir, name, "machine.json", what="machine name"), info, 1)
+    benchmarks = {k: v for k, v in benchmarks.items() if k != "version"}
+    benchmarks.update({b: series.entry(b, m, params) for b, m in series.benchmarks.items()})
+    _write_json_atomic(bench_path, benchmarks, 2)
+    return target
+
+
 def _merged(old: Any, bench: str, metric: str, params: list[list[str]],
-            cases: Mapping[CaseKey, CaseSamples]) -> Any:
+            cases: Mapping[CaseKey, CaseSamples], failed_metric: str | None = FAILED_METRIC) -> Any:
     """A BenchmarkResult: old samples of this commit + the new ones, per combination.
 
     ``None`` (asv: failed) where every start of a case failed, NaN (asv:
@@ -335,7 +364,7 @@ def _merged(old: Any, bench: str, metric: str, params: list[list[str]],
     numbers: list[Any] = []
     for j, combo in enumerate(combos):
         case = by_combo.get(combo)
-        if metric == FAILED_METRIC:
+        if metric == failed_metric:
             ran_before = old_values[j] is not None and not _isnan(old_values[j])
             count = (case.failed if case else 0) + (old_values[j] if ran_before else 0)
             known = case is not None or ran_before

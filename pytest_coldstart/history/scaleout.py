@@ -10,7 +10,6 @@ both back, so ``coldstart compare`` gates these like the cold-start phases.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from pytest_coldstart.history.asv_store import PARAM_NAMES, SCALEOUT_BENCHMARKS,
 from pytest_coldstart.history.commits import Commit
 from pytest_coldstart.history.samples import SERIES_VERSION, scaleout_cases
 from pytest_coldstart.model.errors import ConfigError
-from pytest_coldstart.model.paths import under
 from pytest_coldstart.model.scaleout import ScaleoutResult
 
 ENV_NAME = "coldstart-scaleout"
@@ -39,53 +37,19 @@ def benchmark_entry(bench: str, metric: str, params: Sequence[Sequence[str]]) ->
             "version": SERIES_VERSION, "pretty_name": f"{metric} (s)"}
 
 
+SCALEOUT_SERIES = asv_store.Series(ENV_NAME, SCALEOUT_BENCHMARKS, benchmark_entry)
+
+
 def record_scaleout(results: Sequence[ScaleoutResult], results_dir: Path, commit: Commit, *,
                     machine: str | None = None) -> RecordOutcome:
-    """Add the successful scale-out runs' values to the asv history (samples appended per commit)."""
-    asv = require_asv()
+    """Add the successful scale-out runs' values to the asv history (samples appended per commit), through the
+    cold-start history's own writer (``asv_store.write_series``)."""
+    require_asv()
     if not results:
         raise ConfigError("no scale-out results to record; run `pytest benchmarks -m scaleout` first")
     env, name, info = asv_store.one_machine([r.environment for r in results], machine, "scale-out results")
-    cases = scaleout_cases(results)
     with asv_store.locked(results_dir):
         asv_store.check_machine(results_dir, name, info)
-        target = results_dir / asv.results.get_filename(name, commit.hash, ENV_NAME)
-        old = asv.results.Results.load(str(target), machine_name=name) if target.is_file() else None
-        combos = sorted({k.astuple() for k in cases})
-        params = [sorted({repr(c[i]) for c in combos}) for i in range(3)]
-        if old is not None:
-            for bench in SCALEOUT_BENCHMARKS:
-                if bench in old.get_all_result_keys():
-                    for i, values in enumerate(old.get_result_params(bench)):
-                        params[i] = sorted({*params[i], *values})
-        result = asv.results.Results({"machine": name}, asv_store.requirements(env), commit.hash, commit.date_ms,
-                                     ".".join(str(env.get("python", "")).split(".")[:2]), ENV_NAME, {})
-        grid = [(m, o, la) for m in params[0] for o in params[1] for la in params[2]]
-        by_combo = {tuple(repr(x) for x in k.astuple()): c for k, c in cases.items()}
-        for bench, metric in SCALEOUT_BENCHMARKS.items():
-            before: list[Any] = [None] * len(grid)
-            if old is not None and bench in old.get_all_result_keys():
-                old_params = old.get_result_params(bench)
-                # asv orders a result's values as itertools.product of its params (asv 0.6.6).
-                old_map = dict(zip(itertools.product(*old_params), old.get_result_samples(bench, old_params),
-                                   strict=True))
-                before = [old_map.get(combo) for combo in grid]
-            values, samples, numbers = [], [], []
-            for j, combo in enumerate(grid):
-                case = by_combo.get(combo)
-                merged = list(before[j] or []) + list(case.values(metric) if case else [])
-                values.append(True if merged else float("nan"))
-                samples.append(merged or None)
-                numbers.append(1 if merged else None)
-            result.add_result(benchmark_entry(bench, metric, params),
-                              asv.runner.BenchmarkResult(result=values, samples=samples, number=numbers, errcode=0,
-                                                         stderr="", profile=None), record_samples=True)
-        asv_store.save_results(result, results_dir, target)
-        asv_store.write_json_atomic(under(results_dir, name, "machine.json", what="machine name"), info, 1)
-        bench_path = results_dir / "benchmarks.json"
-        benchmarks = asv_store.load_json(bench_path, 2) if bench_path.is_file() else {}
-        benchmarks = {k: v for k, v in benchmarks.items() if k != "version"}
-        benchmarks.update({b: benchmark_entry(b, m, params) for b, m in SCALEOUT_BENCHMARKS.items()})
-        asv_store.write_json_atomic(bench_path, benchmarks, 2)
+        target = asv_store.write_series(SCALEOUT_SERIES, scaleout_cases(results), env, name, info, results_dir, commit)
     ok = sum(1 for r in results if r.exit_status == "ok")
     return RecordOutcome(target, name, commit, ok, len(results) - ok)

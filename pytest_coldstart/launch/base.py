@@ -14,7 +14,7 @@ import httpx
 from pytest_coldstart.launch.options import LauncherOption
 from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.launch.ttft import TTFTDeadline, TTFTSample, measure_ttft
-from pytest_coldstart.logs.timeline import PHASE_RULES, PhaseRule, Timeline, timeline_from_stamped
+from pytest_coldstart.logs.timeline import PHASE_RULES, PhaseRule, Timeline, timeline_from_events
 from pytest_coldstart.model.clock import Clock
 from pytest_coldstart.model.errors import (
     DeadlineExceeded,
@@ -75,7 +75,8 @@ class Server:
         return self.spec.base_url
 
     def timeline(self) -> Timeline:
-        return timeline_from_stamped(self.process.lines(), ready_s=self.ready_s)
+        """The phases so far, from the markers collected as lines arrived (no line is parsed again)."""
+        return timeline_from_events(self.process.marker_events(self.ready_s), ready_s=self.ready_s)
 
     def phase_in_progress(self) -> str:
         """What the server is doing now, for progress lines."""

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import httpx
 
+from pytest_coldstart.launch.process import harness_owns
 from pytest_coldstart.model.errors import ColdstartError
 from pytest_coldstart.model.files import atomic_path
 
@@ -148,6 +149,7 @@ def _spawn(argv: list[str], log: Path) -> int:
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+    harness_owns(proc.pid)  # the daemon and registry outlive the starts that use them
     return proc.pid
 
 

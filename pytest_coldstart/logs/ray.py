@@ -32,7 +32,17 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from pytest_coldstart.logs.grammar import LogRecord, offline_times, parse_line
+from pytest_coldstart.logs.grammar import (
+    SERVE_ADDING_RE,
+    SERVE_FAILED_RE,
+    SERVE_INIT_RE,
+    SERVE_SCALE_RE,
+    SERVE_STARTED_RE,
+    LogRecord,
+    is_llm_deployment,
+    offline_times,
+    parse_line,
+)
 from pytest_coldstart.logs.timeline import (
     PHASE_RULES,
     SOURCE_ARRIVAL,
@@ -83,14 +93,7 @@ RAY_REPORTED_KEYS: tuple[str, ...] = (
 )
 
 _SERVE_TS_RE = re.compile(r"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) (?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
-_DEP = r"Deployment\(name='(?P<dep>[^']+)'"
-_ADDING_RE = re.compile(r"Adding \d+ replicas? to " + _DEP)
-_UPSCALE_RE = re.compile(r"Upscaling " + _DEP + r".* from 0 to \d+ replicas?")
-_STARTED_RE = re.compile(r"deployment='(?P<dep>[^']+)'.*started successfully on node .* after "
-                         r"(?P<e2e>\d+(?:\.\d+)?)s(?: .* took (?P<init>\d+(?:\.\d+)?)s)?")
-_FAILED_RE = re.compile(r"Exception in Replica\(.*deployment='(?P<dep>[^']+)'")
 _SUPPORTED_RE = re.compile(r"Supported[ _]tasks: ")
-_INIT_RE = re.compile(r" (?P<component>\S+) \S+ -- Started initializing replica\.")
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,7 @@ class RayLine:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def _is_llm(name: str) -> bool:
-    # Ray LLM names the deployment `LLMServer:<model_id>` (2.43-2.60).
-    return name.startswith("LLMServer")
+_is_llm = is_llm_deployment
 
 
 def _llm_replica(record: LogRecord) -> bool:
@@ -191,18 +192,20 @@ def ray_events(lines: Iterable[RayLine]) -> dict[str, tuple[float, dict[str, str
             continue
         if _llm_replica(line.record):
             hit("rayllm_replica_alive", t_s)
-        init = _INIT_RE.search(msg)
+        init = SERVE_INIT_RE.search(msg)
         if init and "LLMServer" in init.group("component"):
             hit("rayllm_replica_alive", t_s)
-        for regex, suffix in ((_ADDING_RE, "adding"), (_UPSCALE_RE, "upscale")):
-            match = regex.search(msg)
-            if match:
-                hit(f"rayllm_{'llm' if _is_llm(match.group('dep')) else 'ingress'}_{suffix}", t_s)
-        started = _STARTED_RE.search(msg)
+        adding = SERVE_ADDING_RE.search(msg)
+        if adding:
+            hit(f"rayllm_{'llm' if _is_llm(adding.group('dep')) else 'ingress'}_adding", t_s)
+        scale = SERVE_SCALE_RE.search(msg)
+        if scale and scale.group("verb") == "Upscaling" and scale.group("old") == "0":  # a scale from zero
+            hit(f"rayllm_{'llm' if _is_llm(scale.group('dep')) else 'ingress'}_upscale", t_s)
+        started = SERVE_STARTED_RE.search(msg)
         if started:
-            groups = {k: v for k, v in started.groupdict().items() if v is not None and k != "dep"}
+            groups = {k: v for k in ("e2e", "init") if (v := started.group(k)) is not None}
             hit("rayllm_replica_started" if _is_llm(started.group("dep")) else "rayllm_ingress_started", t_s, groups)
-        failed = _FAILED_RE.search(msg)
+        failed = SERVE_FAILED_RE.search(msg)
         if failed and _is_llm(failed.group("dep")):
             hit("rayllm_replica_failed", t_s, {"message": msg})
         if "Running tasks to download model files" in msg:

@@ -22,21 +22,35 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from pytest_coldstart.logs.grammar import offline_times
+from pytest_coldstart.logs.grammar import (
+    SERVE_ADDING_RE,
+    SERVE_CALL_RE,
+    SERVE_ENGINE_RE,
+    SERVE_INIT_RE,
+    SERVE_REPLICA_PID_RE,
+    SERVE_SCALE_RE,
+    SERVE_STARTED_RE,
+    is_llm_deployment,
+    offline_times,
+)
 from pytest_coldstart.logs.ray import RAY_PHASE_RULES, RayLine, parse_ray_line, serve_timestamp
 from pytest_coldstart.logs.timeline import SOURCE_ARRIVAL, Timeline, build_timeline
 
-_LLM_DEP = r"Deployment\(name='(?P<dep>LLMServer[^']*)'"
-UPSCALE_RE = re.compile(_LLM_DEP + r".* from (?P<old>\d+) to (?P<new>\d+) replicas?")
-ADDING_RE = re.compile(r"Adding (?P<n>\d+) replicas? to " + _LLM_DEP)
-STARTED_RE = re.compile(r"Replica\(id='(?P<rid>[^']+)', deployment='LLMServer[^']*'.*started successfully on node "
-                        r"'(?P<node>[^']+)' after (?P<e2e>\d+(?:\.\d+)?)s \(PID: (?P<pid>\d+)\)")
-#: A generation call: the ingress also sends a new replica ``tokenize`` calls (Ray 2.60), which serve no user.
-CALL_RE = re.compile(r"coldstart_LLMServer\S* (?P<rid>\w+) \S+ -- CALL (?:completions|chat\w*) OK "
-                     r"(?P<ms>\d+(?:\.\d+)?)ms")
-ENGINE_RE = re.compile(r"coldstart_LLMServer\S* (?P<rid>\w+) -- Started vLLM engine\.")
-INIT_RE = re.compile(r"coldstart_LLMServer\S* (?P<rid>\w+) -- Started initializing replica\.")
-PID_RE = re.compile(r"\(ServeReplica:[^ )]*:LLMServer[^ )]* pid=(?P<pid>\d+)")
+#: The Serve component of the harness's LLM deployment (``launch.ray_driver`` names its app ``coldstart``).
+_LLM_COMPONENT = "coldstart_LLMServer"
+
+
+def _llm_match(regex: re.Pattern[str], message: str) -> re.Match[str] | None:
+    """*regex* (one of ``grammar``'s Serve lines) on *message*, when it concerns the LLM deployment."""
+    match = regex.search(message)
+    if match is None:
+        return None
+    groups = match.groupdict()
+    if "component" in groups and not str(groups["component"]).startswith(_LLM_COMPONENT):
+        return None
+    if "dep" in groups and not is_llm_deployment(str(groups["dep"])):
+        return None
+    return match
 
 
 @dataclass(frozen=True)
@@ -77,7 +91,7 @@ class ReplicaLifecycle:
 def _dep_upscales(lines: Sequence[RayLine]) -> list[tuple[float, int, int]]:
     out = []
     for line in lines:
-        match = UPSCALE_RE.search(line.record.message)
+        match = _llm_match(SERVE_SCALE_RE, line.record.message)
         if match and line.event is None:
             out.append((line.t_s, int(match.group("old")), int(match.group("new"))))
     return out
@@ -86,7 +100,7 @@ def _dep_upscales(lines: Sequence[RayLine]) -> list[tuple[float, int, int]]:
 def replica_lifecycles(lines: Sequence[RayLine]) -> list[ReplicaLifecycle]:
     """Every LLM replica seen in *lines*, in the order the controller added them."""
     lines = [line for line in lines if line.event is None]
-    adds = [line.t_s for line in lines if ADDING_RE.search(line.record.message)]
+    adds = [line.t_s for line in lines if _llm_match(SERVE_ADDING_RE, line.record.message)]
     upscales = _dep_upscales(lines)
     started: dict[str, tuple[float, str, float, int]] = {}
     first_call: dict[str, float] = {}
@@ -96,15 +110,16 @@ def replica_lifecycles(lines: Sequence[RayLine]) -> list[ReplicaLifecycle]:
     pid_lines: dict[int, list[RayLine]] = {}
     for line in lines:
         msg, raw = line.record.message, line.record.raw
-        if (m := STARTED_RE.search(msg)) and m.group("rid") not in started:
+        if ((m := _llm_match(SERVE_STARTED_RE, msg)) and m.group("rid") and m.group("pid")
+                and m.group("rid") not in started):
             started[m.group("rid")] = (line.t_s, m.group("node"), float(m.group("e2e")), int(m.group("pid")))
-        if (m := CALL_RE.search(msg)) and m.group("rid") not in first_call:
+        if (m := _llm_match(SERVE_CALL_RE, msg)) and m.group("rid") not in first_call:
             first_call[m.group("rid")] = line.t_s
-        if (m := ENGINE_RE.search(msg)) and m.group("rid") not in engine:
+        if (m := _llm_match(SERVE_ENGINE_RE, msg)) and m.group("rid") not in engine:
             engine[m.group("rid")] = line.t_s
-        if (m := INIT_RE.search(msg)) and m.group("rid") not in init:
+        if (m := _llm_match(SERVE_INIT_RE, msg)) and m.group("rid") not in init:
             init[m.group("rid")] = line.t_s
-        if m := PID_RE.search(raw):
+        if m := SERVE_REPLICA_PID_RE.search(raw):
             pid = int(m.group("pid"))
             first_pid_line.setdefault(pid, line.t_s)
             pid_lines.setdefault(pid, []).append(line)

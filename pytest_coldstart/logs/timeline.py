@@ -29,8 +29,8 @@ from pytest_coldstart.model.phase import (
 )
 
 __all__ = ["PHASE_NAMES", "PHASE_RULES", "REPORTED_KEYS", "SOURCE_ARRIVAL", "SOURCE_HARNESS", "SOURCE_LOG",
-           "SOURCE_NOT_OBSERVED", "Phase", "PhaseRule", "PhaseSource", "StampedLine", "Timeline", "build_timeline",
-           "timeline_from_log", "timeline_from_stamped"]
+           "SOURCE_NOT_OBSERVED", "LiveEvents", "Phase", "PhaseRule", "PhaseSource", "StampedLine", "Timeline",
+           "build_timeline", "timeline_from_events", "timeline_from_log", "timeline_from_stamped"]
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,17 @@ _PER_PROCESS = frozenset({"compile_done", "weights_loaded", "graph_capture_done"
 
 @dataclass(frozen=True)
 class StampedLine:
-    """A log line and when it happened, in seconds from the timeline's origin."""
+    """A log line and when it happened, in seconds from the timeline's origin.
+
+    :param record: the line parsed once on arrival (``StampedLog``), so no reader parses it again.
+    """
 
     t_s: float
     text: str
+    record: LogRecord | None = field(default=None, compare=False, repr=False)
+
+    def parsed(self) -> LogRecord:
+        return self.record if self.record is not None else parse_line(self.text)
 
 
 @dataclass(frozen=True)
@@ -171,43 +178,80 @@ _Events = dict[str, list[tuple[float, dict[str, str]]]]
 
 
 def _collect(stamped: Iterable[tuple[float, LogRecord]], until_s: float | None) -> _Events:
-    events: _Events = {}
-    units: dict[str, str] = {}  # process -> the compile unit its last "Using cache directory" named
-    captures: list[tuple[int, float, dict[str, str]]] = []  # (line index, time, groups) of graph_capture_done
-    last_kv_size = -1
-    for index, (t_s, record) in enumerate(stamped):
-        if until_s is not None and t_s > until_s:
-            continue
+    live = LiveEvents()
+    for t_s, record in stamped:
+        if until_s is None or t_s <= until_s:
+            live.add(t_s, record)
+    return live.until(None)
+
+
+class LiveEvents:
+    """The marker events of a log collected as its lines arrive: each line is parsed and matched once.
+
+    A live start asks for its timeline at every progress report; building it from
+    these events costs the number of markers seen (tens), not the size of the log
+    (a flood of gigabytes). Only the first ``first_line`` is kept: the timeline
+    reads its earliest only. The offline timeline goes through the same collector,
+    so a live start and ``coldstart timeline`` of its log read the same events.
+    Not thread-safe: the owner (``StampedLog``) locks.
+    """
+
+    def __init__(self) -> None:
+        self._events: _Events = {}
+        self._index = 0
+        #: process -> the compile unit its last "Using cache directory" named (before 0.32 only that line names it)
+        self._units: dict[str, str] = {}
+        #: (line index, time, groups) of every "Graph capturing finished", classified in ``until``
+        self._captures: list[tuple[int, float, dict[str, str]]] = []
+        #: (line index, time) of every KV cache size line
+        self._kv_sizes: list[tuple[int, float]] = []
+
+    def add(self, t_s: float, record: LogRecord) -> bool:
+        """Collect *record*'s events; True when it carried a marker (a line worth keeping)."""
+        index, self._index = self._index, self._index + 1
         if record.is_vllm_logger:
-            events.setdefault("first_line", []).append((t_s, {}))
+            self._events.setdefault("first_line", [(t_s, {})])
+        marked = False
         for name, groups in match_markers(record):
+            marked = True
+            process = _process_key(record)
             if name == "compile_unit_dir":
-                units[_process_key(record)] = groups["compile_unit"]
-            if name == "compile_done" and "compile_tag" not in groups and _process_key(record) in units:
-                # before 0.32 the unit is named only by the cache-directory line ahead of its compile
-                groups = {**groups, "compile_unit": units[_process_key(record)]}
+                self._units[process] = groups["compile_unit"]
+            if name == "compile_done" and "compile_tag" not in groups and process in self._units:
+                groups = {**groups, "compile_unit": self._units[process]}
             if name in _PER_PROCESS:  # each rank compiles/loads/captures its own; a drafter follows its target
-                groups = {**groups, "_process": _process_key(record)}
+                groups = {**groups, "_process": process}
             if name == "start_failed":
                 groups = {**groups, "_line": record.message[:300]}
             if name == "graph_capture_done":
-                captures.append((index, t_s, groups))
+                self._captures.append((index, t_s, groups))
                 continue
             if name == "kv_size":
-                last_kv_size = index
-            events.setdefault(name, []).append((t_s, groups))
-    # The V2 model runner's CUDA graph memory profiling (vllm/v1/worker/gpu/cudagraph_utils.py
-    # profile_cudagraph_memory, default since 0.21) runs capture_model(profile_only=True) into a throwaway pool
-    # and logs "Graph capturing finished" for it too, before the KV cache is sized. The real capture comes after
-    # the KV cache size line ("GPU KV cache size", V0 "# GPU blocks"); a capture line ahead of the last such
-    # line is the trial's: it ends no phase, is not the capture's figure and is not a drafter's capture.
-    for index, t_s, groups in captures:
-        if index < last_kv_size:
-            profiled = {PROFILE_CAPTURE_KEY: groups["cuda_graph_capture_s"]}
-            events.setdefault("graph_capture_profiled", []).append((t_s, profiled))
-        else:
-            events.setdefault("graph_capture_done", []).append((t_s, groups))
-    return events
+                self._kv_sizes.append((index, t_s))
+            self._events.setdefault(name, []).append((t_s, groups))
+        return marked
+
+    def until(self, until_s: float | None) -> _Events:
+        """A copy of the events at or before *until_s* (all when None)."""
+        def within(t_s: float) -> bool:
+            return until_s is None or t_s <= until_s
+
+        cut = {name: [o for o in occurrences if within(o[0])] for name, occurrences in self._events.items()}
+        # The V2 model runner's CUDA graph memory profiling (vllm/v1/worker/gpu/cudagraph_utils.py
+        # profile_cudagraph_memory, default since 0.21) runs capture_model(profile_only=True) into a throwaway
+        # pool and logs "Graph capturing finished" for it too, before the KV cache is sized. The real capture
+        # comes after the KV cache size line ("GPU KV cache size", V0 "# GPU blocks"); a capture line ahead of
+        # the last such line is the trial's: it ends no phase, is not the capture's figure nor a drafter's.
+        last_kv_size = max((i for i, t_s in self._kv_sizes if within(t_s)), default=-1)
+        for index, t_s, groups in self._captures:
+            if not within(t_s):
+                continue
+            if index < last_kv_size:
+                profiled = {PROFILE_CAPTURE_KEY: groups["cuda_graph_capture_s"]}
+                cut.setdefault("graph_capture_profiled", []).append((t_s, profiled))
+            else:
+                cut.setdefault("graph_capture_done", []).append((t_s, groups))
+        return {name: occurrences for name, occurrences in cut.items() if occurrences}  # none seen yet: absent
 
 
 def _reported(events: _Events) -> dict[str, object]:
@@ -464,7 +508,25 @@ def build_timeline(
         (``unlogged_phases``) is covered by the next observed phase (named in its ``includes``) instead of
         breaking the chain into ``unaccounted``.
     """
-    events = _collect(stamped, ready_s)
+    return _assemble(_collect(stamped, ready_s), source=source, spawn_s=spawn_s, ready_s=ready_s, rules=rules,
+                     extra_events=extra_events, plugin_events=plugin_events, offline_total=offline_total,
+                     edge_sources=edge_sources, absorb_unlogged=absorb_unlogged)
+
+
+def _assemble(
+    events: _Events,
+    *,
+    source: str,
+    spawn_s: float | None,
+    ready_s: float | None,
+    rules: Sequence[PhaseRule],
+    extra_events: dict[str, list[tuple[float, dict[str, str]]]] | None,
+    plugin_events: frozenset[str],
+    offline_total: bool,
+    edge_sources: Mapping[str, str] | None,
+    absorb_unlogged: bool = True,
+) -> Timeline:
+    """``build_timeline`` from events already collected (and cut at *ready_s*)."""
     for name, occurrences in (extra_events or {}).items():
         events.setdefault(name, []).extend(occurrences)
     if spawn_s is not None:
@@ -555,9 +617,16 @@ def timeline_from_stamped(lines: Sequence[StampedLine], *, ready_s: float | None
                           plugin_events: frozenset[str] = frozenset(),
                           edge_sources: Mapping[str, str] | None = None) -> Timeline:
     """Live timeline: lines stamped on arrival, t = 0 at spawn (plus probe events, ``logs.events``)."""
-    stamped = [(line.t_s, parse_line(line.text)) for line in lines]
+    stamped = [(line.t_s, line.parsed()) for line in lines]
     return build_timeline(stamped, source=SOURCE_ARRIVAL, spawn_s=0.0, ready_s=ready_s, rules=rules,
                           extra_events=extra_events, plugin_events=plugin_events, edge_sources=edge_sources)
+
+
+def timeline_from_events(events: _Events, *, ready_s: float | None,
+                         rules: Sequence[PhaseRule] = PHASE_RULES) -> Timeline:
+    """Live timeline from events collected on arrival (``LiveEvents.until(ready_s)``): no line is parsed again."""
+    return _assemble(events, source=SOURCE_ARRIVAL, spawn_s=0.0, ready_s=ready_s, rules=rules, extra_events=None,
+                     plugin_events=frozenset(), offline_total=False, edge_sources=None)
 
 
 def timeline_from_log(text: str) -> Timeline:

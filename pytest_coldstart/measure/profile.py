@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_coldstart.launch.process import harness_owns
 from pytest_coldstart.model.files import atomic_write_text
 from pytest_coldstart.model.paths import under
 from pytest_coldstart.model.phase import Phase
@@ -157,6 +158,7 @@ class Profiler:
         self.offset_s = since_spawn_s
         try:
             self._proc = self._spawn(exe, pid)
+            harness_owns(self._proc.pid)  # the profiler is the harness's, not a process the server left behind
         except OSError as exc:  # never fail the start for the profiler
             self.error = f"py-spy did not start: {exc}"
 

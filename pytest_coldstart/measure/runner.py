@@ -40,17 +40,29 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.launch.base import LaunchSpec, Server, check_port_free, free_port
+from pytest_coldstart.launch.process import describe_process
 from pytest_coldstart.launch.registry import get_launcher
-from pytest_coldstart.launch.ttft import TTFTSample, measure_ttft
-from pytest_coldstart.logs.events import ENV_EVENTS_FILE, MergedTimeline, ProbeReport, merge_timeline, read_events
-from pytest_coldstart.logs.timeline import PHASE_RULES, Timeline
+from pytest_coldstart.launch.ttft import measure_ttft
+from pytest_coldstart.logs.events import ENV_EVENTS_FILE
+from pytest_coldstart.logs.timeline import Timeline
 from pytest_coldstart.measure import readiness as rd
+from pytest_coldstart.measure.assemble import (
+    Assessed,
+    LiveRun,
+    StartPlan,
+    cold_check,
+    describe_failure,
+    merged_timeline,
+    started_result,
+    tree_bytes,
+    unstarted_result,
+)
 from pytest_coldstart.measure.environment import collect_environment
 from pytest_coldstart.measure.floors import FloorResolver
 from pytest_coldstart.measure.otlp import OtelRun, OtlpUnavailable, otel_support, start_otel
@@ -59,23 +71,12 @@ from pytest_coldstart.measure.registry_floor import RegistryFloors
 from pytest_coldstart.model.case import CachePolicy, Case, ExitStatus
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.efficiency import LoadEfficiency
-from pytest_coldstart.model.errors import (
-    ColdstartError,
-    HarnessError,
-    LaunchError,
-    LogWriteError,
-    PortInUseError,
-    PreflightError,
-    ReadinessTimeout,
-    ServerExitedError,
-    UnhealthyError,
-)
+from pytest_coldstart.model.errors import ColdstartError, HarnessError, LaunchError, PreflightError, failure_kind
 from pytest_coldstart.model.paths import remove_quietly, under
-from pytest_coldstart.model.redact import redact_env
 from pytest_coldstart.model.registry import Registry, split_source
 from pytest_coldstart.model.result import RunResult, check_writable, write_result
 from pytest_coldstart.optimize import compile_cache as cc
-from pytest_coldstart.optimize.base import CachePlan, PopulateOutcome, StartContext, WeightSource
+from pytest_coldstart.optimize.base import PopulateOutcome, StartContext
 from pytest_coldstart.optimize.caches import compile_key, local_cache_dir
 from pytest_coldstart.optimize.hygiene import Residency
 from pytest_coldstart.optimize.hygiene import apply as apply_hygiene
@@ -84,39 +85,12 @@ from pytest_coldstart.optimize.registry import cache_strategy, source_strategy
 #: Launchers whose vLLM runs here and can reach the harness's loopback receiver (a container cannot).
 OTEL_LAUNCHERS = frozenset({"vllm"})
 
-__all__ = ["Case", "ColdStartRunner", "LiveRun", "ProgressFn", "Settings", "StartPlan", "failure_kind",
-           "stop_on_signals"]
+__all__ = ["Case", "ColdStartRunner", "LiveRun", "ProgressFn", "Settings", "StartPlan", "describe_failure",
+           "failure_kind", "stop_on_signals"]
 
 #: Free space a start needs besides its weights: its log, the compile/Inductor/Triton caches, the result.
 START_RESERVE_BYTES = 512 * 2**20
 RESULTS_RESERVE_BYTES = 64 * 2**20
-
-
-def failure_kind(exc: BaseException) -> ExitStatus:
-    """How a start that raised *exc* ended: the server's failure, or the harness's."""
-    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-        return ExitStatus.INTERRUPTED
-    if isinstance(exc, UnhealthyError):
-        return ExitStatus.UNHEALTHY
-    if isinstance(exc, ReadinessTimeout):
-        return ExitStatus.TIMEOUT
-    if isinstance(exc, ServerExitedError):
-        return ExitStatus.SERVER_EXITED
-    if isinstance(exc, (PreflightError, PortInUseError)):
-        return ExitStatus.PREFLIGHT_FAILED
-    if isinstance(exc, LogWriteError):
-        return ExitStatus.HARNESS_ERROR
-    if isinstance(exc, LaunchError):  # a launcher's own "it ran but could not serve" (a failed first request)
-        return ExitStatus.UNHEALTHY
-    return ExitStatus.HARNESS_ERROR
-
-
-def describe_failure(exc: BaseException) -> str:
-    """The error text saved with a failed start: never empty (a bare KeyboardInterrupt has no message)."""
-    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-        return f"interrupted ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''}); the server was stopped"
-    text = str(exc)
-    return text if text.strip() else type(exc).__name__
 
 
 @contextmanager
@@ -145,13 +119,6 @@ def stop_on_signals(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signa
             signal.signal(sig, handler)
 
 
-def _tree_bytes(path: str | None) -> int | None:
-    """Bytes of the regular files under *path* (None when it is not a directory)."""
-    if not path or not Path(path).is_dir():
-        return None
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and not p.is_symlink())
-
-
 def check_free_space(needs: Mapping[Path, int]) -> None:
     """Refuse a start when a directory it writes to has less free space than it needs (bytes)."""
     for path, need in needs.items():
@@ -166,6 +133,40 @@ def check_free_space(needs: Mapping[Path, int]) -> None:
             raise PreflightError(f"only {free / 2**20:.0f} MiB free at {path}; this start needs about "
                                  f"{need / 2**20:.0f} MiB there (log, caches, weights). Free space, or point "
                                  "--coldstart-results / --coldstart-workdir at a bigger disk")
+
+@dataclass
+class StartEnd:
+    """How a start is ending, as its steps learn it: the error and its kind, and whether the caller's own
+    block failed (then the caller's exception goes on as is)."""
+
+    error: BaseException | None = None
+    status: ExitStatus = ExitStatus.OK
+    caller_failed: bool = False
+
+    def interrupted(self, exc: BaseException) -> None:
+        """A second interrupt during the stop: the start ends interrupted unless it had already failed."""
+        if self.error is None:
+            self.error, self.status = exc, ExitStatus.INTERRUPTED
+
+
+def survivors_error(server: Server) -> HarnessError | None:
+    """After a stop: the error naming each process of *server* still running (pid and command line), if any."""
+    leftovers = [server.process.redactor.redact(describe_process(p)) for p in server.process.descendants()]
+    if not leftovers:
+        return None
+    return HarnessError(f"{len(leftovers)} server process(es) survived the stop: {'; '.join(leftovers)}; stop them "
+                        "by hand (kill PID) and look at how the server daemonizes")
+
+
+@contextmanager
+def _receiving(otel: OtelRun | None) -> Iterator[OtelRun | None]:
+    """The span receiver of a start (or none), stopped on exit."""
+    try:
+        yield otel
+    finally:
+        if otel is not None:
+            otel.stop()
+
 
 #: (case id, phase in progress or a note, seconds since spawn)
 ProgressFn = Callable[[str, str, float], None]
@@ -193,50 +194,6 @@ class Settings:
     otel: bool = True
     #: Requests after TTFT that decide ``warm_s`` (0: not measured).
     warm_requests: int = rd.WARM_REQUESTS
-
-
-@dataclass
-class LiveRun:
-    """What ``ColdStartRunner.launch`` yields: the ready server, then its result."""
-
-    case: Case
-    server: Server
-    ttft: TTFTSample | None = None
-    result: RunResult | None = None
-    correctness: rd.Correctness | None = None
-    warmth: rd.Warmth | None = None
-    profiler: Profiler | None = None
-    events_path: Path | None = None
-    warm_error: str | None = None
-    otel: OtelRun | None = None
-    otel_note: str | None = None
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url
-
-
-@dataclass(frozen=True)
-class StartPlan:
-    """Everything decided before a start: weights, caches, args and env (nothing spawned yet).
-
-    :param run_root: this start's own scratch directory, removed after it.
-    """
-
-    case: Case
-    context: StartContext
-    source: WeightSource
-    cache: CachePlan
-    engine_args: tuple[str, ...]
-    env: Mapping[str, str]
-
-    @property
-    def model_ref(self) -> str:
-        return self.source.model_ref
-
-    @property
-    def run_root(self) -> Path:
-        return self.context.run_root
 
 
 class ColdStartRunner:
@@ -321,31 +278,28 @@ class ColdStartRunner:
         """One unmeasured start of *plan*'s case with *overrides* (a compile cache to fill)."""
         case = plan.case
         env = {**plan.env, **overrides}
-        populate_hub: Path | None = None
-        if "HF_HUB_CACHE" in plan.env:
-            # Its own HF hub cache, removed after it: weights it downloads must not be found by the measured start.
-            populate_hub = plan.run_root / "populate_hf_hub"
-            populate_hub.mkdir(parents=True, exist_ok=True)
-            env["HF_HUB_CACHE"] = str(populate_hub)
-        spec = self._spec(case, plan, env, f"{self._stamp()}_{case.id}_populate.log")
-        server = get_launcher(case.launcher).start(spec, self.clock)
-        try:
-            server.wait_ready(lambda phase, t: self.say(case, f"populate: {phase}", t))
-            if server.starts_on_first_request:  # Ray scale-from-zero: compiling happens on the first request
-                server.first_token(spec.served_name, timeout_s=self.settings.timeout_s,
-                                   progress=lambda phase, t: self.say(case, f"populate: {phase}", t))
-        except LaunchError as exc:  # same kind: a populate the server failed is the server's failure
-            raise type(exc)(f"populating the torch.compile cache failed: {exc.summary}", last_phase=exc.last_phase,
-                            elapsed_s=exc.elapsed_s, log_tail=exc.log_tail, log_path=exc.log_path,
-                            exit_code=exc.exit_code, hint=exc.hint) from None
-        finally:
-            try:
-                server.stop()
-            except KeyboardInterrupt:  # a second interrupt: no more grace
-                server.process.kill_tree()
-                raise
-            if populate_hub is not None:
-                remove_quietly(plan.run_root, populate_hub)
+        with ExitStack() as steps:
+            if "HF_HUB_CACHE" in plan.env:
+                # Its own HF hub cache, removed after it: weights it downloads must not be found by the measured
+                # start.
+                populate_hub = plan.run_root / "populate_hf_hub"
+                populate_hub.mkdir(parents=True, exist_ok=True)
+                steps.callback(remove_quietly, plan.run_root, populate_hub)
+                env["HF_HUB_CACHE"] = str(populate_hub)
+            spec = self._spec(case, plan, env, f"{self._stamp()}_{case.id}_populate.log")
+            with self._serving(case, spec, None) as server:  # a second interrupt in its stop: KILL, raised
+                try:
+                    server.wait_ready(lambda phase, t: self.say(case, f"populate: {phase}", t))
+                    if server.starts_on_first_request:  # Ray scale-from-zero: compiling happens on the first request
+                        server.first_token(spec.served_name, timeout_s=self.settings.timeout_s,
+                                           progress=lambda phase, t: self.say(case, f"populate: {phase}", t))
+                except LaunchError as exc:  # same kind: a populate the server failed is the server's failure
+                    raise type(exc)(f"populating the torch.compile cache failed: {exc.summary}",
+                                    last_phase=exc.last_phase, elapsed_s=exc.elapsed_s, log_tail=exc.log_tail,
+                                    log_path=exc.log_path, exit_code=exc.exit_code, hint=exc.hint) from None
+            survived = survivors_error(server)
+            if survived is not None:  # nothing of any start may outlive it, an unmeasured one included
+                raise survived
         return PopulateOutcome(str(spec.log_path))
 
     def prepare(self, plan: StartPlan) -> StartPlan:
@@ -366,19 +320,19 @@ class ColdStartRunner:
         A failed start raises ``LaunchError`` (or the interrupt that stopped it);
         an exception from the caller's own block is the caller's: the start is
         saved as measured and the exception goes on unchanged.
+
+        The start reads as its steps; each resource is a context manager that
+        owns its own cleanup (``contextlib.ExitStack``, last in, first out): the
+        run's scratch directory, the span receiver (stopped after the server: its
+        exit flushes the last spans), the server, the profiler (stopped first).
         """
         check_writable(self.settings.results_dir)
         plan = self.plan(case)
-        try:
-            started_at = self.clock.wall().isoformat()
-            try:
-                check_free_space(self._space_needs(plan))
-                plan = self.prepare(plan)
-            except BaseException as exc:  # populate, S3 fetch, disk: saved with its kind, then raised as is
-                self._save_unstarted(case, plan, started_at, exc)
-                raise
+        with ExitStack() as scratch:
+            scratch.callback(remove_quietly, self._runs_root, plan.run_root)
+            plan = self._prepared(case, plan)
             hygiene_record = {**apply_hygiene(plan.cache.hygiene).to_record(),
-                              "hf_hub_bytes_before": _tree_bytes(plan.env.get("HF_HUB_CACHE"))}
+                              "hf_hub_bytes_before": tree_bytes(plan.env.get("HF_HUB_CACHE"))}
             started_at = self.clock.wall().isoformat()
             log_name = f"{self._stamp()}_{case.id}"
             logs = self.settings.results_dir / "logs"
@@ -390,50 +344,95 @@ class ColdStartRunner:
                 spec = dataclasses.replace(spec, engine_args=(*spec.engine_args, *otel.engine_args),
                                            env={**spec.env, **otel.env})
                 otel.anchor(self.clock)
+            end = StartEnd()
+            live: LiveRun | None = None
             try:
-                server = get_launcher(case.launcher).start(spec, self.clock)
+                with ExitStack() as steps:
+                    steps.enter_context(_receiving(otel))
+                    server = steps.enter_context(self._serving(case, spec, end))
+                    live = LiveRun(case, server, events_path=events_path if self.settings.probe else None,
+                                   otel=otel, otel_note=otel_note)
+                    steps.enter_context(self._profiling(live, log_name))
+                    end.error, end.status = self._measure(live, spec, plan)
+                    if end.error is None:
+                        try:
+                            yield live
+                        except BaseException:
+                            end.caller_failed = True
+                            raise
             except BaseException:
-                if otel is not None:
-                    otel.stop()
+                if live is not None and end.caller_failed:  # the caller's failure stays the caller's: saved as
+                    self._finish(live, spec, started_at, plan, hygiene_record, end)  # measured, re-raised as is
                 raise
-            live = LiveRun(case, server, events_path=events_path if self.settings.probe else None, otel=otel,
-                           otel_note=otel_note)
-            if self.settings.profile:
-                live.profiler = Profiler(self.settings.results_dir / "profiles", log_name)
-                live.profiler.start(server.process.pid, server.process.elapsed_s())
-            error: BaseException | None = None
-            status = ExitStatus.OK
-            try:
-                server.wait_ready(lambda phase, t: self.say(case, phase, t))
-                self.say(case, "ready; measuring time to first token", server.ready_s or 0.0)
-                # One deadline per start: what is left of --coldstart-timeout after ready.
-                left_s = self.settings.timeout_s - server.process.elapsed_s()
-                live.ttft = server.first_token(spec.served_name, timeout_s=left_s,
-                                               progress=lambda phase, t: self.say(case, phase, t))
-                error, status = self._readiness(live, spec, plan)
-            except BaseException as exc:  # an interrupt too: the server is stopped and the attempt saved
-                error, status = exc, failure_kind(exc)
-            finish = lambda: self._finish(live, spec, started_at, plan, hygiene_record, status, error)  # noqa: E731
-            if error is None:
-                try:
-                    yield live
-                except BaseException:
-                    finish()  # the caller's failure stays the caller's: saved as measured, re-raised as is
-                    raise
-            error = finish()
+            assert live is not None  # the steps only end without an exception once the server started
+            error = self._finish(live, spec, started_at, plan, hygiene_record, end)
             if error is not None:
                 if isinstance(error, Exception) and not isinstance(error, (LaunchError, HarnessError)):
                     raise LaunchError(f"{case.id}: {type(error).__name__}: {error}",
                                       last_phase=live.result.last_phase if live.result else None,
-                                      log_tail=server.process.tail(50), log_path=str(spec.log_path)) from error
+                                      log_tail=live.server.process.tail(50),
+                                      log_path=str(spec.log_path)) from error
                 raise error
-        finally:
-            remove_quietly(self._runs_root, plan.run_root)
 
     @property
     def _runs_root(self) -> Path:
         """Where each start's own scratch directory lives (and the only place one is removed from)."""
         return (self.settings.workdir / "cache" / "run").resolve()
+
+    def _prepared(self, case: Case, plan: StartPlan) -> StartPlan:
+        """Check the disk and fill the caches; a failure here (populate, S3 fetch, disk) is saved with its
+        kind, then raised as is."""
+        started_at = self.clock.wall().isoformat()
+        try:
+            check_free_space(self._space_needs(plan))
+            return self.prepare(plan)
+        except BaseException as exc:
+            self._save(unstarted_result(case, plan, started_at=started_at, environment=self.environment, exc=exc),
+                       exc)
+            raise
+
+    @contextmanager
+    def _serving(self, case: Case, spec: LaunchSpec, end: StartEnd | None) -> Iterator[Server]:
+        """The started server, stopped on exit; a second interrupt during the stop KILLs its whole tree at once
+        and is recorded on *end* (the attempt is still saved), or raised where there is none."""
+        server = get_launcher(case.launcher).start(spec, self.clock)
+        try:
+            yield server
+        finally:
+            try:
+                server.stop()
+            except KeyboardInterrupt as exc:
+                server.process.kill_tree()  # a launcher's own stop (Ray's SIGINT wait) may not have got that far
+                if end is None:
+                    raise
+                end.interrupted(exc)
+
+    @contextmanager
+    def _profiling(self, live: LiveRun, log_name: str) -> Iterator[None]:
+        """py-spy on every server process while the block runs (``--coldstart-profile``)."""
+        if not self.settings.profile:
+            yield
+            return
+        live.profiler = Profiler(self.settings.results_dir / "profiles", log_name)
+        live.profiler.start(live.server.process.pid, live.server.process.elapsed_s())
+        try:
+            yield
+        finally:
+            live.profiler.stop()
+
+    def _measure(self, live: LiveRun, spec: LaunchSpec, plan: StartPlan) -> tuple[BaseException | None, ExitStatus]:
+        """Ready, first token, readiness: the error the start ended with and its kind (an interrupt too)."""
+        server, case = live.server, live.case
+        try:
+            server.wait_ready(lambda phase, t: self.say(case, phase, t))
+            self.say(case, "ready; measuring time to first token", server.ready_s or 0.0)
+            # One deadline per start: what is left of --coldstart-timeout after ready.
+            left_s = self.settings.timeout_s - server.process.elapsed_s()
+            live.ttft = server.first_token(spec.served_name, timeout_s=left_s,
+                                           progress=lambda phase, t: self.say(case, phase, t))
+            return self._readiness(live, spec, plan)
+        except BaseException as exc:  # an interrupt too: the server is stopped and the attempt saved
+            return exc, failure_kind(exc)
 
     def _space_needs(self, plan: StartPlan) -> dict[Path, int]:
         """Bytes a start writes, per directory: the log and result; caches, and weights it downloads."""
@@ -460,63 +459,22 @@ class ColdStartRunner:
         self.results.append(result)
         return error
 
-    def _save_unstarted(self, case: Case, plan: StartPlan, started_at: str, exc: BaseException) -> None:
-        """Save a start that failed before its measured server was spawned (preflight, populate, fetch)."""
-        status = failure_kind(exc)
-        if status == ExitStatus.HARNESS_ERROR and not isinstance(exc, LaunchError):
-            status = ExitStatus.PREFLIGHT_FAILED  # S3, the compile cache, the disk: nothing of the server ran
-        result = RunResult(
-            model=case.model, optimization=case.optimization, launcher=case.launcher, cache_state=plan.cache.state,
-            started_at=started_at, phases=(), reported={}, total_ready_s=None, ttft_s=None, first_response_s=None,
-            unaccounted_s=None, environment=self.environment, exit_status=status,
-            log_path=str(getattr(exc, "log_path", None) or ""), repeat_index=case.repeat_index,
-            server_exit_code=getattr(exc, "exit_code", None), error=describe_failure(exc),
-            last_phase=getattr(exc, "last_phase", None), env_overrides=redact_env(plan.env),
-            cache=dict(plan.cache.record))
-        self._save(result, exc)
-
     def _finish(self, live: LiveRun, spec: LaunchSpec, started_at: str, plan: StartPlan,
-                hygiene_record: Mapping[str, Any], status: ExitStatus, error: BaseException | None) -> BaseException | None:
-        """Stop the server, save the result; returns the error the start ended with (None if it did not)."""
+                hygiene_record: Mapping[str, Any], end: StartEnd) -> BaseException | None:
+        """After the stop: check nothing is left, assemble and save the result; returns the error the start
+        ended with (None if it did not)."""
         server = live.server
-        if live.profiler is not None:
-            live.profiler.stop()
-        try:
-            server.stop()
-        except KeyboardInterrupt as exc:  # a second interrupt: KILL the whole tree now; still save the attempt
-            server.process.kill_tree()  # a launcher's own stop (Ray's SIGINT wait) may not have got that far
-            if error is None:
-                error, status = exc, ExitStatus.INTERRUPTED
-        finally:
-            if live.otel is not None:  # after the server: its exit flushes the last batch of spans
-                live.otel.stop()
-        leftovers = server.process.descendants()
-        if leftovers and error is None:
-            status = ExitStatus.HARNESS_ERROR
-            error = HarnessError(f"{len(leftovers)} server process(es) survived stop: {[p.pid for p in leftovers]}")
-        cold = self._cold_check(plan, server, hygiene_record.get("hf_hub_bytes_before"))
-        live.result = self._result(live.case, spec, server, live.ttft, started_at, plan, {**hygiene_record, **cold},
-                                   status, error, live)
-        return self._save(live.result, error)
-
-    def _cold_check(self, plan: StartPlan, server: Server, before_bytes: int | None) -> dict[str, Any]:
-        """After the fact: did the measured start download its weights, as its policy says it must?
-
-        An HF hub cache that holds more after the start than before it means
-        the start fetched weights; a ``weights_download`` phase in the log says
-        the same.
-        """
-        hub_bytes = _tree_bytes(plan.env.get("HF_HUB_CACHE"))
-        in_log = [p for p in server.timeline().phases if p.name == "weights_download" and p.observed]
-        downloaded = (hub_bytes or 0) > (before_bytes or 0) or bool(in_log)
-        expected = plan.source.kind == "hf" and plan.cache.policy != CachePolicy.WARM
-        check: dict[str, Any] = {"weights_downloaded": downloaded, "hf_hub_bytes_after": hub_bytes}
-        if plan.source.kind == "hf":
-            check["cold_verified"] = downloaded == expected
-            if downloaded != expected:
-                check["cold_note"] = ("expected the weights to be downloaded (fresh HF hub cache) but they were not: "
-                                      "a cache was warm" if expected else "weights were downloaded on a warm start")
-        return check
+        survived = survivors_error(server)
+        if survived is not None and end.error is None:  # nothing of a start may outlive it: a survivor fails it
+            end.error, end.status = survived, ExitStatus.HARNESS_ERROR
+        record = {**hygiene_record, **cold_check(plan, server, hygiene_record.get("hf_hub_bytes_before"))}
+        merged = merged_timeline(live)
+        timeline = merged.timeline if merged is not None else server.timeline()
+        assessed = Assessed(self._efficiency(live.case, timeline, record), self._pull_efficiency(timeline))
+        live.result = started_result(live, spec, plan, started_at=started_at, environment=self.environment,
+                                     record=record, status=end.status, error=end.error, timeline=timeline,
+                                     merged=merged, assessed=assessed)
+        return self._save(live.result, end.error)
 
     def run(self, case: Case) -> RunResult:
         """Measure one cold start and return its (already saved) result."""
@@ -565,72 +523,6 @@ class ColdStartRunner:
             note = f"OTLP receiver not started ({exc}): phases from log lines and the probe"
             self.say(case, note)
             return None, note
-
-    def _merged(self, live: LiveRun) -> MergedTimeline | None:
-        """The log timeline with the probe's events and vLLM's spans (vLLM launchers only: Ray's phases are its own)."""
-        launcher = get_launcher(live.case.launcher)
-        if (live.events_path is None and live.otel is None) or launcher.replays \
-                or launcher.phase_rules is not PHASE_RULES:
-            return None
-        process = live.server.process
-        probe = read_events(live.events_path, process.spawn_s) if live.events_path else ProbeReport(())
-        otel = None
-        if live.otel is not None:
-            try:
-                otel = live.otel.report(process.spawn_s)
-            except Exception as exc:  # the spans are a bonus: the start stays measured from logs and the probe
-                live.otel.notes.append(f"spans not used: {type(exc).__name__}: {exc}")
-        return merge_timeline(process.lines(), ready_s=live.server.ready_s, probe=probe, api_pid=process.pid,
-                              otel=otel)
-
-    def _result(self, case: Case, spec: LaunchSpec, server: Server, ttft: TTFTSample | None, started_at: str,
-                plan: StartPlan, hygiene_record: Mapping[str, Any], status: ExitStatus,
-                error: BaseException | None, live: LiveRun | None = None) -> RunResult:
-        merged = self._merged(live) if live is not None else None
-        timeline = merged.timeline if merged is not None else server.timeline()
-        extra: dict[str, Any] = {}
-        if merged is not None:
-            extra["probe"] = {"events_path": str(live.events_path) if live and live.events_path else None,
-                              "events": len(merged.probe.events), "missing": list(merged.probe.missing)}
-            if merged.probe.events or merged.otel.events:
-                extra.update(sub_phases=merged.sub_phases, log_phases=merged.log_timeline.phases,
-                             phase_agreement=tuple(d.to_dict() for d in merged.agreement))
-                extra["probe"]["edges"] = dict(merged.edges)  # phase -> who timed its end: "otel" or "plugin"
-        if "sub_phases" not in extra and timeline.sub_phases:
-            extra["sub_phases"] = dict(timeline.sub_phases)  # the log's split of weights_load (and MTP captures)
-        if live is not None and (live.otel is not None or live.otel_note):
-            otel = live.otel.summary(merged.otel if merged else None) if live.otel is not None else {}
-            if live.otel_note:
-                otel["notes"] = [live.otel_note]
-            extra.setdefault("probe", {})["otel"] = otel
-        if live is not None:
-            readiness: dict[str, Any] = {}
-            if live.correctness is not None:
-                extra["correct"] = live.correctness.correct
-                readiness["correct"] = live.correctness.to_dict()
-            if live.warmth is not None:
-                extra["warm_s"] = live.warmth.warm_s
-                readiness["warm"] = live.warmth.to_dict()
-            elif live.warm_error:
-                readiness["warm"] = {"warm_s": None, "error": live.warm_error}
-            extra["readiness"] = readiness
-            if live.profiler is not None:
-                extra["profile"] = live.profiler.summarize(timeline.phases)
-        return RunResult(
-            model=case.model, optimization=case.optimization, launcher=case.launcher,
-            cache_state=plan.cache.state, started_at=started_at, phases=timeline.phases,
-            reported=dict(timeline.reported), total_ready_s=timeline.total_ready_s,
-            ttft_s=ttft.ttft_s if ttft else None, first_response_s=ttft.first_response_s if ttft else None,
-            unaccounted_s=timeline.unaccounted_s, environment=self.environment, exit_status=status,
-            log_path=str(spec.log_path), repeat_index=case.repeat_index, server_exit_code=server.exit_code,
-            error=None if error is None else describe_failure(error),
-            # No startup marker seen but /health answered (a launcher without a phase table): "ready".
-            last_phase=timeline.last_phase_reached or ("ready" if server.ready_s is not None else None),
-            server_argv=tuple(server.process.argv), env_overrides=redact_env(spec.env),
-            cache={**plan.cache.record, **hygiene_record},
-            efficiency=self._efficiency(case, timeline, hygiene_record),
-            pull_efficiency=self._pull_efficiency(timeline), replay=server.provenance(), **extra,
-        )
 
     def _efficiency(self, case: Case, timeline: Timeline, hygiene_record: Mapping[str, Any]) -> LoadEfficiency:
         # Runs after stop(): the disk and host->GPU probes (once per runner) never compete with a measured start.

@@ -9,9 +9,14 @@ Three rules, applied together by :class:`Redactor`:
   (a ``~/.aws/credentials`` profile, SSO, an instance role) and the Hugging
   Face token (``HF_TOKEN``, or its token file: ``$HF_TOKEN_PATH``,
   ``$HF_HOME/token``, ``~/.cache/huggingface/token``, ``stored_tokens``);
+* **from the server's side**: the values the server itself is given, in its
+  own environment (``servers.toml`` / ``models.toml`` / ``optimizations.toml``
+  ``env``) by name, and in its argv after a secret-named flag (``--api-key X``,
+  ``--hf-token=X``, ``--password X``): :meth:`Redactor.for_server`;
 * **by pattern**, for secrets we cannot know in advance: ``hf_...`` tokens,
-  ``AKIA``/``ASIA`` access key ids, ``Authorization: Bearer ...`` and the
-  signature/credential/token parameters of presigned S3 URLs.
+  ``AKIA``/``ASIA`` access key ids, ``Authorization: Bearer ...``, the
+  signature/credential/token parameters of presigned S3 URLs, and the password
+  of any URL's userinfo (``https://user:pass@host``, ``redis://:pass@host``).
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import configparser
 import functools
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-SECRET_NAME_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|API_KEY|SESSION_KEY)", re.I)
+SECRET_NAME_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|ACCESS_KEY|API_KEY|APIKEY"
+                            r"|SESSION_KEY|PRIVATE_KEY|AUTH_KEY|(?:^|_)PASS$|_PWD$)", re.I)
 MASK = "***"
 
 #: (pattern, replacement): secrets recognisable by their shape.
@@ -34,11 +40,49 @@ SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(Bearer\s+|Authorization:\s*Basic\s+)[A-Za-z0-9._~+/=-]{8,}"), rf"\1{MASK}"),
     (re.compile(r"(?i)(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\"']+"), rf"\1{MASK}"),
     (re.compile(r"(?i)(aws_secret_access_key|aws_session_token)(\s*[=:]\s*)\S+"), rf"\1\2{MASK}"),
+    # A URL's userinfo password, any scheme: `https://user:pass@host`, `redis://:pass@host:6379/0`.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@\"'<>]*:)[^\s/@\"'<>]+@"), rf"\1{MASK}@"),
 )
+#: A cheap test each pattern needs to pass before its regex runs: the regexes scan every position of a
+#: line (100-300 us on 8 KiB); a one-character ``in`` is a memchr (<1 us) and a short substring a fast
+#: search (~10 us), so a log flood is read at the speed of the cheap tests (benchmarks/log_flood.py).
+#: Each takes (text, lower-cased text).
+_PATTERN_GUARDS: tuple[Callable[[str, str], bool], ...] = (
+    lambda t, low: "_" in t and "hf_" in t,
+    lambda t, low: "A" in t and ("AKIA" in t or "ASIA" in t),
+    lambda t, low: "bearer" in low or "authorization" in low,
+    lambda t, low: "-" in t and "x-amz-" in low,
+    lambda t, low: "_" in t and "aws_s" in low,
+    lambda t, low: "@" in t and "://" in t,
+)
+#: A flag whose value is a secret: ``--api-key``, ``--hf-token``, ``--password``, ``--db-passwd``; the word
+#: must end the flag, so vLLM's ``--tokenizer`` and ``--max-num-batched-tokens`` are not taken for one.
+_SECRET_FLAG_RE = re.compile(r"^--?(?:[A-Za-z0-9_.-]*[-_.])?(?:api[-_]?key|token|secret|password|passwd|passphrase"
+                             r"|pass|credentials?|access[-_]?key|secret[-_]?key|private[-_]?key|auth)$", re.I)
 
 
 def is_secret_name(name: str) -> bool:
-    return bool(SECRET_NAME_RE.search(name))
+    """True for an env var or flag name that holds a secret (``HF_TOKEN``, ``api-key``, ``DB_PASS``)."""
+    return bool(SECRET_NAME_RE.search(name.replace("-", "_").replace(".", "_")))
+
+
+def argv_secrets(argv: Iterable[str]) -> set[str]:
+    """Values of secret-named flags in *argv*: ``--api-key X``, ``--api-key=X``, ``--token X``.
+
+    vLLM takes ``--api-key`` and (with a hub model) ``--hf-token`` on its command line
+    (vllm/entrypoints/openai/cli_args.py, 0.6+); a custom server can take anything.
+    """
+    found: set[str] = set()
+    args = list(argv)
+    for i, arg in enumerate(args):
+        flag, eq, inline = arg.partition("=")
+        if not _SECRET_FLAG_RE.match(flag):
+            continue
+        if eq:
+            found.add(inline)
+        elif i + 1 < len(args) and not args[i + 1].startswith("-"):
+            found.add(args[i + 1])
+    return {v for v in found if v}
 
 
 def _hf_token_files(env: Mapping[str, str]) -> list[Path]:
@@ -125,12 +169,29 @@ class Redactor:
         return cls([*(value for name, value in env.items() if is_secret_name(name)), *learned_secrets(env),
                     *(learned_secrets() if env is not os.environ else ())])
 
+    @classmethod
+    def for_server(cls, env: Mapping[str, str], argv: Iterable[str] = ()) -> Redactor:
+        """Secrets of the harness (``from_env``) and of the server itself: its env by name, its argv's
+        secret-named flags (``argv_secrets``)."""
+        return cls([*cls.from_env(env).secrets, *argv_secrets(argv)])
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The known values, longest first."""
+        return tuple(self._secrets)
+
+    def with_secrets(self, more: Iterable[str]) -> Redactor:
+        """This redactor plus *more* values."""
+        return Redactor([*self._secrets, *more])
+
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        for pattern, replacement in SECRET_PATTERNS:
-            text = pattern.sub(replacement, text)
+        lower = text.lower()
+        for (pattern, replacement), guard in zip(SECRET_PATTERNS, _PATTERN_GUARDS, strict=True):
+            if guard(text, lower):
+                text = pattern.sub(replacement, text)
         return text
 
     def redact_value(self, value: Any) -> Any:
@@ -144,7 +205,7 @@ class Redactor:
         return value
 
 
-def redact_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of *env* that is safe to record."""
-    redactor = Redactor.from_env(env)
+def redact_env(env: Mapping[str, str], redactor: Redactor | None = None) -> dict[str, str]:
+    """A copy of *env* that is safe to record (secret-named values masked, known values and URL passwords too)."""
+    redactor = (redactor or Redactor(())).with_secrets(Redactor.from_env(env).secrets)
     return {k: (MASK if is_secret_name(k) else redactor.redact(v)) for k, v in sorted(env.items())}

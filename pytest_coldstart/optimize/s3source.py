@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_coldstart.launch.process import stop_group
+from pytest_coldstart.launch.process import harness_owns, stop_group
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.registry import S3_ADVICE, ModelSpec, is_relative_s3, split_source
@@ -238,6 +238,7 @@ class EmbeddedS3:
         with self.log_path.open("wb") as out:
             self._proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=out,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        harness_owns(self._proc.pid)  # shared by the session's starts: none of them may stop it
         deadline = time.monotonic() + self.start_timeout_s
         while True:
             try:

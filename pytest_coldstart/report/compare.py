@@ -29,6 +29,7 @@ from pytest_coldstart.history.compare import (
 )
 from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.files import atomic_write_text
+from pytest_coldstart.model.redact import Redactor
 from pytest_coldstart.model.result import RunResult
 
 MARKER = "<!-- pytest-coldstart compare -->"
@@ -170,13 +171,19 @@ def append_step_summary(markdown: str, environ: Mapping[str, str] | None = None)
         return None
     path = Path(target)
     with path.open("a", encoding="utf-8") as fh:
-        fh.write(markdown.rstrip("\n") + "\n\n")
+        fh.write(safe_markdown(markdown).rstrip("\n") + "\n\n")
     return path
 
 
+def safe_markdown(markdown: str) -> str:
+    """*markdown* with this machine's secrets and any secret-shaped text masked (results written before a
+    pattern existed, a URL password) before it is published."""
+    return Redactor.from_env(os.environ).redact(markdown)
+
+
 def write_markdown(path: Path, markdown: str) -> None:
-    """Write the PR comment atomically (a workflow may read it while a retry writes)."""
-    atomic_write_text(path, markdown)
+    """Write the PR comment atomically (a workflow may read it while a retry writes), redacted."""
+    atomic_write_text(path, safe_markdown(markdown))
 
 
 def launchers_markdown(results: Sequence[RunResult]) -> str:

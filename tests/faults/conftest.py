@@ -59,7 +59,7 @@ def copy_cpu_lane(dest: Path) -> Path:
 
 TINY = REPO / ".coldstart" / "models" / "tiny-llama"
 FAKE_MODES = ("ok", "download", "leaky", "trickle", "unhealthy", "setsid", "ignore-term", "chatty", "chatty-hang", "hang",
-              "hang-ignore-term")
+              "hang-ignore-term", "daemonize", "flood", "secrets")
 
 
 def fake_registry(dest: Path) -> Path:

@@ -17,6 +17,12 @@ Modes (``--mode``):
   exits 1;
 * ``download``: as ``ok``, after "downloading" its weights into ``$HF_HUB_CACHE`` unless they are
   already there (what vLLM does with an ``hf:`` model);
+* ``daemonize``: healthy and serving, and at start double-forks a ``setsid()`` daemon that
+  re-execs itself with an *empty* environment (no owner marker, own session, its parent gone:
+  only the harness, a subreaper, sees it); its pid goes to ``--pid-file``;
+* ``flood``: never healthy (503), printing 8 KiB lines as fast as the pipe takes them;
+* ``secrets``: as ``ok``, after logging its argv and a URL with a password (``$FAKE_URL``), as a
+  careless server would (then exits ``$FAKE_EXIT`` when set);
 * ``ok``: healthy, answers one short completion.
 """
 
@@ -55,6 +61,20 @@ def spawn_escapees(pid_file: Path) -> None:
         os._exit(0)
 
 
+def daemonize(pid_file: Path) -> None:
+    """Double fork + setsid(), then exec a fresh interpreter with an empty environment (``env -i``)."""
+    child = os.fork()
+    if child != 0:
+        os.waitpid(child, 0)  # the middle process exits at once: the daemon is orphaned
+        return
+    os.setsid()
+    if os.fork() != 0:
+        os._exit(0)
+    with pid_file.open("a") as f:
+        f.write(f"{os.getpid()}\n")
+    os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(3600)"], {})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -67,6 +87,13 @@ def main() -> None:
             f.write(f"{os.getpid()}\n")
     if mode in ("setsid", "ignore-term", "hang", "hang-ignore-term") and args.pid_file:
         spawn_escapees(Path(args.pid_file))
+    if mode == "daemonize" and args.pid_file:
+        daemonize(Path(args.pid_file))
+    if mode == "secrets":
+        print(f"INFO started as {' '.join(sys.argv)}", flush=True)
+        print(f"INFO connecting to {os.environ.get('FAKE_URL', '')}", flush=True)
+        if os.environ.get("FAKE_EXIT"):
+            sys.exit(int(os.environ["FAKE_EXIT"]))
     if mode == "download":
         blob = Path(os.environ["HF_HUB_CACHE"]) / "models--org--fake" / "blobs" / "weights"
         if blob.exists():
@@ -89,7 +116,7 @@ def main() -> None:
             pass
 
         def do_GET(self) -> None:
-            code = 503 if mode in ("unhealthy", "hang", "hang-ignore-term", "chatty-hang") else 200
+            code = 503 if mode in ("unhealthy", "hang", "hang-ignore-term", "chatty-hang", "flood") else 200
             self.send_response(code)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -125,6 +152,13 @@ def main() -> None:
                 time.sleep(0.01)
         threading.Thread(target=chatter, daemon=True).start()
     print(f"INFO Uvicorn running on http://127.0.0.1:{args.port}", flush=True)
+    if mode == "flood":
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        line = b"INFO flood " + b"x" * 8180 + b"\n"  # 8 KiB a line, no pause: the pipe sets the pace
+        out = sys.stdout.buffer
+        while True:
+            out.write(line)
+            out.flush()
     server.serve_forever()
 
 
