@@ -455,7 +455,8 @@ def test_deletes_stay_inside_their_root(tmp_path: Path) -> None:
 #: A new join fails test_no_unreviewed_path_joins: build it with ``paths.under`` or add it here with its reason.
 REVIEWED_JOINS = {
     ("model/paths.py", "base.joinpath(*names)"): "under() itself: each name checked first",
-    ("logs/vllm_source.py", "tree.package_dir.joinpath(*parts[1:])"): "a probe target's dotted module name (a constant of this package) inside the vLLM tree being read (read only)",
+    ("logs/vllm_source.py", "tree.package_dir.joinpath(*parts[1:])"):
+        "a probe target's dotted module name (a constant of this package) in the vLLM tree it reads (read only)",
     ("model/registry.py", 'joinpath("defaults", name)'): "packaged file names (literals of this package)",
     ("cli/init.py", 'joinpath("defaults", "init", name)'): "packaged starter file names",
     ("history/gate.py", "(root / ref).is_dir()"): "a user's REF looked up as a directory of theirs (read only)",
