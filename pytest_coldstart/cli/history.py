@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.history import asv_store, commits
+from pytest_coldstart.history.asv_publish import DEFAULT_ASV_RESULTS, publish, resolve_results_dir
 from pytest_coldstart.history.compare import CompareConfig, Threshold, load_config, unusable
-from pytest_coldstart.history.gate import DEFAULT_ASV_RESULTS, DEFAULT_COMPARE_CONFIG, publish, run_compare
+from pytest_coldstart.history.gate import DEFAULT_COMPARE_CONFIG, run_compare
 from pytest_coldstart.history.sweep import VERSION_RE, SweepOptions, run_sweep
 from pytest_coldstart.measure.config import budget_files, compare_config_file, load_budget_layers
 from pytest_coldstart.model.errors import ColdstartError, ConfigError
@@ -89,7 +90,7 @@ def _record_cmd(args: argparse.Namespace) -> int:
             raise ConfigError(f"{directory}: no runs under {Path(directory) / 'runs'}")
         runs.extend(found)
     commit = commits.resolve(Path(args.repo), args.commit)
-    outcome = asv_store.record(runs, Path(args.asv_results), commit, machine=args.machine)
+    outcome = asv_store.record(runs, resolve_results_dir(Path(args.asv_results)), commit, machine=args.machine)
     print(f"recorded {outcome.added_runs} run(s) ({outcome.skipped_runs} already recorded) for commit "
           f"{commit.short} on machine {outcome.machine}: {outcome.path}")
     return 0
@@ -143,7 +144,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("base", metavar="BASE")
     p.add_argument("head", metavar="HEAD")
     p.add_argument("--asv-results", default=str(DEFAULT_ASV_RESULTS), metavar="DIR",
-                   help="asv results directory for commit lookups (default: results)")
+                   help=f"asv results directory for commit lookups (default: {DEFAULT_ASV_RESULTS})")
     p.add_argument("--machine", help="asv machine name, when results for the commits exist on several")
     p.add_argument("--repo", default=".", help="git repository for resolving refs (default: .)")
     p.add_argument("--config", default=None, metavar="TOML",
@@ -173,7 +174,7 @@ def add_commands(sub: Any) -> None:
                        description="Write the runs of RESULTS_DIR(s) into the asv results directory as samples of "
                                    "COMMIT on MACHINE (merging with what that commit already has).")
     p.add_argument("results", nargs="+", metavar="RESULTS_DIR")
-    p.add_argument("--asv-results", default=str(DEFAULT_ASV_RESULTS), metavar="DIR", help="default: results")
+    p.add_argument("--asv-results", default=str(DEFAULT_ASV_RESULTS), metavar="DIR", help="default: %(default)s")
     p.add_argument("--commit", default="HEAD", help="commit to record against (default: HEAD)")
     p.add_argument("--machine", help="asv machine name (default: derived from the hardware)")
     p.add_argument("--repo", default=".", help="git repository (default: .)")
@@ -207,7 +208,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--model", default="tiny-llama", help="default: tiny-llama")
     p.add_argument("--optimization", default="baseline", help="default: baseline ('' for the model's list)")
     p.add_argument("--repeat", type=int, default=1, help="cold starts per version (default: 1)")
-    p.add_argument("--asv-results", default="results", metavar="DIR", help="default: results")
+    p.add_argument("--asv-results", default=str(DEFAULT_ASV_RESULTS), metavar="DIR", help="default: %(default)s")
     p.add_argument("--machine", help="asv machine name (default: derived from the hardware)")
     p.add_argument("--branch", default="coldstart-sweep", help="branch for the pin commits (default: "
                    "coldstart-sweep)")
