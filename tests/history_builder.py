@@ -100,8 +100,10 @@ def synthetic_run(template: RunResult, *, model: str, optimization: str, scale: 
 
 
 def build(asv_dir: Path, commits: Sequence[Commit], cases: Sequence[tuple[str, str]], *, sd: float,
-          steps: Sequence[Step] = (), seed: int = 0, first: int = 0, starts: Sequence[RunResult] = ()) -> None:
-    """Record one start per case at each of *commits* (indices from *first*) into *asv_dir* with ``record``."""
+          steps: Sequence[Step] = (), seed: int = 0, first: int = 0, starts: Sequence[RunResult] = (),
+          repeat: int = 1) -> None:
+    """Record *repeat* starts per case at each of *commits* (indices from *first*) into *asv_dir* with
+    ``record`` (the nightly records 3: its REPEAT; asv's point is their median)."""
     pool = list(starts) or real_starts()
     rng = random.Random(seed * 1_000_003 + first)
     for i, commit in enumerate(commits, start=first):
@@ -114,9 +116,10 @@ def build(asv_dir: Path, commits: Sequence[Commit], cases: Sequence[tuple[str, s
                         out *= s.factor
                 return out
 
-            runs.append(synthetic_run(rng.choice(pool), model=model, optimization=optimization,
-                                      scale=math.exp(rng.gauss(0.0, sd / math.sqrt(2))), phase_factor=factor, rng=rng,
-                                      jitter_sd=sd / 2, stamp=f"2026-01-01T00:00:00.{i:06d}"))
+            for r in range(repeat):
+                runs.append(synthetic_run(rng.choice(pool), model=model, optimization=optimization,
+                                          scale=math.exp(rng.gauss(0.0, sd / math.sqrt(2))), phase_factor=factor,
+                                          rng=rng, jitter_sd=sd / 2, stamp=f"2026-01-01T00:00:00.{i:06d}-{r}"))
         asv_store.record(runs, asv_dir, commit, machine="bench-machine")
 
 

@@ -18,7 +18,7 @@ from pytest_coldstart.history.asv_store import (
     record,
 )
 from pytest_coldstart.history.compare import compare
-from pytest_coldstart.history.gate import publish
+from pytest_coldstart.history.asv_publish import publish
 from pytest_coldstart.history.samples import CaseKey, from_runs
 from pytest_coldstart.logs.timeline import PHASE_NAMES
 from pytest_coldstart.model.errors import ColdstartError, ConfigError
