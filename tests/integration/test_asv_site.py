@@ -26,8 +26,8 @@ import pytest
 
 from pytest_coldstart.history import asv_store as asv_export
 from pytest_coldstart.history import commits
-from pytest_coldstart.history.asv_site import missing
 from pytest_coldstart.history.asv_publish import publish
+from pytest_coldstart.history.asv_site import missing
 from pytest_coldstart.model.result import load_results
 
 from ..conftest import REPO, BenchRun

@@ -1,8 +1,8 @@
 """``coldstart changes``: steps found in a 1,000-commit asv history built through the real ``record`` path.
 
 The history (tests/history_builder.py) has the noisy spread measured on the CPU lane (log-ratio sd 0.085:
-tests/data/noise-study), 3 starts per case and commit as the nightly records, and two injected +15 % steps, each in one phase of one case; every other series
-is untouched. The issue plan is checked against GitHub's list-issues response
+tests/data/noise-study), 3 starts per case and commit as the nightly records, and two injected +15 %
+steps, each in one phase of one case; every other series is untouched. The issue plan is checked against GitHub's list-issues response
 (tests/data/github/issues-coldstart-step.json: an open issue for one step, placed a commit earlier by
 an earlier night; a closed one for the other; a pull request quoting a marker).
 """
@@ -23,9 +23,9 @@ from ..conftest import DATA, REPO
 pytest.importorskip("asv")
 pytest.importorskip("ruptures")
 
-from pytest_coldstart.history import asv_publish  # noqa: E402
-from pytest_coldstart.history.changes import Settings, changes, judge_values  # noqa: E402
-from pytest_coldstart.report import changes as report  # noqa: E402
+from pytest_coldstart.history import asv_publish
+from pytest_coldstart.history.changes import Settings, changes, judge_values
+from pytest_coldstart.report import changes as report
 
 TINY = ("tiny-llama", "baseline")
 QUIET_CASE = ("tiny-llama", "compile_cache")
