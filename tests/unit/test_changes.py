@@ -2,9 +2,9 @@
 
 The history (tests/history_builder.py) has the noisy spread measured on the CPU lane (log-ratio sd 0.085:
 tests/data/noise-study), 3 starts per case and commit as the nightly records, and two injected +15 %
-steps, each in one phase of one case; every other series is untouched. The issue plan is checked against GitHub's list-issues response
-(tests/data/github/issues-coldstart-step.json: an open issue for one step, placed a commit earlier by
-an earlier night; a closed one for the other; a pull request quoting a marker).
+steps, each in one phase of one case; every other series is untouched. The issue plan is checked against
+GitHub's list-issues response (tests/data/github/issues-coldstart-step.json: an open issue for one step,
+placed a commit earlier by an earlier night; a closed one for the other; a pull request quoting a marker).
 """
 
 from __future__ import annotations
