@@ -162,3 +162,28 @@ def test_asv_site_steps_come_from_the_same_segmentation(found, history: Path) ->
     # counts with zeros are not durations: asv's own detection handles them
     zeros = [(i, 0.0, 1.0) for i in range(50)]
     assert asv_publish.asv_steps(zeros) == [(0, 50, 0.0, 0.0, 0.0)]
+
+
+def test_publish_migrates_the_flat_layout_and_reads_only_asv_folders(tmp_path: Path) -> None:
+    """Old layout: asv's files and the run files in one results/; asv read runs/ as a machine and warned
+    "Skipping results: could not load results/runs/machine.json". Now the history moves to results/asv."""
+    repo = tmp_path / "repo"
+    made = hb.make_repo(repo, 6)
+    flat = repo / "results"
+    hb.build(flat, made, [TINY], sd=hb.QUIET_SD)  # the old default: --coldstart-asv = --coldstart-results
+    (flat / "runs").mkdir()
+    (flat / "runs" / "20260101T000000_tiny-llama_baseline_vllm_r0_abcdef.json").write_text("{}")
+    (flat / "logs").mkdir()
+    conf = hb.write_asv_conf(repo, Path("results/asv"), tmp_path / "html")
+    out = _cli("publish", "--config", str(conf), cwd=repo)
+    assert out.returncode == 0, out.stderr
+    assert "moved the asv history" in out.stderr
+    assert "Skipping results" not in out.stdout + out.stderr and "runs/machine.json" not in out.stdout + out.stderr
+    assert (flat / "asv" / "benchmarks.json").is_file() and (flat / "asv" / "bench-machine").is_dir()
+    assert not (flat / "benchmarks.json").exists() and (flat / "runs").is_dir()  # run files stay where they were
+    assert list((tmp_path / "html" / "graphs").rglob("phases.torch_compile.json"))
+    # a second publish has nothing to move
+    again = _cli("publish", "--config", str(conf), cwd=repo)
+    assert again.returncode == 0 and "moved" not in again.stderr
+    # compare and record find the migrated history at the new default
+    assert asv_publish.resolve_results_dir(flat / "asv") == flat / "asv"
