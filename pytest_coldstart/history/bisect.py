@@ -50,6 +50,8 @@ class GateAnswer:
 
 
 GateFn = Callable[[StartFn, CollectFn, Callable[[str], None]], GateAnswer]
+#: One start of a point: (point, results dir, log file, side, pair index, log).
+StartOne = Callable[["Point", Path, Path, str, int, Callable[[str], None]], None]
 
 
 @dataclass(frozen=True)
@@ -198,10 +200,22 @@ class Runner:
                 f"--coldstart-optimization={self.optimization}", f"--coldstart-results={results}",
                 f"--coldstart-workdir={self.workdir}", "--coldstart-asv=off", *self.extra]
 
-    def gate_for(self, gate: GateFn, points: dict[str, Point],
-                 log: Callable[[str], None] = print) -> Callable[[str, str], GateAnswer]:
-        """``run_gate(good, candidate)`` for ``bisect``: the gate over starts of the two points."""
+    def start(self, point: Point, results: Path, log_path: Path, side: str, i: int,
+              log: Callable[[str], None]) -> None:
+        """One cold start of *point*: its suite in its checkout, the result under *results*."""
+        code = run_logged(self.argv(point, results), log_path, timeout_s=self.timeout_s, cwd=point.checkout,
+                          env={**os.environ, **point.env})
+        if code != 0:
+            log(f"  {side} start {i} ({point.label}): pytest exited {code} (see {log_path})")
+
+    def gate_for(self, gate: GateFn, points: dict[str, Point], log: Callable[[str], None] = print,
+                 starter: StartOne | None = None) -> Callable[[str, str], GateAnswer]:
+        """``run_gate(good, candidate)`` for ``bisect``: the gate over starts of the two points.
+
+        :param starter: runs one start (default ``self.start``; the tests replay recorded real starts).
+        """
         counter = [0]
+        one = starter or self.start
 
         def run_gate(good: str, candidate: str) -> GateAnswer:
             counter[0] += 1
@@ -209,12 +223,7 @@ class Runner:
             sides = {"base": points[good], "head": points[candidate]}
 
             def start(side: str, i: int) -> None:
-                log_path = probe_dir / "logs" / f"{side}-{i:02d}.log"
-                code = run_logged(self.argv(sides[side], probe_dir / f"runs-{side}"), log_path,
-                                  timeout_s=self.timeout_s, cwd=sides[side].checkout,
-                                  env={**os.environ, **sides[side].env})
-                if code != 0:
-                    log(f"  {side} start {i} ({sides[side].label}): pytest exited {code} (see {log_path})")
+                one(sides[side], probe_dir / f"runs-{side}", probe_dir / "logs" / f"{side}-{i:02d}.log", side, i, log)
 
             def collect() -> tuple[list[RunResult], list[RunResult]]:
                 found = []
