@@ -136,3 +136,43 @@ def write_asv_conf(repo: Path, results_dir: Path, html_dir: Path) -> Path:
                                 "environment_type": "existing", "results_dir": str(results_dir),
                                 "html_dir": str(html_dir), "hash_length": 8}))
     return path
+
+
+def slowdown_project(root: Path, after_good: Sequence[str]) -> tuple[Path, list[str]]:
+    """A scratch project that adopted pytest-coldstart (this repository's benchmarks/ suite and registry):
+    a good commit, then one commit per entry of *after_good*: ``"docs"`` changes a README, ``"slow"`` merges
+    the noise study's ``slowdown_probe`` into ``baseline`` (``noise.slowed_registry``: a bigger profiling
+    batch, real extra work in memory_profiling). Returns the repository and the commit hashes, oldest first."""
+    import shutil
+
+    from pytest_coldstart.history.noise import slowed_registry
+
+    repo_root = Path(__file__).resolve().parents[1]
+    repo = root / "project"
+    (repo / "benchmarks").mkdir(parents=True)
+    for name in ("conftest.py", "test_coldstart.py", "models.toml", "optimizations.toml"):
+        shutil.copy(repo_root / "benchmarks" / name, repo / "benchmarks" / name)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.name", "coldstart-demo")
+    git("config", "user.email", "coldstart-demo@localhost")
+    made = []
+
+    def commit(message: str) -> None:
+        git("add", "-A")
+        git("commit", "-qm", message)
+        made.append(git("rev-parse", "HEAD"))
+
+    commit("good: the cold-start suite")
+    for i, kind in enumerate(after_good, start=1):
+        if kind == "slow":
+            slowed = slowed_registry(repo / "benchmarks", root / f"slowed-{i}")
+            shutil.copy(slowed / "optimizations.toml", repo / "benchmarks" / "optimizations.toml")
+            commit(f"commit {i}: baseline with a bigger profiling batch (the injected slowdown)")
+        else:
+            (repo / "README.md").write_text(f"docs {i}\n")
+            commit(f"commit {i}: docs")
+    return repo, made

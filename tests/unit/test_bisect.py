@@ -22,42 +22,16 @@ from pathlib import Path
 
 import pytest
 
+from tests import history_builder as hb
+
 from ..conftest import DATA, REPO, git
 
 pytest.importorskip("scipy")
 
 from pytest_coldstart.history import bisect as bs
-from pytest_coldstart.history.noise import slowed_registry
 from pytest_coldstart.model.result import load_results
 
 PROBE_ARG = "786432"  # slowdown_probe's --max-num-batched-tokens (benchmarks/optimizations.toml)
-
-
-def _scratch(root: Path) -> list[str]:
-    """good, then three commits; the second of the three carries the slowdown. Returns the hashes."""
-    repo = root / "project"
-    (repo / "benchmarks").mkdir(parents=True)
-    for name in ("conftest.py", "test_coldstart.py", "models.toml", "optimizations.toml"):
-        shutil.copy(REPO / "benchmarks" / name, repo / "benchmarks" / name)
-    git(root, "init", "-q", "-b", "main", str(repo))
-    for k, v in (("user.name", "t"), ("user.email", "t@localhost")):
-        git(repo, "config", k, v)
-    made = []
-
-    def commit(message: str) -> None:
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", message)
-        made.append(git(repo, "rev-parse", "HEAD"))
-
-    commit("good: the suite")
-    (repo / "README.md").write_text("docs\n")
-    commit("docs")
-    slowed = slowed_registry(repo / "benchmarks", root / "slowed")
-    shutil.copy(slowed / "optimizations.toml", repo / "benchmarks" / "optimizations.toml")
-    commit("baseline: a bigger profiling batch (the slowdown)")
-    (repo / "README.md").write_text("more docs\n")
-    commit("more docs")
-    return made
 
 
 def _slow(point: bs.Point) -> bool:
@@ -87,8 +61,7 @@ def _replay(good: bs.Point, candidate: bs.Point) -> Callable[..., None]:
 
 
 def test_bisect_names_the_commit_that_made_startup_slower(tmp_path: Path) -> None:
-    made = _scratch(tmp_path)
-    repo = tmp_path / "project"
+    repo, made = hb.slowdown_project(tmp_path, ["docs", "slow", "docs"])
     points = bs.commit_points(repo, made[0], made[-1], tmp_path / "out" / "checkouts")
     assert [p.label for p in points] == [h[:8] for h in made]
     assert [_slow(p) for p in points] == [False, False, True, True]  # the worktrees hold each commit's registry
