@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests import history_builder as hb  # noqa: E402 (the repository on the path first)
+from tests import history_builder as hb
 
 
 def main(argv: list[str] | None = None) -> int:
