@@ -202,7 +202,8 @@ def publish(config_path: Path, html_dir: Path | None = None, vendor_dir: Path | 
     if not conf.branches:
         raise ConfigError(f"none of the branches in {config_path} exist in {repo}")
     by_prefix = _git_commits(repo)
-    known, unknown = set(), set()
+    known: set[str] = set()
+    unknown: set[str] = set()
     for machine in asv_store.machines(results):
         for path in (results / machine).glob("*.json"):
             if path.name == "machine.json":

@@ -44,11 +44,11 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def found(history: Path):  # type: ignore[no-untyped-def]  # Changes, imported lazily above
+def found(history: Path) -> Changes:
     return changes(history / "results" / "asv", history)
 
 
-def test_each_injected_step_is_found_within_one_commit(found) -> None:  # type: ignore[no-untyped-def]
+def test_each_injected_step_is_found_within_one_commit(found: Changes) -> None:
     for injected in STEPS:
         (step,) = [s for s in found.steps if (s.case.model, s.case.optimization) == (injected.model,
                                                                                      injected.optimization)
@@ -61,7 +61,7 @@ def test_each_injected_step_is_found_within_one_commit(found) -> None:  # type: 
         assert step.log_count == 1 and step.log[0].endswith(f"commit {step.bad_position}")
 
 
-def test_no_step_in_the_untouched_series(found) -> None:  # type: ignore[no-untyped-def]
+def test_no_step_in_the_untouched_series(found: Changes) -> None:
     allowed = {(*TINY, "torch_compile"), (*TINY, "total_ready_s"), (*BIG, "config"), (*BIG, "total_ready_s")}
     extra = [(s.case.model, s.case.optimization, s.metric, s.bad_position) for s in found.steps
              if (s.case.model, s.case.optimization, s.metric) not in allowed]
@@ -86,7 +86,7 @@ def test_a_flat_series_has_no_step_and_a_small_move_is_not_one() -> None:
     assert judge_values(moved, Settings(min_change=0.10)) == []
 
 
-def test_markdown_and_json_name_range_size_confidence_phase_and_what_changed(found) -> None:  # type: ignore[no-untyped-def]
+def test_markdown_and_json_name_range_size_confidence_phase_and_what_changed(found: Changes) -> None:
     markdown = report.render_markdown(found)
     assert "| tiny-llama / baseline | torch_compile |" in markdown
     assert "no recorded version changed; 1 commit(s)" in markdown
@@ -97,7 +97,7 @@ def test_markdown_and_json_name_range_size_confidence_phase_and_what_changed(fou
     json.dumps(data)
 
 
-def test_the_issue_plan_against_githubs_issue_list(found) -> None:  # type: ignore[no-untyped-def]
+def test_the_issue_plan_against_githubs_issue_list(found: Changes) -> None:
     issues = report.load_issues(ISSUES)
     assert [i["number"] for i in issues] == [41, 33]  # the pull request is left out
     actions = {a.series.split("/")[1]: a for a in report.plan_issues(found, issues)}
@@ -148,7 +148,7 @@ def test_cli_exit_codes_json_and_issue_actions(history: Path, tmp_path: Path) ->
     assert out.returncode == 2 and "go together" in out.stderr
 
 
-def test_asv_site_steps_come_from_the_same_segmentation(found, history: Path) -> None:  # type: ignore[no-untyped-def]
+def test_asv_site_steps_come_from_the_same_segmentation(found: Changes, history: Path) -> None:
     step = next(s for s in found.steps if s.metric == "torch_compile" and s.case.model == "tiny-llama")
     from pytest_coldstart.history.changes import load_history
 
