@@ -24,7 +24,7 @@ pytest.importorskip("asv")
 pytest.importorskip("ruptures")
 
 from pytest_coldstart.history import asv_publish
-from pytest_coldstart.history.changes import Settings, changes, judge_values
+from pytest_coldstart.history.changes import Changes, Settings, changes, judge_values
 from pytest_coldstart.report import changes as report
 
 TINY = ("tiny-llama", "baseline")
