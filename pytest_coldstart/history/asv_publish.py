@@ -25,6 +25,7 @@ a history in the old flat layout (``results/benchmarks.json`` + machine folders 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
 import os
 import sys
@@ -154,7 +155,7 @@ def _site_steps() -> Iterator[bool]:
     import asv.graph
 
     original = getattr(asv.graph, "_compute_graph_steps", None)
-    if original is None:  # another asv: keep its own detection
+    if original is None or importlib.util.find_spec("ruptures") is None:  # another asv, or no ruptures: asv's own
         yield False
         return
     _ORIGINAL["steps"] = original
