@@ -121,6 +121,9 @@ class Step:
     requirements: tuple[RequirementChange, ...]
     log: tuple[str, ...]
     log_count: int
+    #: Index of the first bad point among the series' points (recorded commits only): stable as nights
+    #: append points, and the same for the phases and totals of one case.
+    bad_index: int = 0
 
     @property
     def ratio(self) -> float:
@@ -147,7 +150,7 @@ class Step:
     def to_dict(self) -> dict[str, Any]:
         return {"machine": self.machine, "model": self.case.model, "optimization": self.case.optimization,
                 "launcher": self.case.launcher, "metric": self.metric, "good": self.good, "bad": self.bad,
-                "good_position": self.good_position, "bad_position": self.bad_position,
+                "good_position": self.good_position, "bad_position": self.bad_position, "bad_index": self.bad_index,
                 "before_s": self.before_s, "after_s": self.after_s, "change": self.change,
                 "points_before": self.points_before, "points_after": self.points_after,
                 "p_value": self.p_value, "confidence": self.confidence,
@@ -364,7 +367,7 @@ def find_steps(history: History, repo: Path, settings: Settings | None = None) -
                 _moved_most(index, series, window_before, window_after),
                 tuple(RequirementChange(k, good.requirements.get(k), bad.requirements.get(k))
                       for k in REQUIREMENT_KEYS if good.requirements.get(k) or bad.requirements.get(k)),
-                *_log(repo, good.hash, bad.hash)))
+                *_log(repo, good.hash, bad.hash), bad_index=cut))
     steps.sort(key=lambda s: (s.bad_position, s.machine, s.case.astuple(), s.metric))
     return Changes(history.results_dir, history.branch, len(history.commits), len(history.series), tuple(steps),
                    settings, history.notes)

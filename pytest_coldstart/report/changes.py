@@ -3,9 +3,9 @@
 The nightly lists the issues labelled ``coldstart-step`` (``GET /repos/{owner}/{repo}/issues``), and
 ``plan_issues`` decides for each slowdown step: create an issue, update the open one that carries its
 marker, or leave alone an issue the team closed. The marker is a hidden first line, as the PR comment's
-(``<!-- pytest-coldstart compare -->``): it names the series (machine/model/optimization/launcher/metric)
-and the step's position on the branch, so tomorrow's history, where the same step may be placed a commit
-or two apart, finds the same issue instead of opening a second one.
+(``<!-- pytest-coldstart compare -->``): it names the series (machine/model/optimization/launcher)
+and the step's index among the series' recorded points, so tomorrow's history, where the same step may be
+placed a point or two apart, finds the same issue instead of opening a second one.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pytest_coldstart.logs.timeline import PHASE_NAMES
 from pytest_coldstart.model.errors import ConfigError
 
 ISSUE_LABEL = "coldstart-step"
-#: Steps of one case this many commits apart are one step: the total moves by a fraction of the phase's
-#: step and is placed less exactly (3 commits off in tests/unit/test_changes.py), and tomorrow's history may
-#: place a step a commit or two from where tonight's did.
+#: Steps of one case this many recorded points apart are one step (points, not commits: the nightly records
+#: one commit a night): the total moves by a fraction of the phase's step and is placed less exactly (3
+#: points off in tests/unit/test_changes.py), and tomorrow's history may place a step a point or two away.
 SAME_STEP_POSITIONS = 5
 MARKER_RE = re.compile(r"<!-- coldstart-step series=(?P<series>\S+) at=(?P<at>\d+) good=(?P<good>[0-9a-f]+) "
                        r"bad=(?P<bad>[0-9a-f]+) -->")
@@ -109,10 +109,10 @@ def group_key(step: Step) -> str:
 def group_steps(steps: Sequence[Step]) -> list[tuple[Step, ...]]:
     """Slowdowns of one machine and case within SAME_STEP_POSITIONS commits of each other, together."""
     groups: list[list[Step]] = []
-    for step in sorted(steps, key=lambda s: (group_key(s), s.bad_position)):
+    for step in sorted(steps, key=lambda s: (group_key(s), s.bad_index)):
         last = groups[-1] if groups else None
         if last and group_key(last[0]) == group_key(step) and \
-                step.bad_position - last[-1].bad_position <= SAME_STEP_POSITIONS:
+                step.bad_index - last[-1].bad_index <= SAME_STEP_POSITIONS:
             last.append(step)
         else:
             groups.append([step])
@@ -126,7 +126,7 @@ def _weight(step: Step) -> tuple[bool, float]:
 
 def marker(group: Sequence[Step]) -> str:
     head = group[0]
-    return (f"<!-- coldstart-step series={group_key(head)} at={head.bad_position} good={head.good} "
+    return (f"<!-- coldstart-step series={group_key(head)} at={head.bad_index} good={head.good} "
             f"bad={head.bad} -->")
 
 
@@ -214,7 +214,7 @@ def plan_issues(changes: Changes, issues: Sequence[Mapping[str, Any]]) -> list[I
         key = group_key(head)
         body, title = issue_body(group), issue_title(group)
         same = [(issue, m) for issue, m in known if m["series"] == key
-                and abs(int(m["at"]) - head.bad_position) <= SAME_STEP_POSITIONS]
+                and abs(int(m["at"]) - head.bad_index) <= SAME_STEP_POSITIONS]
         # An open issue wins over a closed one; among several, the newest (highest number).
         same.sort(key=lambda im: (im[0].get("state") == "open", int(im[0].get("number") or 0)), reverse=True)
         if not same:

@@ -187,3 +187,19 @@ def test_publish_migrates_the_flat_layout_and_reads_only_asv_folders(tmp_path: P
     assert again.returncode == 0 and "moved" not in again.stderr
     # compare and record find the migrated history at the new default
     assert asv_publish.resolve_results_dir(flat / "asv") == flat / "asv"
+
+
+def test_a_nightly_history_lists_every_commit_between_two_points(tmp_path: Path) -> None:
+    """One recorded commit a night, four landed in between: the step names the range and its commits; the
+    issue marker counts recorded points, so a later night placing it a point away finds the same issue."""
+    made = hb.make_repo(tmp_path, 400)
+    nightly = made[3::4]  # every fourth commit is the one the nightly measured
+    hb.build(tmp_path / "results" / "asv", nightly, [TINY], sd=hb.QUIET_SD, repeat=3,
+             steps=[hb.Step(*TINY, "torch_compile", 1.15, 60)], seed=4)
+    found = changes(tmp_path / "results" / "asv", tmp_path)
+    (step,) = [s for s in found.steps if s.metric == "torch_compile"]
+    assert abs(step.bad_index - 60) <= 1
+    assert step.bad_position == 4 * step.bad_index + 3 and step.good_position == step.bad_position - 4
+    assert step.log_count == 4 and len(step.log) == 4  # the four commits that may have caused it
+    (action,) = report.plan_issues(found, [])
+    assert f"at={step.bad_index} " in action.body.splitlines()[0]
