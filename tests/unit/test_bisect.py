@@ -7,8 +7,8 @@ extra work in memory_profiling) and another README change. Each commit is checke
 worktree (``commit_points``, real git). The starts are replayed from real interleaved CPU-lane pairs as
 they ran: two points without the probe get the A/A study's (base_i, head_i) pairs (tests/data/aa-study),
 a point with it against one without gets the noise study's (baseline_i, slowed_i) pairs
-(tests/data/noise-study), chosen by what the checked-out registry holds. The real run on the CPU lane
-is in docs/how-to/nightly-and-history.md.
+(tests/data/noise-study), chosen by what the checked-out registry holds. The same bisection with real
+cold starts: benchmarks/bisect_demo.py (docs/how-to/nightly-and-history.md).
 """
 
 from __future__ import annotations
