@@ -42,7 +42,7 @@ DOCKER_GROUND := $(BIN)/python -m pytest_coldstart.launch.docker_ground
 WITH_DOCKER = trap '$(DOCKER_GROUND) down' INT TERM; $(DOCKER_GROUND) up
 AFTER_DOCKER = rc=$$?; $(DOCKER_GROUND) down || [ $$rc -ne 0 ] || rc=2; exit $$rc
 
-# Every session is recorded into the asv history under results/ (the plugin's default;
+# Every session is recorded into the asv history under results/asv/ (the plugin's default;
 # --coldstart-asv off opts out), so `make site` or plain `asv publish` works right after.
 bench: install tiny-model
 ifneq ($(findstring docker,$(BENCH_ARGS)),)
@@ -51,9 +51,9 @@ else
 	$(BIN)/pytest benchmarks -m coldstart $(BENCH_ARGS)
 endif
 
-# Build the history site from results/ and serve it (asv preview, http://127.0.0.1:8080).
+# Build the history site from results/asv/ and serve it (asv preview, http://127.0.0.1:8080).
 site: install
-	$(BIN)/coldstart publish
+	$(BIN)/coldstart publish --results-dir results/asv
 	$(BIN)/asv preview
 
 # The docs site (MkDocs Material; reference pages generated from the code): site/ .

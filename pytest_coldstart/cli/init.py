@@ -26,7 +26,8 @@ STARTER_FILES: tuple[tuple[str, str], ...] = (
     ("budgets.toml", "benchmarks/budgets.toml"),
     ("asv.conf.json", "asv.conf.json"),
 )
-GITIGNORE_LINES = (".coldstart/", "results/runs/", "results/logs/", "results/.coldstart-asv.lock", ".asv/")
+GITIGNORE_LINES = (".coldstart/", "results/runs/", "results/logs/", "results/.coldstart-asv.lock",
+                   "results/asv/.coldstart-asv.lock", ".asv/")
 
 
 def package_version() -> str:
@@ -90,7 +91,7 @@ def _init(args: argparse.Namespace) -> int:
         print(f"kept  {path} (exists; --force overwrites)")
     print("\nnext:\n"
           "  pytest benchmarks -m coldstart --coldstart-model tiny-llama   # a real cold start on the CPU lane\n"
-          "  asv publish && asv preview                                   # the history recorded under results/")
+          "  asv publish && asv preview                                   # the history recorded under results/asv/")
     return 0
 
 

@@ -473,6 +473,11 @@ def load_commit(results_dir: Path, commit_hash: str, machine: str) -> SampleSet:
                       "cuda_version": reqs.get("cuda_version"), "git_commit": commit_full})
 
 
+def unrepr(value: str) -> str:
+    """A params value as asv stores it (repr) -> the plain string."""
+    return _unrepr(value)
+
+
 def _unrepr(value: str) -> str:
     import ast
 

@@ -10,21 +10,18 @@ Exit codes everywhere: 0 ok, 1 regression, 2 unusable input.
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pytest_coldstart.history import asv_store, commits
+from pytest_coldstart.history.asv_publish import DEFAULT_ASV_RESULTS, resolve_results_dir
 from pytest_coldstart.history.compare import CompareConfig, Comparison, compare, load_config, unusable
 from pytest_coldstart.history.samples import SampleSet, from_results_dir, from_runs, is_results_dir
 from pytest_coldstart.model.budgets import Budgets
 from pytest_coldstart.model.errors import ColdstartError, ConfigError
 from pytest_coldstart.model.result import RunResult
 
-DEFAULT_ASV_RESULTS = Path("results")
 DEFAULT_COMPARE_CONFIG = Path("benchmarks/compare.toml")
 _HEX = re.compile(r"[0-9a-fA-F]{4,40}")
 
@@ -52,8 +49,8 @@ class HistorySettings:
 
     @property
     def asv_lookup_dir(self) -> Path:
-        """Where ``--coldstart-compare-to COMMIT`` looks: --coldstart-asv, else ./results."""
-        return self.asv_dir or self.repo_dir / DEFAULT_ASV_RESULTS
+        """Where ``--coldstart-compare-to COMMIT`` looks: --coldstart-asv, else ./results/asv."""
+        return resolve_results_dir(self.asv_dir or self.repo_dir / DEFAULT_ASV_RESULTS)
 
 
 def _pick_machine(asv_dir: Path, prefixes: list[str], machine: str | None) -> str:
@@ -99,6 +96,7 @@ def load_side(ref: str, *, repo: Path, asv_dir: Path, machine: str | None, other
     if "/" in ref and not _HEX.fullmatch(ref) and not path.exists():
         raise ConfigError(f"no such results directory: {ref} (pass the --coldstart-results directory of a run, "
                           "or a commit recorded in asv)")
+    asv_dir = resolve_results_dir(asv_dir)
     if not asv_dir.is_dir():
         raise ConfigError(f"{ref!r} is not a results directory, and there are no asv results at {asv_dir} to look "
                           "it up as a commit (pass --asv-results DIR)")
@@ -161,75 +159,4 @@ def record_session(results: list[RunResult], settings: HistorySettings) -> asv_s
     """``--coldstart-asv``: add this session's runs to the asv history at the chosen commit."""
     assert settings.asv_dir is not None
     commit = commits.resolve(settings.repo_dir, settings.commit)
-    return asv_store.record(results, settings.asv_dir, commit, machine=settings.machine)
-
-
-def publish(config_path: Path, html_dir: Path | None = None, vendor_dir: Path | None = None,
-            results_dir: Path | None = None) -> Path:
-    """``asv publish`` for the commits git knows, with every local sweep branch included.
-
-    Plain ``asv publish`` fails on a result whose commit git cannot find
-    (``KeyError`` in ``get_revisions``, asv 0.6.6) and on a configured branch
-    that does not exist; results of PR commits and unpushed sweeps hit both.
-    """
-    try:
-        from asv.commands.publish import Publish
-        from asv.config import Config
-        from asv.util import UserError
-    except ImportError:
-        raise ConfigError("asv is not installed; pip install 'pytest-coldstart[asv]'") from None
-    try:
-        conf: Any = Config.load(str(config_path))
-    except UserError as exc:
-        raise ConfigError(f"{config_path}: {exc}") from None
-    root = config_path.resolve().parent
-    for attr in ("results_dir", "html_dir", "repo"):
-        value = Path(getattr(conf, attr))
-        setattr(conf, attr, str(value if value.is_absolute() else root / value))
-    if html_dir is not None:
-        conf.html_dir = str(html_dir.resolve())
-    if results_dir is not None:
-        conf.results_dir = str(results_dir.resolve())
-    repo = Path(conf.repo)
-    results_dir = Path(conf.results_dir)
-    if not (results_dir / "benchmarks.json").is_file():
-        raise ConfigError(f"no asv history in {results_dir} (benchmarks.json missing); record results first: "
-                          "pytest benchmarks -m coldstart --coldstart-asv results")
-    conf.branches = [b for b in conf.branches if commits.is_known(repo, b)] + \
-        [b for b in _sweep_branches(repo) if b not in conf.branches]
-    if not conf.branches:
-        raise ConfigError(f"none of the branches in {config_path} exist in {repo}")
-    known, unknown = set(), set()
-    for machine in asv_store.machines(results_dir):
-        for path in (results_dir / machine).glob("*.json"):
-            if path.name == "machine.json":
-                continue
-            full = _commit_of(path)
-            (known if full and commits.is_known(repo, full) else unknown).add(full or path.name)
-    if unknown:
-        print(f"coldstart publish: skipping results of {len(unknown)} commit(s) git does not know: "
-              f"{', '.join(sorted(u[:8] for u in unknown))} (fetch them to include them)", file=sys.stderr)
-    if not known:
-        raise ConfigError(f"no results in {results_dir} belong to commits in {repo}")
-    Publish.run(conf, range_spec=sorted(known), pull=False)
-    if vendor_dir is not None:
-        from pytest_coldstart.history.asv_site import fetch_vendor, localize
-
-        localize(Path(conf.html_dir), fetch_vendor(vendor_dir))
-    return Path(conf.html_dir)
-
-
-def _commit_of(path: Path) -> str | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("commit_hash")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
-
-
-def _sweep_branches(repo: Path) -> list[str]:
-    try:
-        out = commits.git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/coldstart-sweep*")
-    except ConfigError:
-        return []
-    return [line for line in out.splitlines() if line]
+    return asv_store.record(results, resolve_results_dir(settings.asv_dir), commit, machine=settings.machine)

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pytest_coldstart.history import asv_store, commits
+from pytest_coldstart.history.asv_publish import resolve_results_dir
 from pytest_coldstart.history.samples import cases_from_runs
 from pytest_coldstart.launch.process import stop_group
 from pytest_coldstart.model.errors import ConfigError
@@ -42,7 +43,7 @@ class SweepOptions:
     model: str = "tiny-llama"
     optimization: str = "baseline"
     repeat: int = 1
-    asv_results: str = "results"
+    asv_results: str = "results/asv"
     machine: str | None = None
     branch: str = "coldstart-sweep"
     base: str = "HEAD"
@@ -199,7 +200,7 @@ def run_sweep(args: SweepOptions) -> int:
             print(f"[{version}] no runs recorded (pytest exit {code}); see {log}", file=sys.stderr)
             points.append(Point(version, python, pins[version], (), code, log))
             continue
-        outcome = asv_store.record(runs, Path(args.asv_results), pins[version], machine=args.machine)
+        outcome = asv_store.record(runs, resolve_results_dir(Path(args.asv_results)), pins[version], machine=args.machine)
         print(f"[{version}] pytest exit {code}; recorded {outcome.added_runs} run(s) at {pins[version].short} "
               f"on {outcome.machine}", flush=True)
         points.append(Point(version, python, pins[version], tuple(runs), code, log))

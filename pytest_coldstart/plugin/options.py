@@ -130,7 +130,8 @@ CORE_OPTIONS: tuple[Option, ...] = (
     # History and PR gate (history/gate.py, plugin/history.py).
     Option("--coldstart-asv", "coldstart_asv", str, "",
            "asv results directory the session's runs are recorded into at session end (the history); 'off' "
-           "records nothing. Default: the --coldstart-results directory"),
+           "records nothing. Default: asv/ in the --coldstart-results directory (a history in the old flat "
+           "layout there is moved into it)"),
     Option("--coldstart-commit", "coldstart_commit", str, "HEAD",
            "Commit (ref or hash) the asv results are recorded against. Default: %(default)s"),
     Option("--coldstart-machine", "coldstart_machine", _machine, "",

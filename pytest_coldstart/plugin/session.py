@@ -67,8 +67,8 @@ class ColdstartState:
         self.history_implicit = not asv
         if asv.lower() in ("off", "no", "none", "false", "0"):
             asv = ""
-        elif not asv:
-            asv = option(config, "coldstart_results")
+        elif not asv:  # beside the run files, never among them (asv reads every folder there as a machine)
+            asv = str(Path(option(config, "coldstart_results")) / "asv")
         history = HistorySettings.from_options(
             root, self.settings.registry_dir, asv=asv,
             commit=option(config, "coldstart_commit"), machine=option(config, "coldstart_machine"),

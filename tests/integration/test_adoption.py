@@ -34,7 +34,7 @@ def test_init_then_one_cold_start_records_history_and_publishes(tmp_path: Path) 
     assert bench.returncode == 0, bench.stdout[-4000:] + bench.stderr[-2000:]
     assert "asv: recorded 1 run(s)" in bench.stdout
     assert (repo / ".coldstart" / "models" / "tiny-llama" / "config.json").is_file()  # generated in their repo
-    assert (repo / "results" / "benchmarks.json").is_file()
+    assert (repo / "results" / "asv" / "benchmarks.json").is_file()  # beside results/runs, never among them
     asv = shutil.which("asv") or str(Path(sys.executable).parent / "asv")
     site = subprocess.run([asv, "publish"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert site.returncode == 0, site.stdout[-2000:] + site.stderr[-2000:]

@@ -25,8 +25,8 @@ import pytest
 
 from pytest_coldstart.history import asv_store as asv_export
 from pytest_coldstart.history import commits
+from pytest_coldstart.history.asv_publish import publish
 from pytest_coldstart.history.asv_site import missing
-from pytest_coldstart.history.gate import publish
 from pytest_coldstart.model.result import load_results
 
 from ..browser import chromium, requires_chromium, stop_group

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_coldstart.history import asv_store as asv_export
 from pytest_coldstart.history import commits
+from pytest_coldstart.history.asv_publish import publish
 from pytest_coldstart.history.asv_store import (
     BENCHMARK_NAMES,
     SERIES_VERSION,
@@ -18,7 +19,6 @@ from pytest_coldstart.history.asv_store import (
     record,
 )
 from pytest_coldstart.history.compare import compare
-from pytest_coldstart.history.gate import publish
 from pytest_coldstart.history.samples import CaseKey, from_runs
 from pytest_coldstart.logs.timeline import PHASE_NAMES
 from pytest_coldstart.model.errors import ColdstartError, ConfigError

@@ -73,7 +73,7 @@ def test_nightly_runs_on_the_h100_pool_and_persists_history() -> None:
     assert "permissions" not in bench, "the GPU job must not get write access"
     history = wf["jobs"]["history"]
     assert "self-hosted" not in _runs_on(history)
-    assert history["permissions"] == {"contents": "write"}
+    assert history["permissions"] == {"contents": "write", "issues": "write"}
     script = _script(history)
     assert 'git push origin "HEAD:$RESULTS_BRANCH"' in script
     assert "coldstart record" in script and "coldstart publish" in script
@@ -220,3 +220,27 @@ def test_docs_site_is_built_strictly_and_published_beside_the_history() -> None:
     docs = _load("docs.yml")
     assert docs["concurrency"]["group"] == "pages"
     assert docs["jobs"]["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
+
+
+def test_nightly_finds_steps_and_files_one_issue_per_step(tmp_path: Path) -> None:
+    """The issue step runs after recording, reads what `coldstart changes --issue-actions` writes, and the
+    github-script that applies it knows every action the plan can hold."""
+    history = _load("coldstart-nightly.yml")["jobs"]["history"]
+    names = [s.get("name", "") for s in history["steps"]]
+    record, changes = names.index("Record into asv"), names.index("Find steps in the history")
+    listing, apply = names.index("List the step issues"), names.index("Open or update one issue per new step")
+    assert record < listing < changes < apply
+    run = history["steps"][changes]["run"]
+    assert "coldstart changes" in run and "--issues-from step-issues.json" in run
+    assert "--issue-actions issue-actions.json" in run
+    lister = history["steps"][listing]["with"]["script"]
+    assert "listForRepo" in lister and "labels: 'coldstart-step'" in lister and "state: 'all'" in lister
+    applier = history["steps"][apply]["with"]["script"]
+    assert "issues.create" in applier and "issues.update" in applier
+    assert "issue-actions.json" in history["steps"][apply]["if"]
+    from pytest_coldstart.report.changes import ISSUE_LABEL, IssueAction
+
+    assert ISSUE_LABEL == "coldstart-step"
+    for field in IssueAction("create", "s", "t", "b").to_dict():
+        if field in ("title", "body", "labels", "number", "reason"):
+            assert f"a.{field}" in applier or field == "series"

@@ -1,0 +1,110 @@
+"""``coldstart bisect`` over the commits of a scratch repository, one of three with the injected slowdown.
+
+The scratch repository is a project that adopted pytest-coldstart: benchmarks/ with this repository's
+suite and registry. After the good commit come three: a README change, the slowdown (the noise study's
+``slowdown_probe`` merged into ``baseline`` by ``noise.slowed_registry``: a bigger profiling batch, real
+extra work in memory_profiling) and another README change. Each commit is checked out in its own
+worktree (``commit_points``, real git). The starts are replayed from real interleaved CPU-lane pairs as
+they ran: two points without the probe get the A/A study's (base_i, head_i) pairs (tests/data/aa-study),
+a point with it against one without gets the noise study's (baseline_i, slowed_i) pairs
+(tests/data/noise-study), chosen by what the checked-out registry holds. The same bisection with real
+cold starts: benchmarks/bisect_demo.py (docs/how-to/nightly-and-history.md).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests import history_builder as hb
+
+from ..conftest import DATA, REPO, git
+
+pytest.importorskip("scipy")
+
+from pytest_coldstart.history import bisect as bs
+from pytest_coldstart.model.result import load_results
+
+PROBE_ARG = "786432"  # slowdown_probe's --max-num-batched-tokens (benchmarks/optimizations.toml)
+
+
+def _slow(point: bs.Point) -> bool:
+    """Whether the checked-out registry's baseline carries the probe (read from the worktree itself)."""
+    text = (point.checkout / "benchmarks" / "optimizations.toml").read_text()
+    baseline = text.split("[optimizations.baseline]", 1)[1].split("[optimizations.", 1)[0]
+    return PROBE_ARG in baseline
+
+
+def _replay(good: bs.Point, candidate: bs.Point) -> Callable[..., None]:
+    """Start = copy the real start that ran at that place of a real interleaved pair: A/A pairs when both
+    checkouts run the same registry, (baseline_i, slowed_i) pairs when only the candidate's is slowed."""
+    if _slow(good) == _slow(candidate):
+        pool = {"base": DATA / "aa-study" / "base", "head": DATA / "aa-study" / "head"}
+    else:
+        assert _slow(candidate), "the good end must not be the slow one"
+        pool = {"base": DATA / "noise-study" / "baseline", "head": DATA / "noise-study" / "slowed"}
+
+    def start(point: bs.Point, results: Path, log_path: Path, side: str, i: int,
+              log: Callable[[str], None]) -> None:
+        assert point is (good if side == "base" else candidate)
+        source = sorted((pool[side] / "runs").glob("*.json"))[i - 1]
+        (results / "runs").mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, results / "runs" / source.name)
+
+    return start
+
+
+def test_bisect_names_the_commit_that_made_startup_slower(tmp_path: Path) -> None:
+    repo, made = hb.slowdown_project(tmp_path, ["docs", "slow", "docs"])
+    points = bs.commit_points(repo, made[0], made[-1], tmp_path / "out" / "checkouts")
+    assert [p.label for p in points] == [h[:8] for h in made]
+    assert [_slow(p) for p in points] == [False, False, True, True]  # the worktrees hold each commit's registry
+    by_label = {p.label: p for p in points}
+    runner = bs.Runner("tiny-llama", "baseline", tmp_path / "out", tmp_path / "work")
+    gate, name = bs.choose_gate(3, 10)
+    lines: list[str] = []
+
+    def run_gate(good: str, candidate: str) -> bs.GateAnswer:
+        starter = _replay(by_label[good], by_label[candidate])
+        return runner.gate_for(gate, by_label, lines.append, starter=starter)(good, candidate)
+
+    result = bs.bisect(list(by_label), run_gate, log=lines.append)
+    assert result.state == bs.REGRESSED and result.exit_code == 1, bs.render_text(result, name)
+    assert result.first_bad == made[2][:8] and result.last_good == made[1][:8]
+    assert [(p.candidate, p.answer.state) for p in result.probes] == [(made[1][:8], bs.UNCHANGED),
+                                                                        (made[2][:8], bs.REGRESSED)]
+    # every start of every probe left its run file where collect found it
+    for probe in sorted((tmp_path / "out").glob("probe-*")):
+        assert len(load_results(probe / "runs-base")) == len(load_results(probe / "runs-head")) >= 3
+    bs.remove_checkouts(repo, tmp_path / "out" / "checkouts")
+    assert "checkouts" not in git(repo, "worktree", "list")
+
+
+def test_an_undecided_midpoint_stops_with_the_range_not_a_guess() -> None:
+    answers = iter([bs.GateAnswer(bs.UNCHANGED, 3), bs.GateAnswer(bs.UNDECIDED, 12, "pair cap reached")])
+    result = bs.bisect(["a", "b", "c", "d", "e"], lambda good, cand: next(answers), log=lambda _: None)
+    assert result.state == bs.UNDECIDED and result.exit_code == 2 and result.first_bad is None
+    assert result.range == ("c", "e")  # after c, at or before e
+    assert "UNDECIDED" in bs.render_text(result, "test")
+
+
+def test_check_ends_says_when_there_is_nothing_to_find() -> None:
+    result = bs.bisect(["a", "b", "c"], lambda good, cand: bs.GateAnswer(bs.UNCHANGED, 3), check_ends=True,
+                       log=lambda _: None)
+    assert result.state == bs.UNCHANGED and result.exit_code == 0 and len(result.probes) == 1
+
+
+def test_cli_refuses_mixed_or_half_ranges(tmp_path: Path) -> None:
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    for args, words in ((["--good", "HEAD"], "go together"), (["--vllm", "0.30.0,0.32.0", "--good", "HEAD~1"],
+                                                              "not both")):
+        out = subprocess.run([sys.executable, "-m", "pytest_coldstart.cli", "bisect", *args, "--out",
+                              str(tmp_path / "o")], capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+        assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
+    json.dumps(bs.BisectResult(("a", "b"), "a", "b", (), bs.REGRESSED).to_dict())
