@@ -31,6 +31,7 @@ from pytest_coldstart.history.compare import CompareConfig, compare
 from pytest_coldstart.history.samples import from_runs
 from pytest_coldstart.history.sweep import run_logged
 from pytest_coldstart.model.errors import ColdstartError, ConfigError
+from pytest_coldstart.model.paths import under
 from pytest_coldstart.model.result import RunResult, load_results
 
 REGRESSED, UNCHANGED, UNDECIDED = "regressed", "unchanged", "undecided"
@@ -219,7 +220,7 @@ class Runner:
 
         def run_gate(good: str, candidate: str) -> GateAnswer:
             counter[0] += 1
-            probe_dir = self.out / f"probe-{counter[0]:02d}-{_safe(candidate)}"
+            probe_dir = under(self.out, f"probe-{counter[0]:02d}-{_safe(candidate)}", what="bisect point")
             sides = {"base": points[good], "head": points[candidate]}
 
             def start(side: str, i: int) -> None:
@@ -272,7 +273,8 @@ def version_points(versions: Sequence[str], explicit: dict[str, Path], venv_dir:
     for version in versions:
         python, managed = choose_python(version, explicit, venv_dir)
         if managed:
-            python = ensure_venv(version, python.parent.parent, repo, log_dir / f"venv-{version}.log")
+            python = ensure_venv(version, python.parent.parent, repo,
+                                 under(log_dir, f"venv-{version}.log", what="vLLM version"))
         points.append(Point(version, python, repo))
     return points
 

@@ -454,6 +454,13 @@ def test_deletes_stay_inside_their_root(tmp_path: Path) -> None:
 #: Every place in the package where a path is joined from something that is not a literal, and why it is safe.
 #: A new join fails test_no_unreviewed_path_joins: build it with ``paths.under`` or add it here with its reason.
 REVIEWED_JOINS = {
+    ("history/asv_publish.py", "os.replace(parent / machine, asv_dir / machine)"):
+        "moving the old flat layout: machine folders found by listing the history itself, into its asv/",
+    ("history/asv_publish.py", "(parent / name).is_file()"): "asv's own file names (constants)",
+    ("history/asv_publish.py", "os.replace(parent / name, asv_dir / name)"): "asv's own file names (constants)",
+    ("history/asv_publish.py", "(results / machine).glob"): "machine names found by globbing the history (read only)",
+    ("history/changes.py", "(results_dir / machine).glob"): "machine names found by globbing the history (read only)",
+    ("history/bisect.py", 'probe_dir / f"runs-{side}"'): "inside a probe folder made by under(); side is base or head",
     ("model/paths.py", "base.joinpath(*names)"): "under() itself: each name checked first",
     ("logs/vllm_source.py", "tree.package_dir.joinpath(*parts[1:])"):
         "a probe target's dotted module name (a constant of this package) in the vLLM tree it reads (read only)",
