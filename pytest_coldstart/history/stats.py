@@ -60,7 +60,7 @@ def _z(q: float) -> float:
     return float(_scipy_stats().norm.ppf(q))
 
 
-def _t(q: float, df: float) -> float:
+def t_quantile(q: float, df: float) -> float:
     return float(_scipy_stats().t.ppf(q, df))
 
 
@@ -69,7 +69,7 @@ def detectable_change(sd_log: float, n: int, *, alpha: float, power: float = TAR
     given the spread *sd_log* of the paired log ratios (normal approximation of the paired t-test)."""
     if n < 2 or sd_log <= 0:
         return math.inf if n < 2 else 0.0
-    return math.exp((_t(1 - alpha, n - 1) + _z(power)) * sd_log / math.sqrt(n)) - 1
+    return math.exp((t_quantile(1 - alpha, n - 1) + _z(power)) * sd_log / math.sqrt(n)) - 1
 
 
 def recommended_pairs(sd_log: float, *, alpha: float, change: float = TARGET_CHANGE, power: float = TARGET_POWER,
@@ -96,7 +96,7 @@ def detectable_change_unpaired(sd_log: float, n_base: int, n_head: int, *, alpha
     if alpha is None:
         # The ratio of medians: a median is noisier than a mean (sqrt(pi/2) on normal data).
         return math.exp(math.log1p(ratio_rel) + _z(power) * se * math.sqrt(math.pi / 2)) - 1
-    return math.exp((_t(1 - alpha, n_base + n_head - 2) + _z(power)) * se / math.sqrt(0.955)) - 1
+    return math.exp((t_quantile(1 - alpha, n_base + n_head - 2) + _z(power)) * se / math.sqrt(0.955)) - 1
 
 
 def recommended_starts(sd_log: float, *, alpha: float, change: float, power: float = TARGET_POWER,
@@ -146,7 +146,7 @@ class Trimmed:
             return math.inf
         if self.se <= 0:
             return 0.0
-        return math.exp((_t(1 - alpha, self.df) + _z(power)) * self.se) - 1
+        return math.exp((t_quantile(1 - alpha, self.df) + _z(power)) * self.se) - 1
 
     @property
     def spread(self) -> float:
