@@ -34,7 +34,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from pytest_coldstart.history.samples import METRICS, SampleSet, cases_from_runs, machine_identity
+from pytest_coldstart.history.samples import (
+    METRICS,
+    CaseSamples,
+    SampleSet,
+    cases_from_runs,
+    machine_identity,
+    run_metrics,
+)
 from pytest_coldstart.history.stats import TARGET_POWER, Trimmed, log_ratios, trimmed
 from pytest_coldstart.history.stats import t_quantile as _t
 from pytest_coldstart.history.thresholds import CompareConfig
@@ -140,6 +147,11 @@ class GateDecision:
         return self.comparison.exit_code
 
 
+#: One start's metric seconds (``samples.run_metrics``), or None when the start did not succeed.
+Metrics = Mapping[str, float] | None
+Pair = tuple[Metrics, Metrics]
+
+
 def pair_runs(base: Sequence[RunResult], head: Sequence[RunResult]) -> dict[CaseKey, list[tuple[RunResult, RunResult]]]:
     """Per case, base start i with head start i in start order (the gate runs them interleaved)."""
     b, h = group_by_case(base), group_by_case(head)
@@ -157,21 +169,37 @@ def _side(runs: Sequence[RunResult], label: str) -> SampleSet:
                      {k: env.get(k) for k in ("vllm", "torch", "ray", "gpu_driver", "cuda_version", "git_commit")})
 
 
-def _look(key: CaseKey, pairs: Sequence[tuple[RunResult, RunResult]], n: int, design: SequentialDesign,
+def metric_side(label: str, cases: Mapping[CaseKey, Sequence[Mapping[str, float]]]) -> SampleSet:
+    """A sample set of successful starts given as metric seconds (the simulation's resampled pairs)."""
+    built = {}
+    for key, runs in cases.items():
+        samples: dict[str, tuple[float, ...]] = {}
+        for run in runs:
+            for metric, value in run.items():
+                samples[metric] = samples.get(metric, ()) + (value,)
+        built[key] = CaseSamples(key, samples, len(runs))
+    return SampleSet(label, built, {})
+
+
+def _ok_totals(pairs: Sequence[Pair], n: int) -> list[tuple[float, float]]:
+    return [(b[HEADLINE_METRIC], h[HEADLINE_METRIC]) for b, h in pairs[:n] if b is not None and h is not None
+            and b.get(HEADLINE_METRIC, 0) > 0 and h.get(HEADLINE_METRIC, 0) > 0]
+
+
+def _look(key: CaseKey, pairs: Sequence[Pair], n: int, design: SequentialDesign,
           config: CompareConfig, cases: int) -> tuple[Look, Trimmed, float, float]:
-    ok = [(b.total_ready_s, h.total_ready_s) for b, h in pairs[:n] if b.ok and h.ok
-          and b.total_ready_s and h.total_ready_s]
+    ok = _ok_totals(pairs, n)
     logs = log_ratios([b for b, _ in ok], [h for _, h in ok])
     stat = trimmed(logs)
     alpha, beta = design.spend(n, cases)
     base_median = statistics.median(b for b, _ in ok) if ok else 0.0
-    matters = config.threshold(HEADLINE_METRIC).change_that_matters(base_median)
+    threshold = config.threshold(HEADLINE_METRIC)
+    matters = threshold.change_that_matters(base_median)
     delta = statistics.median(h - b for b, h in ok) if ok else 0.0
     p_slower = stat.p_above(0.0) if len(logs) >= 2 else 1.0
     p_not_target = stat.p_below(math.log1p(matters)) if len(logs) >= 2 else 1.0
     ratio = math.exp(stat.mean) if logs else math.nan
-    threshold = config.threshold(HEADLINE_METRIC)
-    if (alpha > 0 and p_slower <= alpha and ratio > 1 + config.paired_rel and delta > threshold.floor_s):
+    if alpha > 0 and p_slower <= alpha and ratio > 1 + config.paired_rel and delta > threshold.floor_s:
         state = REGRESSED
     elif beta > 0 and p_not_target <= beta:
         state = UNCHANGED
@@ -190,8 +218,7 @@ def _more_pairs(stat: Trimmed, n: int, design: SequentialDesign, matters: float,
         return None
     spread = stat.spread
     for m in range(n + 1, 101):
-        alpha, beta = design.spend(min(m, design.max_pairs), cases) if m <= design.max_pairs else \
-            design.spend(design.max_pairs, cases)
+        alpha, beta = design.spend(min(m, design.max_pairs), cases)
         if alpha <= 0 or beta <= 0:
             continue
         df = max(m - 2 * math.floor(0.2 * m) - 1, 1)
@@ -200,13 +227,9 @@ def _more_pairs(stat: Trimmed, n: int, design: SequentialDesign, matters: float,
     return None
 
 
-def _headline_row(key: CaseKey, look: Look, stat: Trimmed, matters: float, delta: float, stop: bool,
-                  pairs: Sequence[tuple[RunResult, RunResult]], more: int | None, rel: float,
-                  floor_s: float) -> Row:
-    ok = [(b.total_ready_s, h.total_ready_s) for b, h in pairs[:look.pairs] if b.ok and h.ok
-          and b.total_ready_s and h.total_ready_s]
-    b_s = tuple(float(b) for b, _ in ok)
-    h_s = tuple(float(h) for _, h in ok)
+def _headline_row(look: Look, matters: float, delta: float, stop: bool, pairs: Sequence[Pair], more: int | None,
+                  rel: float, floor_s: float) -> Row:
+    ok = _ok_totals(pairs, look.pairs)
     what = (f"{look.pairs} pairs, trimmed mean ratio {look.ratio:.3f} ({(look.ratio - 1) * 100:+.1f} %), median Δ "
             f"{delta:+.2f} s; this look spends alpha {look.alpha:.2g} / beta {look.beta:.2g}")
     if look.state == REGRESSED:
@@ -214,16 +237,16 @@ def _headline_row(key: CaseKey, look: Look, stat: Trimmed, matters: float, delta
                                       f"p={look.p_slower:.3g} <= {look.alpha:.2g}")
     elif look.state == UNCHANGED:
         verdict, reason = UNCHANGED, (f"{what}: +{matters * 100:.0f} % ruled out (p={look.p_not_target:.3g} <= "
-                                      f"{look.beta:.2g}): changes over {look.detectable * 100:+.1f} % ruled out")
+                                      f"{look.beta:.2g}); changes over {look.detectable * 100:+.1f} % ruled out")
     else:
         verdict = UNDECIDED
         settle = (f"{more} more pair(s) would settle it at this spread" if more else
                   "more than 100 pairs would be needed at this spread")
         reason = (f"{what}: neither slower beyond doubt (p={look.p_slower:.3g}) nor +{matters * 100:.0f} % ruled "
-                  f"out (p={look.p_not_target:.3g}); only changes over {look.detectable * 100:+.1f} % ruled out; {settle}"
-                  + ("" if stop else " (still sampling)"))
-    return Row(key, HEADLINE_METRIC, b_s, h_s, verdict, reason, TEST_SEQUENTIAL, look.p_slower,
-               detectable=look.detectable, more=None if verdict != UNDECIDED else more)
+                  f"out (p={look.p_not_target:.3g}); only changes over {look.detectable * 100:+.1f} % ruled out; "
+                  f"{settle}" + ("" if stop else " (still sampling)"))
+    return Row(look.case, HEADLINE_METRIC, tuple(b for b, _ in ok), tuple(h for _, h in ok), verdict, reason,
+               TEST_SEQUENTIAL, look.p_slower, detectable=look.detectable, more=None if verdict != UNDECIDED else more)
 
 
 def judge_pairs(base: Sequence[RunResult], head: Sequence[RunResult], *, design: SequentialDesign | None = None,
@@ -235,73 +258,91 @@ def judge_pairs(base: Sequence[RunResult], head: Sequence[RunResult], *, design:
     will come: the cap or the budget) an open sequence ends ``undecided``. Pure and deterministic: the
     runner and the hosted re-judge of the PR workflow reach the same answer from the same files.
     """
+    runs = pair_runs(base, head)
+    if not runs:
+        c = (compare(_side(base, labels[0]), _side(head, labels[1]), config, budgets) if base and head else
+             Comparison(*labels, problems=("no (base, head) pair of the same case yet",), config=config or
+                        CompareConfig()))
+        problem = bool(c.problems) or bool(base and head)
+        return GateDecision(UNDECIDED if final or problem else CONTINUE, STOP_PROBLEM if problem else None, 0, c)
+    paired = {key: [(run_metrics(b) if b.ok else None, run_metrics(h) if h.ok else None) for b, h in pairs]
+              for key, pairs in runs.items()}
+
+    def sides(n: int) -> tuple[SampleSet, SampleSet]:
+        return (_side([b for p in runs.values() for b, _ in p[:n]], labels[0]),
+                _side([h for p in runs.values() for _, h in p[:n]], labels[1]))
+
+    return judge_metric_pairs(paired, sides, design=design, config=config, budgets=budgets, final=final)
+
+
+def judge_metric_pairs(paired: Mapping[CaseKey, Sequence[Pair]], sides: Callable[[int], tuple[SampleSet, SampleSet]],
+                       *, design: SequentialDesign | None = None, config: CompareConfig | None = None,
+                       budgets: Budgets | None = None, final: bool = False) -> GateDecision:
+    """``judge_pairs`` on pairs of metric seconds; *sides(n)* gives both sides' first n starts per case as
+    sample sets (for the phases, budgets and failed starts: the fixed rule of ``verdict.compare``)."""
     design = design or SequentialDesign()
     # The phases share the gate's alpha (their part of it, once, at the look that stops).
     config = replace(config or CompareConfig(), paired=True, alpha=design.alpha)
-    paired = pair_runs(base, head)
-    if not paired:
-        c = compare(_side(base, labels[0]), _side(head, labels[1]), config, budgets) if base and head else \
-            Comparison(*labels, problems=("no (base, head) pair of the same case yet",), config=config)
-        return GateDecision(UNDECIDED if final or c.problems else CONTINUE, STOP_PROBLEM if c.problems else None,
-                            0, c)
     available = min(len(p) for p in paired.values())
     cases = len(paired)
     looks: list[Look] = []
     n = min(available, design.min_pairs)
     while True:
         last = n >= available
-        sub_base = [b for p in paired.values() for b, _ in p[:n]]
-        sub_head = [h for p in paired.values() for _, h in p[:n]]
-        comparison = compare(_side(sub_base, labels[0]), _side(sub_head, labels[1]), config, budgets)
-        if comparison.problems:
-            return GateDecision(UNDECIDED, STOP_PROBLEM, n, comparison, tuple(looks))
-        if comparison.failing_rows and any(r.metric not in METRICS for r in comparison.failing_rows):
-            # A failed or missing head start: decided at once, whatever the statistics.
-            return GateDecision(REGRESSED, STOP_REGRESSED, n, _note(comparison, f"stopped at pair {n}: "
-                                "a head start failed"), tuple(looks))
-        states, rows, more_all = {}, {}, []
-        for key, pairs in paired.items():
-            if n < design.min_pairs:
-                break
-            look, stat, matters, delta = _look(key, pairs, n, design, config, cases)
-            looks.append(look)
-            states[key] = look.state
-            more = _more_pairs(stat, n, design, matters, cases) if look.state == CONTINUE else None
-            if more is not None:
-                more_all.append(more)
-            threshold = config.threshold(HEADLINE_METRIC)
-            rows[key] = (look, stat, matters, delta, pairs, more, threshold.floor_s)
+        failures = any(b is None or h is None for p in paired.values() for b, h in p[:n])
+        comparison: Comparison | None = None
+        if failures:
+            comparison = compare(*sides(n), config, budgets)
+            if comparison.problems:
+                return GateDecision(UNDECIDED, STOP_PROBLEM, n, comparison, tuple(looks))
+            if any(r.metric not in METRICS for r in comparison.failing_rows):
+                # A failed or missing head start: decided at once, whatever the statistics.
+                return GateDecision(REGRESSED, STOP_REGRESSED, n, _note(comparison, f"stopped at pair {n}: a head "
+                                    "start failed"), tuple(looks))
+        states: dict[CaseKey, str] = {}
+        judged: dict[CaseKey, tuple[Look, float, float, int | None]] = {}
+        more_all: list[int] = []
+        if n >= design.min_pairs:
+            for key, pairs in paired.items():
+                look, stat, matters, delta = _look(key, pairs, n, design, config, cases)
+                looks.append(look)
+                states[key] = look.state
+                more = _more_pairs(stat, n, design, matters, cases) if look.state == CONTINUE else None
+                if more is not None:
+                    more_all.append(more)
+                judged[key] = (look, matters, delta, more)
         decided = bool(states) and (REGRESSED in states.values() or all(s == UNCHANGED for s in states.values()))
-        at_cap = n >= design.max_pairs or (last and final)
-        if decided or at_cap or last:
-            stopped = decided or at_cap
-            state = (REGRESSED if REGRESSED in states.values() else
-                     UNCHANGED if decided else UNDECIDED if stopped else CONTINUE)
-            stop = (STOP_REGRESSED if state == REGRESSED else STOP_UNCHANGED if state == UNCHANGED else
-                    (STOP_CAP if n >= design.max_pairs else STOP_BUDGET) if stopped else None)
-            new_rows = []
-            for row in comparison.rows:
-                if row.metric == HEADLINE_METRIC and row.case in rows:
-                    look, stat, matters, delta, pairs, more, floor_s = rows[row.case]
-                    new_rows.append(replace(_headline_row(row.case, look, stat, matters, delta, stopped, pairs, more,
-                                                          config.paired_rel, floor_s),
-                                            budget_s=row.budget_s, over_budget=row.over_budget,
-                                            base_over_budget=row.base_over_budget))
-                elif row.metric in METRICS and row.verdict == REGRESSED and not stopped:
-                    # Phases count once, at the look that stops (their alpha is not spent over looks).
-                    new_rows.append(replace(row, verdict=UNDECIDED, reason=row.reason + " (judged when the gate "
-                                            "stops)"))
-                else:
-                    new_rows.append(row)
-            comparison = replace(comparison, rows=tuple(new_rows))
-            if comparison.failing_rows and state != REGRESSED and stopped:
-                state, stop = REGRESSED, STOP_REGRESSED
-            note = (f"sequential gate: {stop} after {n} pair(s) (min {design.min_pairs}, max {design.max_pairs}; "
-                    f"alpha {design.alpha:g} over the looks, power {design.power:.0%})" if stopped else
-                    f"sequential gate: {n} pair(s) judged, still sampling")
-            more_pairs = max(more_all) if more_all and state in (UNDECIDED, CONTINUE) else None
-            return GateDecision(state, stop, n, _note(comparison, note), tuple(looks), more_pairs)
-        n += 1
+        stopped = decided or n >= design.max_pairs or (last and final)
+        if not (stopped or last):
+            n += 1
+            continue
+        comparison = comparison or compare(*sides(n), config, budgets)
+        state = (REGRESSED if REGRESSED in states.values() else UNCHANGED if decided else
+                 UNDECIDED if stopped else CONTINUE)
+        threshold = config.threshold(HEADLINE_METRIC)
+        new_rows = []
+        for row in comparison.rows:
+            if row.metric == HEADLINE_METRIC and row.case in judged:
+                look, matters, delta, more = judged[row.case]
+                new_rows.append(replace(_headline_row(look, matters, delta, stopped, paired[row.case], more,
+                                                      config.paired_rel, threshold.floor_s),
+                                        budget_s=row.budget_s, over_budget=row.over_budget,
+                                        base_over_budget=row.base_over_budget))
+            elif row.metric in METRICS and row.verdict == REGRESSED and not stopped:
+                # Phases count once, at the look that stops (their alpha is not spent over looks).
+                new_rows.append(replace(row, verdict=UNDECIDED, reason=row.reason + " (judged when the gate stops)"))
+            else:
+                new_rows.append(row)
+        comparison = replace(comparison, rows=tuple(new_rows))
+        if stopped and comparison.failing_rows:
+            state = REGRESSED
+        stop = (None if not stopped else STOP_REGRESSED if state == REGRESSED else
+                STOP_UNCHANGED if state == UNCHANGED else STOP_CAP if n >= design.max_pairs else STOP_BUDGET)
+        note = (f"sequential gate: {stop} after {n} pair(s) (min {design.min_pairs}, max {design.max_pairs}; "
+                f"alpha {design.alpha:g} spent over the looks, power {design.power:.0%})" if stopped else
+                f"sequential gate: {n} pair(s) judged, still sampling")
+        more_pairs = max(more_all) if more_all and state in (UNDECIDED, CONTINUE) else None
+        return GateDecision(state, stop, n, _note(comparison, note), tuple(looks), more_pairs)
 
 
 def _note(comparison: Comparison, note: str) -> Comparison:
