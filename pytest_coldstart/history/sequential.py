@@ -42,7 +42,7 @@ from pytest_coldstart.history.samples import (
     machine_identity,
     run_metrics,
 )
-from pytest_coldstart.history.stats import TARGET_POWER, Trimmed, log_ratios, trimmed
+from pytest_coldstart.history.stats import TARGET_POWER, Trimmed, grow, log_ratios, trimmed
 from pytest_coldstart.history.stats import t_quantile as _t
 from pytest_coldstart.history.thresholds import CompareConfig
 from pytest_coldstart.history.verdict import (
@@ -80,9 +80,9 @@ class SequentialDesign:
 
     min_pairs: int = 3
     max_pairs: int = 12
-    alpha: float = 0.02
+    alpha: float = 0.05
     power: float = TARGET_POWER
-    rho: float = 1.5
+    rho: float = 2.0
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_pairs <= self.max_pairs <= 100:
@@ -207,7 +207,7 @@ def _look(key: CaseKey, pairs: Sequence[Pair], n: int, design: SequentialDesign,
         state = CONTINUE
     # What this look rules out: the largest change still consistent with the pairs at its beta (the
     # sequential form of "detectable change": unchanged <=> it is at or under the change that matters).
-    detectable = (math.exp(stat.mean + _t(1 - beta, stat.df) * stat.se) - 1
+    detectable = (grow(stat.mean + _t(1 - beta, stat.df) * stat.se)
                   if beta > 0 and stat.df >= 1 and math.isfinite(stat.se) else math.inf)
     return Look(key, n, ratio, p_slower, p_not_target, alpha, beta, detectable, state), stat, matters, delta
 
@@ -300,17 +300,14 @@ def judge_metric_pairs(paired: Mapping[CaseKey, Sequence[Pair]], sides: Callable
                 return GateDecision(REGRESSED, STOP_REGRESSED, n, _note(comparison, f"stopped at pair {n}: a head "
                                     "start failed"), tuple(looks))
         states: dict[CaseKey, str] = {}
-        judged: dict[CaseKey, tuple[Look, float, float, int | None]] = {}
+        judged: dict[CaseKey, tuple[Look, float, float, Trimmed]] = {}
         more_all: list[int] = []
         if n >= design.min_pairs:
             for key, pairs in paired.items():
                 look, stat, matters, delta = _look(key, pairs, n, design, config, cases)
                 looks.append(look)
                 states[key] = look.state
-                more = _more_pairs(stat, n, design, matters, cases) if look.state == CONTINUE else None
-                if more is not None:
-                    more_all.append(more)
-                judged[key] = (look, matters, delta, more)
+                judged[key] = (look, matters, delta, stat)
         decided = bool(states) and (REGRESSED in states.values() or all(s == UNCHANGED for s in states.values()))
         stopped = decided or n >= design.max_pairs or (last and final)
         if not (stopped or last):
@@ -323,7 +320,10 @@ def judge_metric_pairs(paired: Mapping[CaseKey, Sequence[Pair]], sides: Callable
         new_rows = []
         for row in comparison.rows:
             if row.metric == HEADLINE_METRIC and row.case in judged:
-                look, matters, delta, more = judged[row.case]
+                look, matters, delta, stat = judged[row.case]
+                more = _more_pairs(stat, n, design, matters, cases) if look.state == CONTINUE else None
+                if more is not None:
+                    more_all.append(more)
                 new_rows.append(replace(_headline_row(look, matters, delta, stopped, paired[row.case], more,
                                                       config.paired_rel, threshold.floor_s),
                                         budget_s=row.budget_s, over_budget=row.over_budget,
@@ -392,6 +392,17 @@ def run_sequential(start: Callable[[str, int], None],
             start(side, i)
         durations.append(clock() - t0)
         base_runs, head_runs = collect()
+        if len(base_runs) != len(head_runs):
+            # A start that wrote no result (killed, crashed before its result): the pairs no longer line up.
+            decision = judge_pairs(base_runs, head_runs, design=design, config=config, budgets=budgets, final=True,
+                                   labels=labels)
+            problem = (f"after pair {i} the base has {len(base_runs)} run file(s) and the head {len(head_runs)}: a "
+                       "start wrote no result, so the pairs no longer line up; see the start logs and run again")
+            decision = replace(decision, state=UNDECIDED, stop=STOP_PROBLEM,
+                               comparison=replace(decision.comparison,
+                                                  problems=(*decision.comparison.problems, problem)))
+            log(f"pair {i}: {problem}")
+            break
         decision = judge_pairs(base_runs, head_runs, design=design, config=config, budgets=budgets,
                                final=i >= design.max_pairs, labels=labels)
         log(_progress(i, decision, durations[-1]))

@@ -8,6 +8,7 @@ of the start.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Sequence
@@ -18,6 +19,9 @@ from pytest_coldstart.model.errors import ConfigError
 
 #: The change the paired gate is sized to catch, and how surely (docs/explanation/regressions.md).
 TARGET_CHANGE, TARGET_POWER = 0.10, 0.95
+#: The smallest spread of log ratios believed: two cold starts never agree to better than ~0.5 % (clock,
+#: scheduling), so a handful of pairs that happen to agree closer say nothing stronger than that.
+MIN_SPREAD = 0.005
 #: The share of pairs the robust statistic trims from each end (Yuen's trimmed mean: 20 % is the usual
 #: choice; it trims one pair of 5-9, two of 10-14, so one wild pair cannot move the verdict).
 TRIM = 0.2
@@ -56,10 +60,17 @@ def log_spread(values: Sequence[float]) -> float:
     return statistics.stdev(logs) if len(logs) > 1 else 0.0
 
 
+def grow(log_change: float) -> float:
+    """exp(x) - 1, inf where it would overflow (a spread so wide nothing short of x e^50 is detectable)."""
+    return math.exp(log_change) - 1 if log_change < 50 else math.inf
+
+
+@functools.lru_cache(maxsize=4096)
 def _z(q: float) -> float:
     return float(_scipy_stats().norm.ppf(q))
 
 
+@functools.lru_cache(maxsize=4096)
 def t_quantile(q: float, df: float) -> float:
     return float(_scipy_stats().t.ppf(q, df))
 
@@ -69,13 +80,17 @@ def detectable_change(sd_log: float, n: int, *, alpha: float, power: float = TAR
     given the spread *sd_log* of the paired log ratios (normal approximation of the paired t-test)."""
     if n < 2 or sd_log <= 0:
         return math.inf if n < 2 else 0.0
-    return math.exp((t_quantile(1 - alpha, n - 1) + _z(power)) * sd_log / math.sqrt(n)) - 1
+    return grow((t_quantile(1 - alpha, n - 1) + _z(power)) * sd_log / math.sqrt(n))
 
 
 def recommended_pairs(sd_log: float, *, alpha: float, change: float = TARGET_CHANGE, power: float = TARGET_POWER,
                       most: int = 50) -> int | None:
     """The fewest pairs that catch *change* with *power* at this spread (None: more than *most*)."""
-    for n in range(2, most + 1):
+    if sd_log <= 0:
+        return 2
+    # The normal approximation is a lower bound (t quantiles exceed z ones): start the search there.
+    first = max(2, math.floor(((_z(1 - alpha) + _z(power)) * sd_log / math.log1p(change)) ** 2))
+    for n in range(first, most + 1):
         if detectable_change(sd_log, n, alpha=alpha, power=power) <= change:
             return n
     return None
@@ -95,14 +110,17 @@ def detectable_change_unpaired(sd_log: float, n_base: int, n_head: int, *, alpha
     se = sd_log * math.sqrt(1 / n_base + 1 / n_head)
     if alpha is None:
         # The ratio of medians: a median is noisier than a mean (sqrt(pi/2) on normal data).
-        return math.exp(math.log1p(ratio_rel) + _z(power) * se * math.sqrt(math.pi / 2)) - 1
-    return math.exp((t_quantile(1 - alpha, n_base + n_head - 2) + _z(power)) * se / math.sqrt(0.955)) - 1
+        return grow(math.log1p(ratio_rel) + _z(power) * se * math.sqrt(math.pi / 2))
+    return grow((t_quantile(1 - alpha, n_base + n_head - 2) + _z(power)) * se / math.sqrt(0.955))
 
 
 def recommended_starts(sd_log: float, *, alpha: float, change: float, power: float = TARGET_POWER,
                        most: int = 50) -> int | None:
     """The fewest starts per side the unpaired test needs to catch *change* with *power*."""
-    for n in range(2, most + 1):
+    if sd_log <= 0:
+        return 2
+    first = max(2, math.floor(2 * ((_z(1 - alpha) + _z(power)) * sd_log / math.log1p(change)) ** 2))
+    for n in range(first, most + 1):
         if detectable_change_unpaired(sd_log, n, n, alpha=alpha, power=power) <= change:
             return n
     return None
@@ -112,7 +130,7 @@ def paired_t_p(logs: Sequence[float]) -> tuple[float, float]:
     """One-sided paired t-test p-values on log ratios: (p that the head is slower, p that it is faster)."""
     n = len(logs)
     mean = statistics.fmean(logs)
-    sd = statistics.stdev(logs) if n > 1 else 0.0
+    sd = max(statistics.stdev(logs), MIN_SPREAD) if n > 1 else 0.0
     if sd > 0:
         p_slower = float(_scipy_stats().t.sf(mean / (sd / math.sqrt(n)), n - 1))
         return p_slower, 1 - p_slower
@@ -146,7 +164,7 @@ class Trimmed:
             return math.inf
         if self.se <= 0:
             return 0.0
-        return math.exp((t_quantile(1 - alpha, self.df) + _z(power)) * self.se) - 1
+        return grow((t_quantile(1 - alpha, self.df) + _z(power)) * self.se)
 
     @property
     def spread(self) -> float:
@@ -167,5 +185,5 @@ def trimmed(logs: Sequence[float], trim: float = TRIM) -> Trimmed:
     h = n - 2 * g
     if n < 2 or h < 2:
         return Trimmed(n, mean, math.inf, 0)
-    s_w = statistics.stdev(winsor)
+    s_w = max(statistics.stdev(winsor), MIN_SPREAD)
     return Trimmed(n, mean, s_w / ((h / n) * math.sqrt(n)), h - 1)
