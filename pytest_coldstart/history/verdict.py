@@ -472,3 +472,4 @@ def compare(base: SampleSet, head: SampleSet, config: CompareConfig | None = Non
 
 def unusable(base: str, head: str, problem: str) -> Comparison:
     """A comparison that could not start (unreadable input): exit 2 with the reason."""
+    return Comparison(base, head, problems=(problem,))

@@ -53,7 +53,9 @@ def _settle(rows: Sequence[Row]) -> str:
     """What would settle an undecided case: its headline row's detectable change and missing pairs."""
     for row in rows:
         if row.metric == "total_ready_s" and row.verdict == UNDECIDED:
-            what = "" if row.detectable is None else f"only changes over {row.detectable * 100:+.1f} % ruled out"
+            sequential = (row.test or "").startswith("sequential")
+            what = ("" if row.detectable is None else f"only changes over {row.detectable * 100:+.1f} % ruled out"
+                    if sequential else f"detectable change {row.detectable * 100:.1f} % at this sample size")
             more = "" if row.more is None else f"{row.more} more pair(s) (or starts per side) would settle it"
             return "; ".join(x for x in (what, more) if x)
     return ""
