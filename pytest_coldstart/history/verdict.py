@@ -172,6 +172,9 @@ def decide_paired(base: Sequence[float], head: Sequence[float], threshold: Thres
     floor on the median difference. Drift the pair shares cancels out of each ratio."""
     logs = log_ratios(base, head)
     n = len(logs)
+    if n < 2:
+        # Zero-second samples have no log ratio (a phase measured as 0.00 s): the medians decide instead.
+        return decide(base, head, threshold, alpha=alpha, min_samples=len(base) + 1, power=power)
     mean = statistics.fmean(logs)
     ratio = math.exp(mean)
     delta = statistics.median(h - b for b, h in zip(base, head, strict=True))
