@@ -79,7 +79,7 @@ class SequentialDesign:
     """
 
     min_pairs: int = 3
-    max_pairs: int = 12
+    max_pairs: int = 20
     alpha: float = 0.05
     power: float = TARGET_POWER
     rho: float = 2.0
