@@ -41,8 +41,8 @@ MetricPair = tuple[Mapping[str, float], Mapping[str, float]]
 
 def interleaved(base: Sequence[RunResult], head: Sequence[RunResult]) -> list[MetricPair]:
     """Real pairs as they ran: base start i with head start i (one case), both successful."""
-    pairs = [(run_metrics(b), run_metrics(h)) for p in pair_runs(base, head).values() for b, h in p
-             if b.ok and h.ok]
+    pairs: list[MetricPair] = [(run_metrics(b), run_metrics(h)) for p in pair_runs(base, head).values()
+                               for b, h in p if b.ok and h.ok]
     if len(pairs) < 2:
         raise ConfigError(f"need at least 2 successful (base, head) pairs; have {len(pairs)}")
     return pairs

@@ -354,20 +354,22 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
         if not b and not h:
             continue
         limit = _budget(budgets, key, metric)
-        budget = {"budget_s": limit,
-                  "over_budget": bool(h) and limit is not None and statistics.median(h) > limit,
-                  "base_over_budget": bool(b) and limit is not None and statistics.median(b) > limit}
+        over = bool(h) and limit is not None and statistics.median(h) > limit
+        base_over = bool(b) and limit is not None and statistics.median(b) > limit
         vb, vh = base.versions.get(metric), head.versions.get(metric)
         if vb is not None and vh is not None and vb != vh:
             problems.append(f"{key.label} {metric}: asv series version differs (base {vb}, head {vh}); the metric's "
                             "definition changed, so re-record the base with the same pytest-coldstart version")
-            rows.append(Row(key, metric, b, h, NOT_COMPARABLE, f"series version {vb} vs {vh}", **budget))
+            rows.append(Row(key, metric, b, h, NOT_COMPARABLE, f"series version {vb} vs {vh}",
+                            budget_s=limit, over_budget=over, base_over_budget=base_over))
         elif b and not h:
             why = (f"every HEAD start failed ({head.failed} of {head.runs})" if ok_head == 0 else
                    f"observed in {len(b)} base start(s), in none of {ok_head} HEAD start(s)")
-            rows.append(Row(key, metric, b, h, MISSING, why, **budget))
+            rows.append(Row(key, metric, b, h, MISSING, why,
+                            budget_s=limit, over_budget=over, base_over_budget=base_over))
         elif h and not b:
-            rows.append(Row(key, metric, b, h, NOT_COMPARABLE, "not observed in the base: no baseline", **budget))
+            rows.append(Row(key, metric, b, h, NOT_COMPARABLE, "not observed in the base: no baseline",
+                            budget_s=limit, over_budget=over, base_over_budget=base_over))
         else:
             if paired_ok(base, head, config, b, h):
                 # Weighted Bonferroni over the metrics judged: the alarm rate is per case, not per metric.
@@ -377,7 +379,8 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
             else:
                 d = decide(b, h, config.threshold(metric), alpha=config.alpha, min_samples=config.min_samples,
                            power=config.power)
-            rows.append(Row(key, metric, b, h, d.verdict, d.reason, d.test, d.p_value, **budget,
+            rows.append(Row(key, metric, b, h, d.verdict, d.reason, d.test, d.p_value,
+                            budget_s=limit, over_budget=over, base_over_budget=base_over,
                             detectable=d.detectable, more=d.more))
     return rows
 

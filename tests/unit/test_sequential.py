@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ import pytest
 from pytest_coldstart.cli import main
 from pytest_coldstart.history import gate_study
 from pytest_coldstart.history.compare import load_config
+from pytest_coldstart.history.samples import SampleSet
 from pytest_coldstart.history.sequential import (
     CONTINUE,
     STOP_BUDGET,
@@ -25,13 +26,15 @@ from pytest_coldstart.history.sequential import (
     STOP_PROBLEM,
     STOP_REGRESSED,
     STOP_UNCHANGED,
+    GateDecision,
+    Pair,
     SequentialDesign,
     judge_metric_pairs,
     judge_pairs,
     metric_side,
     run_sequential,
 )
-from pytest_coldstart.history.verdict import HEADLINE_ALPHA_SHARE, REGRESSED, UNCHANGED, UNDECIDED
+from pytest_coldstart.history.verdict import HEADLINE_ALPHA_SHARE, REGRESSED, UNCHANGED, UNDECIDED, Comparison
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.result import RunResult, load_results
 
@@ -44,15 +47,15 @@ NOISE = DATA / "noise-study"
 
 
 def _metric_pairs(pairs: list[tuple[Mapping[str, float], Mapping[str, float]]], factor: float = 1.0,
-                  wild: dict[int, float] | None = None) -> list[tuple[Mapping[str, float], Mapping[str, float]]]:
+                  wild: dict[int, float] | None = None) -> list[Pair]:
     wild = wild or {}
     return [(b, {m: v * factor * wild.get(i, 1.0) for m, v in h.items()}) for i, (b, h) in enumerate(pairs)]
 
 
-def _judge(pairs: list, design: SequentialDesign | None = None, final: bool = True):  # type: ignore[no-untyped-def]
-    def sides(n: int):  # type: ignore[no-untyped-def]
-        return (metric_side("base", {gate_study.KEY: [b for b, _ in pairs[:n]]}),
-                metric_side("head", {gate_study.KEY: [h for _, h in pairs[:n]]}))
+def _judge(pairs: Sequence[Pair], design: SequentialDesign | None = None, final: bool = True) -> GateDecision:
+    def sides(n: int) -> tuple[SampleSet, SampleSet]:
+        return (metric_side("base", {gate_study.KEY: [b for b, _ in pairs[:n] if b is not None]}),
+                metric_side("head", {gate_study.KEY: [h for _, h in pairs[:n] if h is not None]}))
 
     return judge_metric_pairs({gate_study.KEY: pairs}, sides, design=design, config=CONFIG, final=final)
 
@@ -229,19 +232,19 @@ def test_compare_paired_on_the_noisy_pairs_never_passes_a_real_ten_percent() -> 
 
     paired = replace(CONFIG, paired=True)
 
-    def judged(pairs: list) -> object:  # type: ignore[type-arg]
-        return compare(metric_side("base", {gate_study.KEY: [b for b, _ in pairs]}),
-                       metric_side("head", {gate_study.KEY: [h for _, h in pairs]}), paired)
+    def judged(pairs: Sequence[Pair]) -> Comparison:
+        return compare(metric_side("base", {gate_study.KEY: [b for b, _ in pairs if b is not None]}),
+                       metric_side("head", {gate_study.KEY: [h for _, h in pairs if h is not None]}), paired)
 
     noisy = _metric_pairs(gate_study.adjacent(load_results(NOISE / "baseline")), 1.10)
     for k in (4, 5):
         for subset in itertools.combinations(noisy, k):
             c = judged(list(subset))
-            assert c.exit_code != 0 and c.verdict in (REGRESSED, UNDECIDED), c.rows  # type: ignore[attr-defined]
+            assert c.exit_code != 0 and c.verdict in (REGRESSED, UNDECIDED), c.rows
     same = gate_study.interleaved(AA_BASE, AA_HEAD)
     for k in (4, 5):
         for subset in itertools.combinations(same, k):
-            assert judged(list(subset)).verdict != REGRESSED  # type: ignore[attr-defined]
+            assert judged(list(subset)).verdict != REGRESSED
 
 
 STUDY = DATA / "gate-study"

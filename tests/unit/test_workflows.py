@@ -201,6 +201,7 @@ def test_coldstart_commands_in_workflows_exist() -> None:
         if sub in ("compare", "record", "publish", "summary", "gate") and "--help" not in argv:
             parser_, rest = subs[sub], argv[2:]
             if sub == "gate":  # gate run | judge | study
+                # argparse keeps its subparsers private: _subparsers is Optional in typeshed
                 choices = parser_._subparsers._group_actions[0].choices  # type: ignore[union-attr]
                 if len(argv) < 3 or argv[2] not in choices:
                     continue  # prose ("`coldstart gate run` ...") in a comment
