@@ -16,9 +16,11 @@ passing a real +10 % at most ``beta``), however many looks are taken. Between ca
 evenly (Bonferroni). The statistic is Yuen's trimmed mean of the pairs' log ratios (``stats.trimmed``): one
 wild pair (a start 17 % off its partner, seen in the noise study) is trimmed instead of swamping the test.
 
-The phases (where the time went) are judged once, at the look that stops, by the fixed paired rule at the
-rest of alpha (``verdict.HEADLINE_ALPHA_SHARE``); a failed or missing head start stops at ``regressed`` at
-once, an aborted one stops the gate undecided (exit 2). The simulation on measured noise
+The phases (where the time went) are judged at every look too, by the paired rule of ``verdict.compare`` at
+their part of that look's alpha (the headline takes ``verdict.HEADLINE_ALPHA_SHARE``, the phases split the
+rest), so a phase that moved beyond doubt stops the gate at ``regressed`` and the union bound still covers
+every metric and look. A failed or missing head start stops at ``regressed`` at once, an aborted one stops
+the gate undecided (exit 2). The simulation on measured noise
 (``history.gate_study``) gives the error rates this design reaches: docs/explanation/regressions.md.
 
 Two entry points: ``judge_pairs`` (pure: recorded pairs -> the decision, replaying every look, which is how
@@ -101,11 +103,21 @@ class SequentialDesign:
         k = min(max(n - self.min_pairs + 1, 0), self.looks)
         return (k / self.looks) ** self.rho
 
+    def share(self, n: int) -> float:
+        """The share of the error rates the look at *n* pairs spends (0 before ``min_pairs``)."""
+        return self._f(n) - self._f(n - 1)
+
     def spend(self, n: int, cases: int = 1) -> tuple[float, float]:
         """(alpha, beta) the look at *n* pairs may use, per case, for the headline metric."""
-        share = self._f(n) - self._f(n - 1)
+        share = self.share(n)
         alpha = self.alpha * HEADLINE_ALPHA_SHARE / max(cases, 1)
         return alpha * share, (1 - self.power) * share
+
+    def look_alpha(self, n: int, cases: int = 1) -> float:
+        """The alpha of the whole comparison at the look at *n* pairs, per case: ``verdict.compare`` splits it
+        between the headline (80 %) and the phases (the rest), so each phase spends its share over the looks
+        too. Before ``min_pairs`` (nothing is judged) the first look's, for the table only."""
+        return self.alpha * self.share(max(n, self.min_pairs)) / max(cases, 1)
 
 
 @dataclass(frozen=True)
@@ -281,8 +293,7 @@ def judge_metric_pairs(paired: Mapping[CaseKey, Sequence[Pair]], sides: Callable
     """``judge_pairs`` on pairs of metric seconds; *sides(n)* gives both sides' first n starts per case as
     sample sets (for the phases, budgets and failed starts: the fixed rule of ``verdict.compare``)."""
     design = design or SequentialDesign()
-    # The phases share the gate's alpha (their part of it, once, at the look that stops).
-    config = replace(config or CompareConfig(), paired=True, alpha=design.alpha)
+    config = replace(config or CompareConfig(), paired=True)
     available = min(len(p) for p in paired.values())
     cases = len(paired)
     looks: list[Look] = []
@@ -290,9 +301,12 @@ def judge_metric_pairs(paired: Mapping[CaseKey, Sequence[Pair]], sides: Callable
     while True:
         last = n >= available
         failures = any(b is None or h is None for p in paired.values() for b, h in p[:n])
+        judging = n >= design.min_pairs
         comparison: Comparison | None = None
-        if failures:
-            comparison = compare(*sides(n), config, budgets)
+        if failures or judging:
+            # Every metric spends its share of alpha over the looks (the headline 80 %, the phases the rest):
+            # by the union bound over metrics and looks the false-alarm rate stays under alpha.
+            comparison = compare(*sides(n), replace(config, alpha=design.look_alpha(n, cases)), budgets)
             if comparison.problems:
                 return GateDecision(UNDECIDED, STOP_PROBLEM, n, comparison, tuple(looks))
             if any(r.metric not in METRICS for r in comparison.failing_rows):
@@ -302,19 +316,23 @@ def judge_metric_pairs(paired: Mapping[CaseKey, Sequence[Pair]], sides: Callable
         states: dict[CaseKey, str] = {}
         judged: dict[CaseKey, tuple[Look, float, float, Trimmed]] = {}
         more_all: list[int] = []
-        if n >= design.min_pairs:
+        if judging:
             for key, pairs in paired.items():
                 look, stat, matters, delta = _look(key, pairs, n, design, config, cases)
                 looks.append(look)
                 states[key] = look.state
                 judged[key] = (look, matters, delta, stat)
-        decided = bool(states) and (REGRESSED in states.values() or all(s == UNCHANGED for s in states.values()))
+        # A phase (or a new budget breach) beyond doubt at this look's alpha is a regression too.
+        phase_failing = comparison is not None and judging and any(
+            r.failing for r in comparison.rows if r.metric != HEADLINE_METRIC)
+        decided = bool(states) and (phase_failing or REGRESSED in states.values() or
+                                    all(s == UNCHANGED for s in states.values()))
         stopped = decided or n >= design.max_pairs or (last and final)
         if not (stopped or last):
             n += 1
             continue
-        comparison = comparison or compare(*sides(n), config, budgets)
-        state = (REGRESSED if REGRESSED in states.values() else UNCHANGED if decided else
+        comparison = comparison or compare(*sides(n), replace(config, alpha=design.look_alpha(n, cases)), budgets)
+        state = (REGRESSED if phase_failing or REGRESSED in states.values() else UNCHANGED if decided else
                  UNDECIDED if stopped else CONTINUE)
         threshold = config.threshold(HEADLINE_METRIC)
         new_rows = []
@@ -328,12 +346,9 @@ def judge_metric_pairs(paired: Mapping[CaseKey, Sequence[Pair]], sides: Callable
                                                       config.paired_rel, threshold.floor_s),
                                         budget_s=row.budget_s, over_budget=row.over_budget,
                                         base_over_budget=row.base_over_budget))
-            elif row.metric in METRICS and row.verdict == REGRESSED and not stopped:
-                # Phases count once, at the look that stops (their alpha is not spent over looks).
-                new_rows.append(replace(row, verdict=UNDECIDED, reason=row.reason + " (judged when the gate stops)"))
             else:
                 new_rows.append(row)
-        comparison = replace(comparison, rows=tuple(new_rows))
+        comparison = replace(comparison, rows=tuple(new_rows), config=replace(config, alpha=design.alpha))
         if stopped and comparison.failing_rows:
             state = REGRESSED
         stop = (None if not stopped else STOP_REGRESSED if state == REGRESSED else
