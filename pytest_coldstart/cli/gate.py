@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import time
 from pathlib import Path
@@ -68,6 +69,10 @@ def _run_cmd(args: argparse.Namespace) -> int:
     from pytest_coldstart.history.sequential import run_sequential
 
     design = _design(args)
+    for flag, value in (("--budget-min", args.budget_min), ("--start-timeout", args.start_timeout)):
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{flag} {value!r}: expected a positive number of "
+                              f"{'minutes' if flag == '--budget-min' else 'seconds'}")
     config, budgets = _inputs(args)
     sides = {"base": Side.of("base", Path(args.base)), "head": Side.of("head", Path(args.head))}
     out = Path(args.out or f".coldstart/gate/{time.strftime('%Y%m%dT%H%M%S')}").resolve()
