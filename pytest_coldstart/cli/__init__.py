@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pytest_coldstart.cli.logs",  # make-tiny-model, timeline, ray-timeline, summary
     "pytest_coldstart.cli.report",  # report, anchors, floor
     "pytest_coldstart.cli.history",  # compare, record, publish, sweep
+    "pytest_coldstart.cli.gate",  # gate run | judge | study
     "pytest_coldstart.cli.s3",  # s3 upload-model | shard, cache push | pull
     "pytest_coldstart.cli.init",  # init, preflight, export
     "pytest_coldstart.cli.vllm",  # check-vllm, gpu-check

@@ -174,6 +174,12 @@ class CompareFile(_Table):
                        Field(description="a table of [metrics.NAME] tables")] = {}
     paired: Annotated[bool, Field(description="true or false")] = False
     paired_rel_threshold: Fraction = 0.05
+    power: Annotated[float, Field(ge=0.5, le=0.999, allow_inf_nan=False,
+                                  description="a number 0.5-0.999: 'unchanged' only when the change that matters "
+                                              "was this likely to be caught")] = 0.95
+    on_undecided: Annotated[Literal["fail", "pass"],
+                            Field(description='"fail" (exit 2, the default) or "pass" (exit 0, still printed '
+                                              'UNDECIDED)')] = "fail"
 
 
 # ---- servers.toml (--launcher command) ----------------------------------------------------------------------

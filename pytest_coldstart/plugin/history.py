@@ -140,5 +140,19 @@ def register(config: pytest.Config, state: Any, settings: gate.HistorySettings, 
     # cacheprovider skips its writes there).
     if hasattr(config, "workerinput"):
         return
+    if settings.compare_to and _parallel(config):
+        # The controller never sees the workers' results, so the comparison would be skipped and the session
+        # would exit 0 without one. Cold starts must not share the machine anyway: refuse, exit 2.
+        pytest.exit(f"--coldstart-compare-to does not work under pytest-xdist ({_parallel(config)}): the cold starts "
+                    "run in the workers and the controller would judge nothing; run without -n/--dist", returncode=2)
     if settings.asv_dir is not None or settings.compare_to:
         config.pluginmanager.register(HistoryPlugin(state, settings, implicit=implicit), PLUGIN_NAME)
+
+
+def _parallel(config: pytest.Config) -> str:
+    """How pytest-xdist distributes this session ("-n 2", "--dist load"), or "" when it does not."""
+    dist = getattr(config.option, "dist", "no") or "no"
+    workers = getattr(config.option, "numprocesses", None)
+    if dist == "no" or getattr(config.option, "collectonly", False):
+        return ""
+    return f"-n {workers}" if workers else f"--dist {dist}"

@@ -24,6 +24,7 @@ from pytest_coldstart.history.compare import (
     NOT_COMPARABLE,
     REGRESSED,
     UNCHANGED,
+    UNDECIDED,
     Comparison,
     Row,
 )
@@ -34,8 +35,31 @@ from pytest_coldstart.model.result import RunResult
 
 MARKER = "<!-- pytest-coldstart compare -->"
 _BADGE = {REGRESSED: "🔴 **regressed**", MISSING: "🔴 **missing**", IMPROVED: "🟢 improved",
-          NOT_COMPARABLE: "⚪ not comparable", UNCHANGED: "unchanged"}
-_TITLE = {0: "✅ no regression", 1: "❌ regression", 2: "⚠️ unusable input"}
+          NOT_COMPARABLE: "⚪ not comparable", UNCHANGED: "unchanged", UNDECIDED: "🟡 **undecided**"}
+_CASE = {REGRESSED: "❌ REGRESSED", UNCHANGED: "✅ UNCHANGED", UNDECIDED: "⚠️ UNDECIDED",
+         NOT_COMPARABLE: "⚪ not comparable"}
+
+
+def _title(c: Comparison) -> str:
+    if c.problems:
+        return "⚠️ unusable input"
+    if c.verdict == REGRESSED:
+        return "❌ regression"
+    if c.verdict == UNDECIDED:
+        return "⚠️ UNDECIDED: could not decide" + (" (passing: on_undecided = \"pass\")" if c.exit_code == 0 else "")
+    return "✅ no regression"
+
+
+def _settle(rows: Sequence[Row]) -> str:
+    """What would settle an undecided case: its headline row's detectable change and missing pairs."""
+    for row in rows:
+        if row.metric == "total_ready_s" and row.verdict == UNDECIDED:
+            sequential = (row.test or "").startswith("sequential")
+            what = ("" if row.detectable is None else f"only changes over {row.detectable * 100:+.1f} % ruled out"
+                    if sequential else f"detectable change {row.detectable * 100:.1f} % at this sample size")
+            more = "" if row.more is None else f"{row.more} more pair(s) (or starts per side) would settle it"
+            return "; ".join(x for x in (what, more) if x)
+    return ""
 
 
 def _s(value: float | None) -> str:
@@ -108,13 +132,15 @@ def _rule(c: Comparison) -> str:
     return (f"A metric regresses when its head median exceeds the base median by more than "
             f"{_limits(cfg.default)}{f' (per metric: {per})' if per else ''}; with ≥ {cfg.min_samples} starts on "
             f"both sides a one-sided Mann–Whitney U test must also give p < {cfg.alpha:g}. A phase missing or a "
-            f"start failing in the head is a regression. Thresholds: {cfg.source}.")
+            f"start failing in the head is a regression. It is unchanged only when the starts could have shown "
+            f"the threshold change with {cfg.power:.0%} power; otherwise undecided (exit "
+            f"{0 if cfg.on_undecided == 'pass' else 2}). Thresholds: {cfg.source}.")
 
 
 def render_markdown(c: Comparison) -> str:
     """The PR comment / step summary for *c*."""
     failing = c.failing_rows
-    title = _TITLE[c.exit_code]
+    title = _title(c)
     if c.exit_code == 1:
         names = sorted({f"{r.metric}" for r in failing})
         title += f": {', '.join(names)}"
@@ -122,11 +148,14 @@ def render_markdown(c: Comparison) -> str:
            f"**Base:** {_software(c.base, c.software[0])}  ", f"**Head:** {_software(c.head, c.software[1])}", ""]
     if c.problems:
         out += ["### Unusable input (exit 2)", ""] + [f"- {_cell(p)}" for p in c.problems] + [""]
+    verdicts = c.cases
     for key, rows in _by_case(c.rows).items():
         attention = [r for r in rows if r.verdict != UNCHANGED or r.over_budget]
         calm = [r for r in rows if r not in attention]
         bad = sum(r.failing for r in rows)
-        out += [f"### {key.label}" + (f" — {bad} failing" if bad else ""), ""]
+        settle = _settle(rows) if verdicts.get(key) == UNDECIDED else ""
+        out += [f"### {key.label} — {_CASE[verdicts.get(key, NOT_COMPARABLE)]}" + (f" ({bad} failing)" if bad else ""),
+                ""] + ([f"Undecided: {_cell(settle)}.", ""] if settle else [])
         if attention:
             out += _table(attention) + [""]
         if calm:
@@ -142,18 +171,23 @@ def render_text(c: Comparison, width: int = 140) -> str:
     """A terminal table for ``coldstart compare`` and the pytest summary."""
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, color_system=None, force_terminal=False, soft_wrap=False)
-    console.print(f"cold-start comparison: {c.status.upper()} (exit {c.exit_code})")
+    passing = " (on_undecided = \"pass\")" if c.verdict == UNDECIDED and c.exit_code == 0 else ""
+    console.print(f"cold-start comparison: {c.status.upper()} (exit {c.exit_code}){passing}")
     console.print(f"  base: {_software(c.base, c.software[0])}")
     console.print(f"  head: {_software(c.head, c.software[1])}")
     for problem in c.problems:
         console.print(f"  unusable input: {problem}", markup=False)  # "[metrics.NAME]" is text, not a style
+    verdicts = c.cases
     for key, rows in _by_case(c.rows).items():
-        table = Table(title=key.label, box=box.SIMPLE_HEAVY, title_justify="left")
+        case = verdicts.get(key, NOT_COMPARABLE)
+        settle = _settle(rows) if case == UNDECIDED else ""
+        table = Table(title=f"{key.label}: {case.upper()}" + (f" ({settle})" if settle else ""), box=box.SIMPLE_HEAVY,
+                      title_justify="left")
         for column, justify in (("metric", "left"), ("base s (n)", "right"), ("head s (n)", "right"),
                                 ("Δ s", "right"), ("ratio", "right"), ("verdict", "left"), ("why", "left")):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         for row in rows:
-            verdict = row.verdict.upper() if row.failing else row.verdict
+            verdict = row.verdict.upper() if row.failing or row.verdict == UNDECIDED else row.verdict
             if row.over_budget:
                 verdict += " + OVER BUDGET" if row.newly_over_budget else " (over budget in base too)"
             table.add_row(row.metric if row.metric != CASE_ROW else "(whole case)", _median_cell(row, "base"),

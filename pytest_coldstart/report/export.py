@@ -78,8 +78,11 @@ def comparison_record(comparison: Comparison) -> dict[str, Any]:
         rows.append(record)
     config = comparison.config
     return {"base": comparison.base, "head": comparison.head, "exit_code": comparison.exit_code,
-            "status": comparison.status, "problems": list(comparison.problems), "notes": list(comparison.notes),
+            "status": comparison.status, "verdict": comparison.verdict,
+            "cases": [{"case": dataclasses.asdict(key), "verdict": verdict} for key, verdict in comparison.cases.items()],
+            "problems": list(comparison.problems), "notes": list(comparison.notes),
             "thresholds": {"source": config.source, "alpha": config.alpha, "min_samples": config.min_samples,
+                           "power": config.power, "on_undecided": config.on_undecided,
                            "default": dataclasses.asdict(config.default),
                            "metrics": {k: dataclasses.asdict(v) for k, v in config.metrics.items()}},
             "rows": rows}

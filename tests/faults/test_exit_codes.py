@@ -76,7 +76,12 @@ def test_an_unwritable_report_out_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_a_closed_pipe_keeps_the_verdict(tmp_path: Path) -> None:
-    out = coldstart("compare", str(CPU_LANE), str(CPU_LANE), "--budgets", "", shell_pipe="| head -c 20")
+    # on_undecided = "pass": the same runs twice are undecided (one start a side), passing with exit 0, so a
+    # BrokenPipe crash (exit 2) would show.
+    config = tmp_path / "compare.toml"
+    config.write_text('on_undecided = "pass"\n')
+    out = coldstart("compare", str(CPU_LANE), str(CPU_LANE), "--budgets", "", "--config", str(config),
+                    shell_pipe="| head -c 20")
     assert out.returncode == 0, out  # pipefail: compare's own status, not a BrokenPipe crash
     _no_traceback(out.stderr)
 

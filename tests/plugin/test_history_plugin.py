@@ -77,11 +77,25 @@ def test_regression_fails_the_session_with_a_table_not_a_traceback(pytester: pyt
     # compile_cache is in neither side: nothing partial; the base's other cases would only be noted.
 
 
-def test_same_runs_pass_the_gate(pytester: pytest.Pytester, tmp_path: Path) -> None:
+def test_same_runs_are_undecided_never_a_silent_pass(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """Three starts a side of the same code cannot rule out +10 %: the session says UNDECIDED and exits 2."""
     _suite(pytester, tag="-again")
     result = pytester.runpytest_subprocess(*_args(f"--coldstart-compare-to={_base(tmp_path)}"))
-    assert result.ret == 0, result.stdout.str()
-    assert "cold-start comparison: OK (exit 0)" in result.stdout.str()
+    out = result.stdout.str()
+    assert result.ret == 2, out
+    assert "cold-start comparison: UNDECIDED (exit 2)" in out and "REGRESS" not in out
+    assert "more starts per side" in out  # what would settle it
+
+
+def test_xdist_refuses_the_comparison_instead_of_skipping_it(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """Under pytest-xdist the controller holds no results: the gate is refused (exit 2), never passed silently."""
+    pytest.importorskip("xdist")
+    _suite(pytester, slow_s=20.0)
+    result = pytester.runpytest_subprocess(*_args(f"--coldstart-compare-to={_base(tmp_path)}", "-n", "2"))
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 2, out
+    assert "--coldstart-compare-to does not work under pytest-xdist (-n 2)" in out
+    assert "passed" not in result.stdout.str() and "Traceback" not in out
 
 
 @pytest.mark.parametrize(("args", "message"), [

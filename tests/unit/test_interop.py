@@ -48,7 +48,12 @@ def test_summary_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_compare_json_and_thresholds_source(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["compare", str(DATA / "compare"), str(DATA / "compare"), "--json"])
     record = json.loads(capsys.readouterr().out)
-    assert code == record["exit_code"] == 0 and record["status"] == "ok"
+    # The same three starts on both sides: nothing regressed, +10 % not ruled out -> undecided, exit 2.
+    assert code == record["exit_code"] == 2 and record["status"] == "undecided" and record["verdict"] == "undecided"
+    assert [c["verdict"] for c in record["cases"]] == ["undecided"]
+    total = next(r for r in record["rows"] if r["metric"] == "total_ready_s")
+    assert total["verdict"] == "undecided" and total["detectable"] > 0.10 and "more" in total
+    assert record["thresholds"]["on_undecided"] == "fail" and record["thresholds"]["power"] == 0.95
     assert record["thresholds"]["source"].endswith("benchmarks/compare.toml")
     assert {r["metric"] for r in record["rows"]} >= {"total_ready_s"}
 

@@ -98,7 +98,13 @@ def test_pr_gate_pairs_base_and_head_and_fails_on_regression() -> None:
     wf = _load("coldstart-pr.yml")
     paired, gate = wf["jobs"]["paired"], wf["jobs"]["gate"]
     script = _script(paired)
-    assert 'for side in base head' in script, "base and head must alternate on the same runner"
+    # Sequential pairs instead of a fixed loop: the base's CLI alternates base and head on the same runner
+    # and stops when the gate can answer (or at the cap / budget).
+    assert "base/.venv/bin/coldstart gate run --base base --head head" in script
+    for flag in ('--min-pairs "$MIN_PAIRS"', '--max-pairs "$MAX_PAIRS"', '--budget-min "$BUDGET_MIN"',
+                 '--out "$GITHUB_WORKSPACE"'):
+        assert flag in script
+    assert wf["env"]["MAX_PAIRS"] == "20" and "for side in" not in script and "PAIRS:" not in str(paired["env"])
     assert "merge-base" in script
     assert "coldstart compare" not in script, "the GPU job (which runs the head's code) must not judge"
     assert any("upload-artifact" in s.get("uses", "") for s in paired["steps"])
@@ -108,7 +114,8 @@ def test_pr_gate_pairs_base_and_head_and_fails_on_regression() -> None:
     assert checkout["with"]["ref"] == "${{ needs.paired.outputs.base_sha }}"
     gate_script = _script(gate)
     assert "pip install './base[asv]'" in gate_script
-    assert "compare runs-base runs-head --paired" in gate_script and "--markdown comment.md" in gate_script
+    assert "coldstart gate judge runs-base runs-head" in gate_script and "--markdown comment.md" in gate_script
+    assert '--max-pairs "$MAX_PAIRS"' in gate_script  # the same design replayed
     assert "base/benchmarks/compare.toml" in gate_script, "the PR must not choose its own thresholds"
     assert re.search(r"1\) echo .*; exit 1 ;;", gate_script) and "exit 2" in gate_script
     comment = wf["jobs"]["comment"]
@@ -191,9 +198,16 @@ def test_coldstart_commands_in_workflows_exist() -> None:
     assert commands
     for argv in commands:
         sub = argv[1]
-        if sub in ("compare", "record", "publish", "summary") and "--help" not in argv:
-            options = {o for a in subs[sub]._actions for o in a.option_strings}
-            used = {a.split("=")[0] for a in argv[2:] if a.startswith("--")}
+        if sub in ("compare", "record", "publish", "summary", "gate") and "--help" not in argv:
+            parser_, rest = subs[sub], argv[2:]
+            if sub == "gate":  # gate run | judge | study
+                # argparse keeps its subparsers private: _subparsers is Optional in typeshed
+                choices = parser_._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+                if len(argv) < 3 or argv[2] not in choices:
+                    continue  # prose ("`coldstart gate run` ...") in a comment
+                parser_, rest = choices[argv[2]], argv[3:]
+            options = {o for a in parser_._actions for o in a.option_strings}
+            used = {a.split("=")[0] for a in rest if a.startswith("--")}
             assert used <= options, (argv, used - options)
 
 
