@@ -144,6 +144,15 @@ def stop_on_signals(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signa
             signal.signal(sig, handler)
 
 
+def _add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``; Python 3.10 has no add_note, but the plugin reads ``__notes__`` the same way."""
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)
+    else:
+        # PEP 678's attribute, which 3.10's BaseException does not declare.
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), note]  # type: ignore[attr-defined]
+
+
 def _tree_bytes(path: str | None) -> int | None:
     """Bytes of the regular files under *path* (None when it is not a directory)."""
     if not path or not Path(path).is_dir():
@@ -444,7 +453,7 @@ class ColdStartRunner:
         except (OSError, ColdstartError) as exc:
             why = f"the result of {result.key.label} r{result.repeat_index} could not be saved: {exc}"
             if error is not None:
-                error.add_note(why)
+                _add_note(error, why)
                 return error
             return HarnessError(why + "; free space under --coldstart-results and run it again")
         self.results.append(result)
@@ -520,8 +529,9 @@ class ColdStartRunner:
         server, ttft = live.server, live.ttft
         if ttft is None or server.starts_on_first_request:
             return None, ExitStatus.OK
-        about = {"model": live.case.model, "vllm": self.environment.get("vllm"), "engine_args": list(plan.engine_args)}
-        key = rd.oracle_key(live.case.model, about["vllm"], plan.engine_args, launcher=live.case.launcher)
+        vllm_version: str | None = self.environment.get("vllm")
+        about = {"model": live.case.model, "vllm": vllm_version, "engine_args": list(plan.engine_args)}
+        key = rd.oracle_key(live.case.model, vllm_version, plan.engine_args, launcher=live.case.launcher)
         live.correctness = rd.check_correct(rd.OracleStore(self.settings.workdir / "oracles"), key, ttft, about)
         if self.settings.warm_requests > 0 and server.ready_s is not None:
             try:
