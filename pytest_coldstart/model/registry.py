@@ -10,10 +10,10 @@ run's S3 location (``--coldstart-s3`` / ``COLDSTART_S3_URI``), bound by ``bind_s
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pytest_coldstart.model.case import CachePolicy
 from pytest_coldstart.model.errors import ConfigError
@@ -29,7 +29,7 @@ S3_ADVICE = (f"set {S3_LOCATION_ENV}=s3://BUCKET/PREFIX (or --coldstart-s3) and 
 
 def packaged_file(name: str) -> Path:
     """A default file shipped in ``pytest_coldstart/defaults`` (models, optimizations, budgets, compare)."""
-    return Path(str(resources.files("pytest_coldstart").joinpath("defaults", name)))
+    return Path(str(resources.files("pytest_coldstart").joinpath("defaults").joinpath(name)))
 
 
 def is_relative_s3(ref: str) -> bool:
@@ -127,8 +127,11 @@ def split_source(source: str) -> tuple[str, str]:
     return kind, rest
 
 
-def _build(cls: type, name: str, raw: dict[str, Any], where: str) -> Any:
-    allowed = set(cls.__dataclass_fields__) - {"name"}
+_SpecT = TypeVar("_SpecT", "ModelSpec", "OptimizationSpec")
+
+
+def _build(cls: type[_SpecT], name: str, raw: dict[str, Any], where: str) -> _SpecT:
+    allowed = {f.name for f in fields(cls)} - {"name"}
     unknown = set(raw) - allowed
     if unknown:
         raise ConfigError(f"{where} [{name}]: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
