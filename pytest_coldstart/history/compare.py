@@ -34,6 +34,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from pytest_coldstart.history.samples import COMPARED_METRICS, MACHINE_KEYS, METRICS, CaseSamples, SampleSet
 from pytest_coldstart.model.budgets import Budgets
@@ -359,6 +360,14 @@ class Comparison:
         return {0: "ok", 1: "regression", 2: "unusable input"}[self.exit_code]
 
 
+class _RowBudget(TypedDict):
+    """A row's budget columns (``Row``'s last three fields), passed as ``**budget``."""
+
+    budget_s: float | None
+    over_budget: bool
+    base_over_budget: bool
+
+
 def _budget(budgets: Budgets | None, case: CaseKey, metric: str) -> float | None:
     # With the launcher: a ray-serve TTFT is a whole scale-from-zero start, judged by its `@ray-serve` override.
     return budgets.for_case(case.model, case.optimization, case.launcher).get(metric) if budgets else None
@@ -388,7 +397,7 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
         if not b and not h:
             continue
         limit = _budget(budgets, key, metric)
-        budget = {"budget_s": limit,
+        budget: _RowBudget = {"budget_s": limit,
                   "over_budget": bool(h) and limit is not None and statistics.median(h) > limit,
                   "base_over_budget": bool(b) and limit is not None and statistics.median(b) > limit}
         vb, vh = base.versions.get(metric), head.versions.get(metric)

@@ -99,8 +99,8 @@ def _splits(n_pool: int, n: int, trials: int, rng: random.Random) -> list[tuple[
         return out
     picks = []
     for _ in range(trials):
-        chosen = rng.sample(range(n_pool), 2 * n)
-        picks.append((tuple(chosen[:n]), tuple(chosen[n:])))
+        drawn = rng.sample(range(n_pool), 2 * n)
+        picks.append((tuple(drawn[:n]), tuple(drawn[n:])))
     return picks
 
 

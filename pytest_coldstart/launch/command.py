@@ -238,8 +238,8 @@ class CommandLauncher(Launcher):
     """``--launcher command --command-server NAME``: one entry of the servers registry."""
 
     kind = "command"
-    phase_rules = GENERIC_RULES
-    options = (
+    phase_rules: ClassVar[tuple[PhaseRule, ...]] = GENERIC_RULES
+    options: ClassVar[tuple[LauncherOption, ...]] = (
         LauncherOption("--command-server", "command_server", "transformers-serve",
                        "--launcher command: the server entry to start (see --command-servers). "
                        "Default: %(default)s"),

@@ -391,7 +391,8 @@ class DockerServer(Server):
 
     def timeline(self) -> Timeline:
         process = self.process
-        events = {name: [(t_s, {})] for name, t_s in process.events.items()}
+        events: dict[str, list[tuple[float, dict[str, str]]]] = {name: [(t_s, {})]
+                                                                 for name, t_s in process.events.items()}
         if "container_started" in process.events:
             events["spawn"] = [(process.events["container_started"], {})]  # vLLM's "imports" start here
         stamped = [(line.t_s, parse_line(line.text)) for line in process.lines()]

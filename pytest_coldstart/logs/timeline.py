@@ -129,7 +129,7 @@ class Timeline:
         return later[0] if later else "ready"
 
     def to_dict(self) -> dict[str, object]:
-        data = {"phases": [p.to_dict() for p in self.phases], "reported": dict(self.reported),
+        data: dict[str, object] = {"phases": [p.to_dict() for p in self.phases], "reported": dict(self.reported),
                 "total_ready_s": self.total_ready_s, "unaccounted_s": self.unaccounted_s}
         if self.offline:
             data["offline"] = True

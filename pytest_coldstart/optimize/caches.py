@@ -133,7 +133,7 @@ def populate_local(ctx: StartContext, root: Path, policy: CachePolicy, populate:
     """
     marker = root / cc.COMPLETE
     if marker.is_file() and not force:
-        return json.loads(marker.read_text())  # type: ignore[no-any-return]
+        return json.loads(marker.read_text())
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     ctx.say("populating the torch.compile cache (unmeasured start)")

@@ -147,7 +147,7 @@ class ColdstartState:
         launchers = launchers or self.launchers
         for launcher in launchers:
             get_launcher(launcher)
-        cases = []
+        cases: list[Case] = []
         for model_name in self.models:
             model = self.registry.model(model_name)
             for opt in self.optimizations or model.optimizations:
@@ -254,7 +254,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "coldstart" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.coldstart)
-            case = getattr(item, "callspec", None) and item.callspec.params.get("coldstart_case")
+            callspec = getattr(item, "callspec", None)  # parametrized items (pytest.Function) only
+            case = callspec.params.get("coldstart_case") if callspec is not None else None
             # pytest-timeout (if installed) must never pre-empt the harness: its thread method would orphan
             # the server and lose the result. The case's own deadlines decide; this only bounds a hang.
             if has_timeout and isinstance(case, Case) and item.get_closest_marker("timeout") is None:

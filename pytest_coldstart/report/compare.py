@@ -210,7 +210,7 @@ def launchers_markdown(results: Sequence[RunResult]) -> str:
             ttft = chosen.ttft_s
             first = (chosen.total_ready_s if ttft_spans_phases(chosen)
                      else None if ttft is None else chosen.total_ready_s + ttft)
-            longest = sorted((p for p in chosen.phases if p.duration_s is not None), key=lambda p: -p.duration_s)[:3]
+            longest = sorted((p for p in chosen.phases if p.duration_s is not None), key=lambda p: -(p.duration_s or 0.0))[:3]
             phases = ", ".join(f"{p.name} {p.duration_s:.1f}" for p in longest)
             out.append(f"| {launcher} | {optimization} | {ok} | {chosen.total_ready_s:.2f} | {_s(ttft)} | {_s(first)} "
                        f"| {_cell(phases)} |")
