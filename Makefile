@@ -57,10 +57,11 @@ site: install
 	$(BIN)/asv preview
 
 # The layout's contract (pyproject.toml [tool.importlinter]: imports flow one way, pytest
-# only in the plugin) and ruff's style, before any test runs.
+# only in the plugin), ruff's style and mypy's types (pyproject.toml [tool.mypy]), before any test runs.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # The docker tests skip with the reason where the ground cannot be set up (no root, not Debian).
 test: install tiny-model lint
