@@ -26,10 +26,12 @@ from pytest_coldstart.history.compare import (
     UNCHANGED,
     Comparison,
     Row,
+    Threshold,
 )
 from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.files import atomic_write_text
 from pytest_coldstart.model.result import RunResult
+from pytest_coldstart.report.tables import add_columns
 
 MARKER = "<!-- pytest-coldstart compare -->"
 _BADGE = {REGRESSED: "🔴 **regressed**", MISSING: "🔴 **missing**", IMPROVED: "🟢 improved",
@@ -95,8 +97,8 @@ def _software(label: str, software: Mapping[str, object]) -> str:
     return f"{label}" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _limits(t: object) -> str:
-    rel, floor_s, ratio = t.rel, t.floor_s, t.ratio_rel_or_rel  # type: ignore[attr-defined]
+def _limits(t: Threshold) -> str:
+    rel, floor_s, ratio = t.rel, t.floor_s, t.ratio_rel_or_rel
     few = f" (+{ratio * 100:.0f} % with fewer starts)" if ratio != rel else ""
     return f"+{rel * 100:.0f} %{few} and {floor_s:g} s"
 
@@ -148,9 +150,8 @@ def render_text(c: Comparison, width: int = 140) -> str:
         console.print(f"  unusable input: {problem}")
     for key, rows in _by_case(c.rows).items():
         table = Table(title=key.label, box=box.SIMPLE_HEAVY, title_justify="left")
-        for column, justify in (("metric", "left"), ("base s (n)", "right"), ("head s (n)", "right"),
-                                ("Δ s", "right"), ("ratio", "right"), ("verdict", "left"), ("why", "left")):
-            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        add_columns(table, (("metric", "left"), ("base s (n)", "right"), ("head s (n)", "right"),
+                           ("Δ s", "right"), ("ratio", "right"), ("verdict", "left"), ("why", "left")))
         for row in rows:
             verdict = row.verdict.upper() if row.failing else row.verdict
             if row.over_budget:
