@@ -184,7 +184,7 @@ def measure_chat_ttft(base_url: str, model: str, clock: Clock, *, timeout_s: flo
     return TTFTSample(None if first is None else round(first - sent, 6), round(done - sent, 6), "".join(parts), chunks)
 
 
-class CommandServer(Server):
+class CommandServer(Server[OwnedProcess]):
     """A server started from an entry: its markers make the timeline, its URL the readiness."""
 
     def __init__(self, spec: LaunchSpec, process: OwnedProcess, clock: Clock, entry: ServerEntry) -> None:

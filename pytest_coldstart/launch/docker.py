@@ -35,7 +35,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import psutil
 
@@ -154,7 +154,7 @@ def describe_pull_error(image: str, exc: Exception) -> LaunchError:
 
 
 class ContainerProcess(StampedLog):
-    """A container behind the interface the runner expects of ``OwnedProcess``:
+    """A container as a ``ServerProcess`` (the interface the runner expects of ``OwnedProcess``):
     stamped lines, ``poll()``, ``elapsed_s()``, ``stop()``, ``argv``, ``pid``.
 
     ``start()`` returns at once; a thread pulls, creates and starts the container
@@ -180,6 +180,9 @@ class ContainerProcess(StampedLog):
         self.events: dict[str, float] = {}
         self.reported: dict[str, object] = {}
         self.setup_error: LaunchError | None = None
+        #: The error that stopped the log writer (a full disk), if any; lines are still read and kept, and
+        #: ``DockerServer.check_alive`` stops the start with it (as ``OwnedProcess`` does).
+        self.log_error: OSError | None = None
         self.container: Any = None
         self.exit_code: int | None = None
         self.oom_killed = False
@@ -281,24 +284,41 @@ class ContainerProcess(StampedLog):
 
     def _stream_logs(self) -> None:
         buffer = b""
-        with self.log_path.open("w", encoding="utf-8") as log:
-            try:
-                for chunk in self.container.logs(stream=True, follow=True):
-                    buffer += chunk
-                    *complete, buffer = buffer.split(b"\n")
-                    for raw in complete:
-                        self._line(raw, log)
-            except Exception:  # the container was removed under the stream: the log ends here
-                pass
-            if buffer:
-                self._line(buffer, log)
+        log: TextIO | None = None
+        try:
+            log = self.log_path.open("w", encoding="utf-8")
+        except OSError as exc:
+            self.log_error = exc
+        try:
+            for chunk in self.container.logs(stream=True, follow=True):
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for raw in complete:
+                    log = self._line(raw, log)
+        except Exception:  # the container was removed under the stream: the log ends here
+            pass
+        if buffer:
+            log = self._line(buffer, log)
+        if log is not None:
+            with contextlib.suppress(OSError):
+                log.close()
 
-    def _line(self, raw: bytes, log: Any) -> None:
+    def _line(self, raw: bytes, log: TextIO | None) -> TextIO | None:
+        """Stamp and keep one line, and append it to the log; the log still open (None once it failed)."""
         t_s = self.elapsed_s()
         text = self.redactor.redact(raw.decode("utf-8", "replace").rstrip("\r"))
         self._append(StampedLine(t_s, text))
-        log.write(text + "\n")
-        log.flush()
+        if log is None:
+            return None  # keep reading: the stream must drain, and the lines stay in memory for the error
+        try:
+            log.write(text + "\n")
+            log.flush()
+        except OSError as exc:  # ENOSPC: DockerServer.check_alive stops the start with this reason
+            self.log_error = exc
+            with contextlib.suppress(OSError):
+                log.close()
+            return None
+        return log
 
     def poll(self) -> int | None:
         """The container's exit code once it exited; None while it runs or is not there yet."""
@@ -384,10 +404,8 @@ class ContainerProcess(StampedLog):
         return self.exit_code
 
 
-class DockerServer(Server):
+class DockerServer(Server[ContainerProcess]):
     """A server in a container; the container phases come first in its timeline."""
-
-    process: ContainerProcess  # type: ignore[assignment]
 
     def timeline(self) -> Timeline:
         process = self.process
@@ -420,13 +438,15 @@ class DockerServer(Server):
         return later[0] if later else "ready"
 
     def check_alive(self) -> None:
-        """Fail at once on a pull/create error or a container that exited (OOM named as such)."""
+        """Fail at once on a pull/create error, a container that exited (OOM named as such) or a log that
+        can no longer be written."""
         error = self.process.setup_error
         if error is not None:
             raise LaunchError(error.summary, last_phase=self.timeline().last_phase_reached,
                               elapsed_s=self.process.elapsed_s(), log_path=str(self.spec.log_path), hint=error.hint)
         code = self.process.poll()
         if code is None:
+            self.check_log()
             return
         self.exit_code = code
         if self.process.oom_killed or code == OOM_EXIT:
@@ -523,7 +543,7 @@ class DockerLauncher(Launcher):
         if options.get("docker_registry_floor_gbps"):
             process.reported["registry_floor_gbps"] = float(options["docker_registry_floor_gbps"])
         process.start()
-        return DockerServer(spec, process, clock)  # type: ignore[arg-type]
+        return DockerServer(spec, process, clock)
 
 
 __all__ = ["DOCKER_PHASE_RULES", "IMAGE_CACHE_KEY", "IMAGE_WARM", "ContainerProcess", "DockerLauncher",
