@@ -73,7 +73,7 @@ def main() -> int:
                 return 2
             pair["on" if on else "off"] = result.total_ready_s
             if on and args.what == "probe":
-                pair["events"] = result.probe.get("events", 0)
+                pair["events"] = result.probe.events or 0
             print(f"pair {i + 1}: {args.what} {'on ' if on else 'off'} ready after {result.total_ready_s:7.2f} s",
                   flush=True)
         rows.append(pair)

@@ -70,6 +70,7 @@ from pytest_coldstart.model.errors import (
     ServerExitedError,
     UnhealthyError,
 )
+from pytest_coldstart.model.records import CacheRecord, Environment, PhaseAgreement, Probe, Profile, Readiness, Reported
 from pytest_coldstart.model.redact import redact_env
 from pytest_coldstart.model.registry import Registry, split_source
 from pytest_coldstart.model.result import RunResult, check_writable, write_result
@@ -256,7 +257,7 @@ class ColdStartRunner:
         self.registry = registry
         self.clock = clock or SystemClock()
         self.progress = progress
-        self._environment: dict[str, Any] | None = None
+        self._environment: Environment | None = None
         #: Every result this runner saved, failed ones included, in order.
         self.results: list[RunResult] = []
         self._floors: FloorResolver | None = None
@@ -264,9 +265,9 @@ class ColdStartRunner:
         self._otel_support: dict[str, tuple[bool, str]] = {}
 
     @property
-    def environment(self) -> dict[str, Any]:
+    def environment(self) -> Environment:
         if self._environment is None:
-            self._environment = collect_environment(self.settings.repo_dir)
+            self._environment = Environment.from_dict(collect_environment(self.settings.repo_dir))
         return self._environment
 
     def say(self, case: Case, note: str, elapsed_s: float = 0.0) -> None:
@@ -279,7 +280,7 @@ class ColdStartRunner:
         return StartContext(case=case, model=self.registry.model(case.model),
                             optimization=self.registry.optimization(case.optimization),
                             workdir=self.settings.workdir.resolve(), run_root=run_root,
-                            versions={k: self.environment.get(k) for k in ("vllm", "torch")},
+                            versions={"vllm": self.environment.vllm, "torch": self.environment.torch},
                             python=self.settings.python, clock=self.clock,
                             say=lambda note: self.say(case, note),
                             launcher_options=dict(self.settings.launcher_options))
@@ -466,12 +467,12 @@ class ColdStartRunner:
             status = ExitStatus.PREFLIGHT_FAILED  # S3, the compile cache, the disk: nothing of the server ran
         result = RunResult(
             model=case.model, optimization=case.optimization, launcher=case.launcher, cache_state=plan.cache.state,
-            started_at=started_at, phases=(), reported={}, total_ready_s=None, ttft_s=None, first_response_s=None,
+            started_at=started_at, phases=(), reported=Reported(), total_ready_s=None, ttft_s=None, first_response_s=None,
             unaccounted_s=None, environment=self.environment, exit_status=status,
             log_path=str(getattr(exc, "log_path", None) or ""), repeat_index=case.repeat_index,
             server_exit_code=getattr(exc, "exit_code", None), error=describe_failure(exc),
             last_phase=getattr(exc, "last_phase", None), env_overrides=redact_env(plan.env),
-            cache=dict(plan.cache.record))
+            cache=CacheRecord.from_dict(plan.cache.record))
         self._save(result, exc)
 
     def _finish(self, live: LiveRun, spec: LaunchSpec, started_at: str, plan: StartPlan,
@@ -529,7 +530,7 @@ class ColdStartRunner:
         server, ttft = live.server, live.ttft
         if ttft is None or server.starts_on_first_request:
             return None, ExitStatus.OK
-        vllm_version: str | None = self.environment.get("vllm")
+        vllm_version = self.environment.vllm
         about = {"model": live.case.model, "vllm": vllm_version, "engine_args": list(plan.engine_args)}
         key = rd.oracle_key(live.case.model, vllm_version, plan.engine_args, launcher=live.case.launcher)
         live.correctness = rd.check_correct(rd.OracleStore(self.settings.workdir / "oracles"), key, ttft, about)
@@ -588,18 +589,21 @@ class ColdStartRunner:
         merged = self._merged(live) if live is not None else None
         timeline = merged.timeline if merged is not None else server.timeline()
         extra: dict[str, Any] = {}
+        probe: dict[str, Any] = {}
         if merged is not None:
-            extra["probe"] = {"events_path": str(live.events_path) if live and live.events_path else None,
-                              "events": len(merged.probe.events), "missing": list(merged.probe.missing)}
+            probe = {"events_path": str(live.events_path) if live and live.events_path else None,
+                     "events": len(merged.probe.events), "missing": list(merged.probe.missing)}
             if merged.probe.events or merged.otel.events:
                 extra.update(sub_phases=merged.sub_phases, log_phases=merged.log_timeline.phases,
-                             phase_agreement=tuple(d.to_dict() for d in merged.agreement))
-                extra["probe"]["edges"] = dict(merged.edges)  # phase -> who timed its end: "otel" or "plugin"
+                             phase_agreement=tuple(PhaseAgreement.from_dict(d.to_dict()) for d in merged.agreement))
+                probe["edges"] = dict(merged.edges)  # phase -> who timed its end: "otel" or "plugin"
         if live is not None and (live.otel is not None or live.otel_note):
             otel = live.otel.summary(merged.otel if merged else None) if live.otel is not None else {}
             if live.otel_note:
                 otel["notes"] = [live.otel_note]
-            extra.setdefault("probe", {})["otel"] = otel
+            probe["otel"] = otel
+        if probe:
+            extra["probe"] = Probe.from_dict(probe)
         if live is not None:
             readiness: dict[str, Any] = {}
             if live.correctness is not None:
@@ -610,13 +614,13 @@ class ColdStartRunner:
                 readiness["warm"] = live.warmth.to_dict()
             elif live.warm_error:
                 readiness["warm"] = {"warm_s": None, "error": live.warm_error}
-            extra["readiness"] = readiness
+            extra["readiness"] = Readiness.from_dict(readiness)
             if live.profiler is not None:
-                extra["profile"] = live.profiler.summarize(timeline.phases)
+                extra["profile"] = Profile.from_dict(live.profiler.summarize(timeline.phases))
         return RunResult(
             model=case.model, optimization=case.optimization, launcher=case.launcher,
             cache_state=plan.cache.state, started_at=started_at, phases=timeline.phases,
-            reported=dict(timeline.reported), total_ready_s=timeline.total_ready_s,
+            reported=Reported.from_dict(timeline.reported), total_ready_s=timeline.total_ready_s,
             ttft_s=ttft.ttft_s if ttft else None, first_response_s=ttft.first_response_s if ttft else None,
             unaccounted_s=timeline.unaccounted_s, environment=self.environment, exit_status=status,
             log_path=str(spec.log_path), repeat_index=case.repeat_index, server_exit_code=server.exit_code,
@@ -624,7 +628,7 @@ class ColdStartRunner:
             # No startup marker seen but /health answered (a launcher without a phase table): "ready".
             last_phase=timeline.last_phase_reached or ("ready" if server.ready_s is not None else None),
             server_argv=tuple(server.process.argv), env_overrides=redact_env(spec.env),
-            cache={**plan.cache.record, **hygiene_record},
+            cache=CacheRecord.from_dict({**plan.cache.record, **hygiene_record}),
             efficiency=self._efficiency(case, timeline, hygiene_record),
             pull_efficiency=self._pull_efficiency(timeline), **extra,
         )

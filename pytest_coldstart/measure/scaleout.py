@@ -273,7 +273,7 @@ class ScaleoutRun:
             if cluster is not None:
                 left = cluster.stop()
             shutil.rmtree(plan.run_root, ignore_errors=True)
-            result = self._result(driver, cluster, error, left, runner.environment)
+            result = self._result(driver, cluster, error, left, runner.environment.to_dict())
             save_scaleout(result, settings.results_dir)
         if error is not None:  # recorded in the saved result; the caller shows it
             raise error
