@@ -148,6 +148,8 @@ class CacheRecord(JsonRecord):
 
     where = "cache"
     policy = Key(opt_str, "the optimization's cache policy (cold, compile_cache, ...)")
+    store = Key(opt_str, "where the cache lives: local or s3")
+    store_reason = Key(opt_str, "why that store")
     vllm_cache_root = Key(opt_str, "VLLM_CACHE_ROOT of the start")
     hygiene = Key(opt_str, "what the cold-cache hygiene did")
     cleared = Key(str_list, "caches emptied before the start")
@@ -155,11 +157,14 @@ class CacheRecord(JsonRecord):
     fresh = Key(str_list, "caches the start got empty")
     warm = Key(str_list, "caches the start got warm")
     weights_downloaded = Key(opt_bool, "the start downloaded its weights")
+    cold_verified = Key(opt_bool, "hub models: whether the download matches the policy (cold downloads, warm not)")
     hf_hub_bytes_before = Key(opt_int, "bytes in the HF hub cache before the start")
     hf_hub_bytes_after = Key(opt_int, "bytes in the HF hub cache after the start")
     page_cache = Key(opt_object, "page-cache residency of the weights after the hygiene")
     page_cache_weights = Key(opt_object, "page-cache residency of the weights right before the start")
     populated = Key(opt_object, "the cache populate run (compile_cache)")
+    weights_source = Key(opt_object, "how the weight source was made ready (e.g. uploaded to S3)")
+    first_fetch = Key(opt_object, "s3 store: the first fetch of the compile cache")
 
 
 class Probe(JsonRecord):
