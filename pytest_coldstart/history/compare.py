@@ -40,7 +40,7 @@ from pytest_coldstart.history.samples import COMPARED_METRICS, MACHINE_KEYS, MET
 from pytest_coldstart.model.budgets import Budgets
 from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.errors import ConfigError
-from pytest_coldstart.model.files import load_toml
+from pytest_coldstart.model.files import load_toml, toml_tables
 from pytest_coldstart.model.scaleout import SCALEOUT_METRICS
 
 REGRESSED, IMPROVED, UNCHANGED, NOT_COMPARABLE, MISSING = (
@@ -144,7 +144,7 @@ def load_config(path: Path | None) -> CompareConfig:
     built = CompareConfig()
     default = _threshold(f"{path} [default]", raw.get("default", {}), built.default)
     metrics = {}
-    for name, table in raw.get("metrics", {}).items():
+    for name, table in toml_tables(raw, "metrics", str(path)).items():
         if name not in METRICS:
             raise ConfigError(f"{path}: unknown metric [metrics.{name}]; known: {', '.join(METRICS)}")
         metrics[name] = _threshold(f"{path} [metrics.{name}]", table, default)

@@ -451,7 +451,7 @@ class ScaleoutRun:
                      "nodes": list(cluster.node_names) if cluster else [],
                      "node_cpus": [n.num_cpus for n in (self.settings.cluster.head, *self.settings.cluster.workers)]
                      if cluster else [],
-                     "replica_nodes": sorted({r.node_id for r in replicas if r.node_id})},
+                     "replica_nodes": [*sorted({r.node_id for r in replicas if r.node_id})]},
             steps=steps, replicas=replicas, replica_timeline=counts,
             throughput_by_replicas={k: round(v, 4) for k, v in throughput.items()},
             scaling_efficiency=efficiency, replica_add_s=added.replica_add_s if added else None,

@@ -22,7 +22,6 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 SECRET_NAME_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|API_KEY|SESSION_KEY)", re.I)
 MASK = "***"
@@ -133,7 +132,7 @@ class Redactor:
             text = pattern.sub(replacement, text)
         return text
 
-    def redact_value(self, value: Any) -> Any:
+    def redact_value(self, value: object) -> object:
         """*value* with every string in it (nested dicts, lists, tuples; keys too) redacted."""
         if isinstance(value, str):
             return self.redact(value)

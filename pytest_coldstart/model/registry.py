@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pytest_coldstart.model.case import CachePolicy
 from pytest_coldstart.model.errors import ConfigError
-from pytest_coldstart.model.files import load_toml
+from pytest_coldstart.model.files import load_toml, toml_tables
 
 CACHE_POLICIES = tuple(p.value for p in CachePolicy)
 SOURCE_KINDS = ("generated", "hf", "local", "s3")
@@ -170,9 +170,7 @@ def _floor_gbps(raw: Any, where: str) -> tuple[tuple[str, float], ...]:
 
 def _overlay(base: dict[str, Any], base_where: dict[str, str], path: Path, table: str) -> None:
     """Merge ``[table.NAME]`` entries of *path* into *base*: new names added, known ones key by key."""
-    for name, raw in load_toml(path, "registry file").get(table, {}).items():
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: [{table}.{name}] must be a table")
+    for name, raw in toml_tables(load_toml(path, "registry file"), table, str(path)).items():
         merged = {**base.get(name, {}), **raw}
         base[name] = merged
         base_where[name] = f"{base_where[name]} + {path}" if name in base_where else str(path)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeGuard
 
 from pytest_coldstart.model.case import CaseKey, ExitStatus
 from pytest_coldstart.model.efficiency import LoadEfficiency
@@ -262,7 +262,7 @@ _SECONDS = ("total_ready_s", "ttft_s", "first_response_s", "unaccounted_s")
 _PHASE_SECONDS = ("start_s", "end_s", "duration_s", "reported_s")
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -272,7 +272,7 @@ def _bad_seconds(value: object) -> str | None:
         return None
     if not _is_number(value):
         return f"{value!r} is not a number"
-    if not math.isfinite(value):  # type: ignore[arg-type]
+    if not math.isfinite(value):
         return f"{value!r} is not finite"
     return None
 
@@ -294,7 +294,7 @@ def _non_finite_in(value: object, where: str) -> str | None:
     return None
 
 
-def validate(data: dict[str, Any]) -> str | None:
+def validate(data: Mapping[str, object]) -> str | None:
     """The first problem of a results file's JSON, as "field X: why", or None if it is well-formed.
 
     Types and finite numbers are checked here so that a hand-edited or corrupt
@@ -345,7 +345,8 @@ def validate(data: dict[str, Any]) -> str | None:
             why = _bad_seconds(phase.get(key))
             if why:
                 return f"field 'phases[{i}].{key}' ({phase['name']}): {why}"
-    for key, value in data["reported"].items():
+    reported = data["reported"]
+    for key, value in reported.items() if isinstance(reported, dict) else ():
         if _is_number(value) and not math.isfinite(value):
             return f"field 'reported.{key}': {value!r} is not finite"
     return _non_finite_in(data.get("efficiency"), "field 'efficiency'")
