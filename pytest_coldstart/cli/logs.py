@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.logs.timeline import Timeline
+from pytest_coldstart.model.schema import SCHEMAS
 
 
 def read_log(path: Path, command: str) -> str | None:
@@ -109,6 +110,11 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(SCHEMAS[args.name](), indent=2))
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("make-tiny-model", help="generate the tiny Llama checkpoint the CPU lane serves",
                        description="Write a deterministic 2-layer Llama (safetensors + locally trained BPE "
@@ -140,3 +146,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON: per case, starts, medians and samples in "
                    "seconds, budgets")
     p.set_defaults(func=_summary)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of a results file",
+                       description="Print the JSON Schema (draft 2020-12) of results/runs/*.json as this version "
+                                   "writes and reads them: every field, its type and unit. Validate a file with "
+                                   "any JSON Schema tool, e.g. `coldstart schema result > result.schema.json; "
+                                   "check-jsonschema --schemafile result.schema.json results/runs/*.json`.")
+    p.add_argument("name", nargs="?", default="result", choices=sorted(SCHEMAS), help="which schema (default: result)")
+    p.set_defaults(func=_schema)

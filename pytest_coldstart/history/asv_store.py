@@ -358,7 +358,8 @@ def _merged(old: Any, bench: str, metric: str, params: list[list[str]],
     if old is not None and bench in old.get_all_result_keys() and old.benchmark_version.get(bench) == SERIES_VERSION:
         old_samples = old.get_result_samples(bench, params)
         old_values = old.get_result_value(bench, params)
-    by_combo = {(repr(k.model), repr(k.optimization), repr(k.launcher)): c for k, c in cases.items()}
+    by_combo: dict[tuple[str, ...], CaseSamples] = {(repr(k.model), repr(k.optimization), repr(k.launcher)): c
+                                                    for k, c in cases.items()}
     values: list[Any] = []
     samples: list[Any] = []
     numbers: list[Any] = []

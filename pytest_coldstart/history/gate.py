@@ -112,10 +112,12 @@ def run_compare(base: str | SampleSet, head: str | SampleSet, *, repo: Path, asv
     given = (base, head)
     labels = [s if isinstance(s, str) else s.label for s in given]
     try:
-        sides = [s if isinstance(s, SampleSet) else
-                 load_side(s, repo=repo, asv_dir=asv_dir, machine=machine,
-                           other=given[1 - i] if isinstance(given[1 - i], str) else None)
-                 for i, s in enumerate(given)]
+        sides = []
+        for i, side in enumerate(given):
+            other = given[1 - i]
+            sides.append(side if isinstance(side, SampleSet) else
+                         load_side(side, repo=repo, asv_dir=asv_dir, machine=machine,
+                                   other=other if isinstance(other, str) else None))
     except ColdstartError as exc:
         return unusable(labels[0], labels[1], str(exc))
     return compare(sides[0], sides[1], config, budgets, allow_machine_mismatch=allow_machine_mismatch,

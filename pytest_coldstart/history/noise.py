@@ -28,7 +28,7 @@ from pytest_coldstart.history.compare import CompareConfig, compare
 from pytest_coldstart.history.samples import METRICS, CaseSamples, SampleSet, machine_identity, run_metrics
 from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.errors import ConfigError
-from pytest_coldstart.model.files import load_toml
+from pytest_coldstart.model.files import load_toml, toml_tables
 from pytest_coldstart.model.result import RunResult
 
 Run = Mapping[str, float]
@@ -99,8 +99,8 @@ def _splits(n_pool: int, n: int, trials: int, rng: random.Random) -> list[tuple[
         return out
     picks = []
     for _ in range(trials):
-        chosen = rng.sample(range(n_pool), 2 * n)
-        picks.append((tuple(chosen[:n]), tuple(chosen[n:])))
+        drawn = rng.sample(range(n_pool), 2 * n)
+        picks.append((tuple(drawn[:n]), tuple(drawn[n:])))
     return picks
 
 
@@ -229,6 +229,14 @@ def _toml_value(value: Any) -> str:
     raise ConfigError(f"cannot write {value!r} to TOML")
 
 
+def _as_list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _as_table(value: object) -> dict[str, object]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
 def slowed_registry(src: Path, dst: Path, *, probe: str = "slowdown_probe", target: str = "baseline") -> Path:
     """A copy of the registry in *src* where *target* also carries *probe*'s engine args and env.
 
@@ -236,12 +244,12 @@ def slowed_registry(src: Path, dst: Path, *, probe: str = "slowdown_probe", targ
     same case name, a setting that costs time. models.toml is copied as is.
     """
     raw = load_toml(src / "optimizations.toml", "registry file")
-    opts = raw.get("optimizations", {})
+    opts = toml_tables(raw, "optimizations", str(src / "optimizations.toml"))
     if probe not in opts or target not in opts:
         raise ConfigError(f"{src / 'optimizations.toml'} needs [optimizations.{probe}] and [optimizations.{target}]")
     merged = dict(opts[target])
-    merged["engine_args"] = list(opts[target].get("engine_args", [])) + list(opts[probe].get("engine_args", []))
-    merged["env"] = {**opts[target].get("env", {}), **opts[probe].get("env", {})}
+    merged["engine_args"] = _as_list(opts[target].get("engine_args")) + _as_list(opts[probe].get("engine_args"))
+    merged["env"] = {**_as_table(opts[target].get("env")), **_as_table(opts[probe].get("env"))}
     merged["description"] = f"{opts[target].get('description', target)} + {probe} (noise study, slowed side)"
     opts[target] = merged
     dst.mkdir(parents=True, exist_ok=True)

@@ -7,12 +7,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic
 
 import httpx
+from typing_extensions import TypeVar
 
 from pytest_coldstart.launch.options import LauncherOption
-from pytest_coldstart.launch.process import OwnedProcess
+from pytest_coldstart.launch.process import ServerProcess
 from pytest_coldstart.launch.ttft import TTFTDeadline, TTFTSample, measure_ttft
 from pytest_coldstart.logs.timeline import PHASE_RULES, PhaseRule, Timeline, timeline_from_events
 from pytest_coldstart.model.clock import Clock
@@ -56,14 +57,19 @@ class LaunchSpec:
         return f"http://{self.host}:{self.port}"
 
 
-class Server:
+#: The process type a ``Server`` holds; ``Server`` alone is ``Server[ServerProcess]`` (PEP 696 default), and
+#: ``DockerServer`` is ``Server[ContainerProcess]``: covariant, so it is a ``Server`` wherever one is accepted.
+ProcessT = TypeVar("ProcessT", bound=ServerProcess, covariant=True, default=ServerProcess)
+
+
+class Server(Generic[ProcessT]):
     """A started server process plus the HTTP readiness check."""
 
     #: True when "ready" still has no model replica and the first request starts
     #: it (Ray Serve scale-from-zero): the compile-cache populate must send one.
     starts_on_first_request = False
 
-    def __init__(self, spec: LaunchSpec, process: OwnedProcess, clock: Clock) -> None:
+    def __init__(self, spec: LaunchSpec, process: ProcessT, clock: Clock) -> None:
         self.spec = spec
         self.process = process
         self.clock = clock

@@ -201,7 +201,7 @@ def measure_chat_ttft(base_url: str, model: str, clock: Clock, *, timeout_s: flo
     return TTFTSample(None if first is None else round(first - sent, 6), round(done - sent, 6), "".join(parts), chunks)
 
 
-class CommandServer(Server):
+class CommandServer(Server[OwnedProcess]):
     """A server started from an entry: its markers make the timeline, its URL the readiness."""
 
     def __init__(self, spec: LaunchSpec, process: OwnedProcess, clock: Clock, entry: ServerEntry) -> None:
@@ -255,8 +255,8 @@ class CommandLauncher(Launcher):
     """``--launcher command --coldstart-command-server NAME``: one entry of the servers registry."""
 
     kind = "command"
-    phase_rules = GENERIC_RULES
-    options = COMMAND_OPTIONS
+    phase_rules: ClassVar[tuple[PhaseRule, ...]] = GENERIC_RULES
+    options: ClassVar[tuple[LauncherOption, ...]] = COMMAND_OPTIONS
     #: Set by subclasses bound to one entry (``transformers-serve``).
     server: ClassVar[str | None] = None
 

@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def _spawn(argv: list[str], log: Path) -> int:
     return proc.pid
 
 
-def _wait(check, what: str, log: Path, pid: int) -> None:  # type: ignore[no-untyped-def]
+def _wait(check: Callable[[], bool], what: str, log: Path, pid: int) -> None:
     deadline = time.monotonic() + START_WAIT_S
     while time.monotonic() < deadline:
         if check():

@@ -40,7 +40,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
@@ -113,6 +113,60 @@ def marked_processes(token: str) -> list[psutil.Process]:
         except (psutil.Error, OSError):
             continue
     return found
+
+
+class ServerProcess(Protocol):
+    """What a launcher's ``Server`` and the runner need of the server they started, whatever it runs in:
+    ``OwnedProcess`` (a process group of ours) or ``launch.docker.ContainerProcess`` (a container)."""
+
+    #: Where the server's lines go as they arrive; what a failure message points at.
+    log_path: Path
+    #: The error that stopped the log writer (a full disk), if any: the start is stopped rather than measured.
+    log_error: OSError | None
+    #: Monotonic seconds at spawn: every line's ``t_s`` and ``elapsed_s()`` count from here.
+    spawn_s: float
+
+    @property
+    def pid(self) -> int:
+        """The host pid that leads the server (its session; the container's init)."""
+        ...
+
+    @property
+    def argv(self) -> list[str]:
+        """The command line that started it (what the result records as ``server_argv``)."""
+        ...
+
+    def start(self) -> None:
+        """Spawn and return at once; lines are read and stamped in the background."""
+        ...
+
+    def lines(self) -> tuple[StampedLine, ...]:
+        """A snapshot of the lines read so far, stamped on arrival."""
+        ...
+
+    def tail(self, n: int = 50) -> tuple[str, ...]:
+        """The last *n* lines' text (for failure messages)."""
+        ...
+
+    def poll(self) -> int | None:
+        """The exit code once it exited; None while it runs."""
+        ...
+
+    def elapsed_s(self) -> float:
+        """Seconds since spawn, on the injected clock."""
+        ...
+
+    def descendants(self) -> list[psutil.Process]:
+        """What of it still runs on this host (checked after ``stop()``: must be empty)."""
+        ...
+
+    def kill_tree(self) -> None:
+        """KILL everything of it now, no grace (a second interrupt)."""
+        ...
+
+    def stop(self, grace_s: float = ...) -> int | None:
+        """TERM, *grace_s*, KILL, reap; returns the exit code."""
+        ...
 
 
 class StampedLog:

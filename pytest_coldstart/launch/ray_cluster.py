@@ -257,7 +257,8 @@ def _cmdline(proc: psutil.Process) -> list[str]:
 
 
 @contextlib.contextmanager
-def local_cluster(spec: ClusterSpec, log_dir: Path, clock: Clock, **kwargs: object) -> Iterator[LocalRayCluster]:
-    cluster = LocalRayCluster(spec, log_dir, clock, **kwargs)  # type: ignore[arg-type]
+def local_cluster(spec: ClusterSpec, log_dir: Path, clock: Clock, *, env: Mapping[str, str] | None = None,
+                  ray_bin: str | None = None, start_timeout_s: float = NODE_START_TIMEOUT_S) -> Iterator[LocalRayCluster]:
+    cluster = LocalRayCluster(spec, log_dir, clock, env=env, ray_bin=ray_bin, start_timeout_s=start_timeout_s)
     with cluster:
         yield cluster

@@ -55,11 +55,11 @@ def engine_kwargs_from_cli(args: Sequence[str]) -> dict[str, Any]:
     try:  # vLLM 0.11+ moved FlexibleArgumentParser; both paths exist across 0.30-0.33.
         from vllm.utils.argparse_utils import FlexibleArgumentParser
     except ImportError:  # pragma: no cover - older vLLM
-        from vllm.utils import FlexibleArgumentParser  # type: ignore[attr-defined,no-redef]
+        from vllm.utils import FlexibleArgumentParser
     try:  # vLLM 0.32 moved the server's CLI definition out of entrypoints/openai.
         from vllm.entrypoints.launchers.cli_args import make_arg_parser
     except ImportError:  # pragma: no cover - vLLM <= 0.31
-        from vllm.entrypoints.openai.cli_args import make_arg_parser  # type: ignore[no-redef]
+        from vllm.entrypoints.openai.cli_args import make_arg_parser
 
     parser = make_arg_parser(FlexibleArgumentParser())
     defaults = vars(parser.parse_args(["--model", "placeholder"]))

@@ -112,7 +112,7 @@ class _RecordingClock:
         self.clock.sleep(seconds)
 
 
-class RayServer(Server):
+class RayServer(Server[OwnedProcess]):
     """The driver process, plus the scale-from-zero first request."""
 
     starts_on_first_request = True

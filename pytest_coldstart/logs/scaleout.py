@@ -120,9 +120,9 @@ def replica_lifecycles(lines: Sequence[RayLine]) -> list[ReplicaLifecycle]:
         if (m := _llm_match(SERVE_INIT_RE, msg)) and m.group("rid") not in init:
             init[m.group("rid")] = line.t_s
         if m := SERVE_REPLICA_PID_RE.search(raw):
-            pid = int(m.group("pid"))
-            first_pid_line.setdefault(pid, line.t_s)
-            pid_lines.setdefault(pid, []).append(line)
+            line_pid = int(m.group("pid"))
+            first_pid_line.setdefault(line_pid, line.t_s)
+            pid_lines.setdefault(line_pid, []).append(line)
     # Replica ids in the order they first showed up (initializing, or started).
     rids = sorted(set(started) | set(init) | set(engine),
                   key=lambda r: min(t for t in (init.get(r), started.get(r, (None,))[0], engine.get(r))
@@ -130,7 +130,7 @@ def replica_lifecycles(lines: Sequence[RayLine]) -> list[ReplicaLifecycle]:
     pid_of = {rid: started[rid][3] for rid in started}
     known_pids = set(pid_of.values())
     # A replica that never reported "started successfully": match it to an unclaimed pid by order.
-    unclaimed = [pid for pid in sorted(first_pid_line, key=first_pid_line.get) if pid not in known_pids]
+    unclaimed = [pid for pid in sorted(first_pid_line, key=first_pid_line.__getitem__) if pid not in known_pids]
     for rid in rids:
         if rid not in pid_of and unclaimed:
             pid_of[rid] = unclaimed.pop(0)

@@ -263,7 +263,7 @@ def _reported(events: _Events) -> dict[str, object]:
                     continue
                 number: float = int(text.replace(",", "")) if key == "kv_cache_tokens" else float(text)
                 current = values.get(key)
-                values[key] = number if current is None else max(current, number)  # type: ignore[call-overload]
+                values[key] = max(current, number) if isinstance(current, (int, float)) else number
     for name in ("banner", "engine_init"):
         for _, groups in events.get(name, []):
             values["vllm_version"] = values["vllm_version"] or groups.get("vllm_version")
@@ -558,11 +558,12 @@ def _assemble(
         start_s = start[0] if start else prev_end
         if start_s is not None:
             start_s = max(start_s, last_end)
-        reported_s = next((reported[k] for k in rule.reported_keys if reported.get(k) is not None), None)
+        reported_s = next((value for k in rule.reported_keys if isinstance(value := reported.get(k), (int, float))),
+                          None)
         if end is None or start_s is None or end[0] < start_s:
             if start is not None and end is None and start[0] >= last_end:
                 started = rule.name
-            phases.append(Phase(rule.name, None, None, None, SOURCE_NOT_OBSERVED, reported_s))  # type: ignore[arg-type]
+            phases.append(Phase(rule.name, None, None, None, SOURCE_NOT_OBSERVED, reported_s))
             if not rule.optional:
                 if rule.name in not_logged and prev_end is not None:
                     # The vLLM that wrote this log has no line ending this phase (0.8.1 logs no "Available KV

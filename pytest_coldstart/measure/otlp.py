@@ -20,8 +20,8 @@ import re
 import subprocess
 import threading
 import zlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.util import find_spec
 from pathlib import Path
@@ -148,7 +148,7 @@ class OtlpReceiver:
         self._thread.start()
         return self.endpoint
 
-    def _take(self, path: str, headers: Mapping[str, str], body_in: Any, arrived_s: float) -> int:
+    def _take(self, path: str, headers: Message, body_in: io.BufferedIOBase, arrived_s: float) -> int:
         """One request: 200 with its spans kept, or a status that says why not (never raises)."""
         with self._lock:
             self.requests += 1

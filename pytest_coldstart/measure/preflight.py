@@ -109,10 +109,10 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _try(nvml: Any, call: Callable[[], Any]) -> Any:
-    """An NVML answer, or None where the device does not support the query."""
+def _try(nvml: Any, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)``'s NVML answer, or None where the device does not support the query."""
     try:
-        return call()
+        return call(*args)
     except nvml.NVMLError:
         return None
 
@@ -130,27 +130,27 @@ def gpu_facts(nvml: Any) -> list[dict[str, Any]]:
     for index in range(nvml.nvmlDeviceGetCount()):
         h = nvml.nvmlDeviceGetHandleByIndex(index)
         memory = nvml.nvmlDeviceGetMemoryInfo(h)
-        procs = _try(nvml, lambda h=h: nvml.nvmlDeviceGetComputeRunningProcesses(h)) or []
+        procs = _try(nvml, nvml.nvmlDeviceGetComputeRunningProcesses, h) or []
         reasons_call = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
             nvml.nvmlDeviceGetCurrentClocksThrottleReasons
         facts.append({
             "index": index,
             "name": _text(nvml.nvmlDeviceGetName(h)),
-            "uuid": _text(_try(nvml, lambda h=h: nvml.nvmlDeviceGetUUID(h)) or ""),
+            "uuid": _text(_try(nvml, nvml.nvmlDeviceGetUUID, h) or ""),
             "memory_total_bytes": int(memory.total),
             "memory_used_bytes": int(memory.used),
             "driver": _text(driver) if driver is not None else None,
             "cuda_version": cuda,
-            "pcie_gen": _try(nvml, lambda h=h: nvml.nvmlDeviceGetCurrPcieLinkGeneration(h)),
-            "pcie_gen_max": _try(nvml, lambda h=h: nvml.nvmlDeviceGetMaxPcieLinkGeneration(h)),
-            "pcie_width": _try(nvml, lambda h=h: nvml.nvmlDeviceGetCurrPcieLinkWidth(h)),
-            "pcie_width_max": _try(nvml, lambda h=h: nvml.nvmlDeviceGetMaxPcieLinkWidth(h)),
-            "persistence_mode": _try(nvml, lambda h=h: nvml.nvmlDeviceGetPersistenceMode(h)),
-            "sm_clock_mhz": _try(nvml, lambda h=h: nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_SM)),
-            "sm_clock_max_mhz": _try(nvml, lambda h=h: nvml.nvmlDeviceGetMaxClockInfo(h, nvml.NVML_CLOCK_SM)),
-            "clock_event_reasons": _try(nvml, lambda h=h, call=reasons_call: call(h)),
-            "ecc_uncorrected_volatile": _try(nvml, lambda h=h: nvml.nvmlDeviceGetTotalEccErrors(
-                h, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC)),
+            "pcie_gen": _try(nvml, nvml.nvmlDeviceGetCurrPcieLinkGeneration, h),
+            "pcie_gen_max": _try(nvml, nvml.nvmlDeviceGetMaxPcieLinkGeneration, h),
+            "pcie_width": _try(nvml, nvml.nvmlDeviceGetCurrPcieLinkWidth, h),
+            "pcie_width_max": _try(nvml, nvml.nvmlDeviceGetMaxPcieLinkWidth, h),
+            "persistence_mode": _try(nvml, nvml.nvmlDeviceGetPersistenceMode, h),
+            "sm_clock_mhz": _try(nvml, nvml.nvmlDeviceGetClockInfo, h, nvml.NVML_CLOCK_SM),
+            "sm_clock_max_mhz": _try(nvml, nvml.nvmlDeviceGetMaxClockInfo, h, nvml.NVML_CLOCK_SM),
+            "clock_event_reasons": _try(nvml, reasons_call, h),
+            "ecc_uncorrected_volatile": _try(nvml, nvml.nvmlDeviceGetTotalEccErrors, h,
+                                             nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC),
             "compute_processes": [{"pid": int(p.pid), "used_bytes": getattr(p, "usedGpuMemory", None)}
                                   for p in procs],
         })
@@ -279,7 +279,9 @@ def run_preflight(*, nvml: Any | None = None, expect_gpus: int | None = None,
     if disk_path is not None:
         checks.append(_disk_check(disk_path, need_bytes))
     if resident is None:
-        from pytest_coldstart.optimize.pagecache import resident_bytes as resident
+        from pytest_coldstart.optimize.pagecache import resident_bytes
+
+        resident = resident_bytes
     checks += _cold_checks(hf_repos, local_weights, resident)
     return PreflightReport(tuple(checks), tuple(gpus), "", settings)
 

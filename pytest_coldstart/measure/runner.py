@@ -119,6 +119,15 @@ def stop_on_signals(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signa
             signal.signal(sig, handler)
 
 
+def _add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``; Python 3.10 has no add_note, but the plugin reads ``__notes__`` the same way."""
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)
+    else:
+        # PEP 678's attribute, which 3.10's BaseException does not declare.
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), note]  # type: ignore[attr-defined]
+
+
 def check_free_space(needs: Mapping[Path, int]) -> None:
     """Refuse a start when a directory it writes to has less free space than it needs (bytes)."""
     for path, need in needs.items():
@@ -205,7 +214,7 @@ class ColdStartRunner:
         self.registry = registry
         self.clock = clock or SystemClock()
         self.progress = progress
-        self._environment: dict[str, Any] | None = None
+        self._environment: Environment | None = None
         #: Every result this runner saved, failed ones included, in order.
         self.results: list[RunResult] = []
         self._floors: FloorResolver | None = None
@@ -213,9 +222,9 @@ class ColdStartRunner:
         self._otel_support: dict[str, tuple[bool, str]] = {}
 
     @property
-    def environment(self) -> dict[str, Any]:
+    def environment(self) -> Environment:
         if self._environment is None:
-            self._environment = collect_environment(self.settings.repo_dir)
+            self._environment = Environment.from_dict(collect_environment(self.settings.repo_dir))
         return self._environment
 
     def say(self, case: Case, note: str, elapsed_s: float = 0.0) -> None:
@@ -228,7 +237,7 @@ class ColdStartRunner:
         return StartContext(case=case, model=self.registry.model(case.model),
                             optimization=self.registry.optimization(case.optimization),
                             workdir=self.settings.workdir.resolve(), run_root=run_root,
-                            versions={k: self.environment.get(k) for k in ("vllm", "torch")},
+                            versions={"vllm": self.environment.vllm, "torch": self.environment.torch},
                             python=self.settings.python, clock=self.clock,
                             say=lambda note: self.say(case, note),
                             launcher_options=dict(self.settings.launcher_options))
@@ -453,7 +462,7 @@ class ColdStartRunner:
         except (OSError, ColdstartError) as exc:
             why = f"the result of {result.key.label} r{result.repeat_index} could not be saved: {exc}"
             if error is not None:
-                error.add_note(why)
+                _add_note(error, why)
                 return error
             return HarnessError(why + "; free space under --coldstart-results and run it again")
         self.results.append(result)
@@ -488,8 +497,9 @@ class ColdStartRunner:
         server, ttft = live.server, live.ttft
         if ttft is None or server.starts_on_first_request:
             return None, ExitStatus.OK
-        about = {"model": live.case.model, "vllm": self.environment.get("vllm"), "engine_args": list(plan.engine_args)}
-        key = rd.oracle_key(live.case.model, about["vllm"], plan.engine_args, launcher=live.case.launcher)
+        vllm_version = self.environment.vllm
+        about = {"model": live.case.model, "vllm": vllm_version, "engine_args": list(plan.engine_args)}
+        key = rd.oracle_key(live.case.model, vllm_version, plan.engine_args, launcher=live.case.launcher)
         live.correctness = rd.check_correct(rd.OracleStore(self.settings.workdir / "oracles"), key, ttft, about)
         if self.settings.warm_requests > 0 and server.ready_s is not None:
             try:

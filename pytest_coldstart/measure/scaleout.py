@@ -274,7 +274,7 @@ class ScaleoutRun:
             if cluster is not None:
                 left = cluster.stop()
             remove_quietly(plan.run_root.parent, plan.run_root)  # the runner's own run directory
-            result = self._result(driver, cluster, error, left, runner.environment)
+            result = self._result(driver, cluster, error, left, runner.environment.to_dict())
             save_scaleout(result, settings.results_dir)
         if error is not None:  # recorded in the saved result; the caller shows it
             raise error
@@ -452,7 +452,7 @@ class ScaleoutRun:
                      "nodes": list(cluster.node_names) if cluster else [],
                      "node_cpus": [n.num_cpus for n in (self.settings.cluster.head, *self.settings.cluster.workers)]
                      if cluster else [],
-                     "replica_nodes": sorted({r.node_id for r in replicas if r.node_id})},
+                     "replica_nodes": [*sorted({r.node_id for r in replicas if r.node_id})]},
             steps=steps, replicas=replicas, replica_timeline=counts,
             throughput_by_replicas={k: round(v, 4) for k, v in throughput.items()},
             scaling_efficiency=efficiency, replica_add_s=added.replica_add_s if added else None,

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from pytest_coldstart.model.jsonvalue import JsonObject, JsonValue, opt_float, opt_int, opt_str
 from pytest_coldstart.model.phase import Phase
 
 GB = 1e9
@@ -97,16 +97,20 @@ class HostToGpuFloor:
         if self.pageable_gbps is not None and not self.pageable_gbps > 0:
             raise ValueError(f"pageable host->GPU bandwidth must be > 0 GB/s or None, got {self.pageable_gbps!r}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"pinned_gbps": self.pinned_gbps, "pageable_gbps": self.pageable_gbps, "source": self.source,
                 "detail": self.detail}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HostToGpuFloor:
+    def from_dict(cls, data: Mapping[str, JsonValue]) -> HostToGpuFloor:
         if not isinstance(data, Mapping):
             raise TypeError(f"host_to_gpu must be an object, got {type(data).__name__}")
-        return cls(pinned_gbps=data["pinned_gbps"], pageable_gbps=data.get("pageable_gbps"),
-                   source=data.get("source", ""), detail=data.get("detail", ""))
+        pinned = opt_float(data["pinned_gbps"], "host_to_gpu.pinned_gbps")
+        if pinned is None:
+            raise TypeError("host_to_gpu.pinned_gbps: expected a number, got null")
+        return cls(pinned_gbps=pinned, pageable_gbps=opt_float(data.get("pageable_gbps"), "host_to_gpu.pageable_gbps"),
+                   source=opt_str(data.get("source"), "host_to_gpu.source") or "",
+                   detail=opt_str(data.get("detail"), "host_to_gpu.detail") or "")
 
 
 @dataclass(frozen=True)
@@ -175,11 +179,11 @@ class LoadEfficiency:
             return APPLIES_HOST_TO_GPU
         return APPLIES_STORAGE if self.floor_gbps is not None else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         def r(value: float | None, digits: int = 6) -> float | None:
             return None if value is None else round(value, digits)
 
-        out: dict[str, Any] = {
+        out: JsonObject = {
             "weight_bytes": self.weight_bytes, "load_s": r(self.load_s), "load_basis": self.load_basis,
             **({"load_scope": self.load_scope} if self.load_scope is not None else {}),
             "source_kind": self.source_kind, "achieved_gbps": r(self.achieved_gbps),
@@ -199,17 +203,25 @@ class LoadEfficiency:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LoadEfficiency:
+    def from_dict(cls, data: Mapping[str, JsonValue]) -> LoadEfficiency:
         if not isinstance(data, Mapping):
             raise TypeError(f"efficiency must be an object, got {type(data).__name__}")
+
+        def number(key: str) -> float | None:
+            return opt_float(data.get(key), f"efficiency.{key}")
+
+        def text(key: str) -> str | None:
+            return opt_str(data.get(key), f"efficiency.{key}")
+
+        h2d = data.get("host_to_gpu")
         # Derived values (achieved, floor_s, percent) are recomputed, not trusted.
-        return cls(weight_bytes=data.get("weight_bytes"), load_s=data.get("load_s"),
-                   load_basis=data.get("load_basis"), source_kind=data.get("source_kind"),
-                   floor_gbps=data.get("floor_gbps"), floor_source=data.get("floor_source"),
-                   floor_detail=data.get("floor_detail", ""), note=data.get("note", ""),
-                   host_to_gpu=HostToGpuFloor.from_dict(data["host_to_gpu"]) if data.get("host_to_gpu") else None,
-                   host_to_gpu_note=data.get("host_to_gpu_note", ""), resident_share=data.get("resident_share"),
-                   load_scope=data.get("load_scope"))
+        return cls(weight_bytes=opt_int(data.get("weight_bytes"), "efficiency.weight_bytes"), load_s=number("load_s"),
+                   load_basis=text("load_basis"), source_kind=text("source_kind"),
+                   floor_gbps=number("floor_gbps"), floor_source=text("floor_source"),
+                   floor_detail=text("floor_detail") or "", note=text("note") or "",
+                   host_to_gpu=HostToGpuFloor.from_dict(h2d) if isinstance(h2d, dict) and h2d else None,
+                   host_to_gpu_note=text("host_to_gpu_note") or "", resident_share=number("resident_share"),
+                   load_scope=text("load_scope"))
 
     def describe(self) -> str:
         """``load at X GB/s = Y% of floor`` in words, or why it can't be said.
@@ -274,7 +286,7 @@ def format_bytes(value: float | None) -> str:
     return f"{value:.0f} B"
 
 
-def load_time(phases: Sequence[Phase], reported: Mapping[str, Any]) -> tuple[float | None, str]:
+def load_time(phases: Sequence[Phase], reported: Mapping[str, object]) -> tuple[float | None, str]:
     """Seconds the weights took from the source into the engine, and how we know.
 
     In order: the Run:ai streamer's own stream time (pure I/O; vLLM >= 0.6.5
@@ -307,9 +319,9 @@ def load_time(phases: Sequence[Phase], reported: Mapping[str, Any]) -> tuple[flo
     for key in ("weights_load_s", "model_load_s"):
         value = reported.get(key)
         if isinstance(value, (int, float)) and value > 0:
-            download = reported.get("weights_download_s")
-            if isinstance(download, (int, float)) and key == "weights_load_s":
-                return float(value) + float(download), f"{BASIS_REPORTED} (weights_download_s + {key})"
+            download_s = reported.get("weights_download_s")
+            if isinstance(download_s, (int, float)) and key == "weights_load_s":
+                return float(value) + float(download_s), f"{BASIS_REPORTED} (weights_download_s + {key})"
             return float(value), f"{BASIS_REPORTED} ({key})"
     return None, "weights_load phase not observed and vLLM reported no load time"
 
@@ -323,7 +335,7 @@ def load_scope(basis: str | None) -> str | None:
     return SCOPE_MODEL_LOAD
 
 
-def assess(weight_bytes: int | None, phases: Sequence[Phase], reported: Mapping[str, Any],
+def assess(weight_bytes: int | None, phases: Sequence[Phase], reported: Mapping[str, object],
            floor: FloorBandwidth | None, *, source_kind: str | None = None,
            floor_note: str = "", host_to_gpu: HostToGpuFloor | None = None, host_to_gpu_note: str = "",
            resident_share: float | None = None) -> LoadEfficiency:

@@ -12,10 +12,9 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from pytest_coldstart.model.errors import ConfigError
 
@@ -84,12 +83,12 @@ def atomic_write_bytes(target: Path, data: bytes, *, overwrite: bool = True, mod
     return target
 
 
-def atomic_write_json(target: Path, data: Any, *, overwrite: bool = True, indent: int = 2) -> Path:
+def atomic_write_json(target: Path, data: object, *, overwrite: bool = True, indent: int = 2) -> Path:
     """JSON with a trailing newline, written atomically."""
     return atomic_write_text(target, json.dumps(data, indent=indent) + "\n", overwrite=overwrite)
 
 
-def load_toml(path: Path, what: str) -> dict[str, Any]:
+def load_toml(path: Path, what: str) -> dict[str, object]:
     """Parse *path*; a missing or invalid file is a ``ConfigError`` naming *what* it should be."""
     try:
         with path.open("rb") as fh:
@@ -102,9 +101,29 @@ def load_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a readable {what}: not valid TOML: {exc}") from None
 
 
-def loads_toml(text: str, where: str, what: str) -> dict[str, Any]:
+def loads_toml(text: str, where: str, what: str) -> dict[str, object]:
     """Parse TOML text already read (e.g. from git); errors name *where*."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not a readable {what}: not valid TOML: {exc}") from None
+
+
+def toml_tables(data: Mapping[str, object], key: str, where: str) -> dict[str, dict[str, object]]:
+    """The ``[key.NAME]`` tables of *data* by NAME (none when *key* is missing); a ``ConfigError`` naming
+    *where* and the entry when *key* or one of its entries is not a table."""
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} = {value!r}; expected [{key}.NAME] tables")
+    for name, table in value.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: {key}.{name} = {table!r}; expected a table ([{key}.{name}])")
+    return value
+
+
+def toml_array_of_tables(data: Mapping[str, object], key: str, where: str) -> list[dict[str, object]]:
+    """The ``[[key]]`` tables of *data* (none when *key* is missing); ``ConfigError`` naming *where* otherwise."""
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ConfigError(f"{where}: {key} = {value!r}; expected [[{key}]] tables")
+    return value

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pytest_coldstart.model.case import StrEnum
+from pytest_coldstart.model.jsonvalue import JsonObject, JsonValue, opt_float
 
 
 class PhaseSource(StrEnum):
@@ -43,17 +45,21 @@ class Phase:
     def observed(self) -> bool:
         return self.duration_s is not None
 
-    def to_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {"name": self.name, "start_s": self.start_s, "end_s": self.end_s,
-                                   "duration_s": self.duration_s, "source": str(self.source),
-                                   "reported_s": self.reported_s}
+    def to_dict(self) -> JsonObject:
+        data: JsonObject = {"name": self.name, "start_s": self.start_s, "end_s": self.end_s,
+                            "duration_s": self.duration_s, "source": str(self.source), "reported_s": self.reported_s}
         if self.includes:
             data["includes"] = list(self.includes)
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> Phase:
-        includes = data.get("includes") or ()
-        return cls(data["name"], data["start_s"], data["end_s"], data["duration_s"],  # type: ignore[arg-type]
-                   data["source"], data.get("reported_s"),  # type: ignore[arg-type]
-                   tuple(str(name) for name in includes))  # type: ignore[attr-defined]
+    def from_dict(cls, data: Mapping[str, JsonValue]) -> Phase:
+        name, source = data["name"], data["source"]
+        if not isinstance(name, str) or not isinstance(source, str):
+            raise TypeError(f"phase: expected a name and a source (strings), got {name!r} and {source!r}")
+        includes = data.get("includes") or []
+        if not isinstance(includes, list):
+            raise TypeError(f"phase {name}: includes must be a list of phase names, got {includes!r}")
+        return cls(name, opt_float(data["start_s"], f"{name}.start_s"), opt_float(data["end_s"], f"{name}.end_s"),
+                   opt_float(data["duration_s"], f"{name}.duration_s"), source,
+                   opt_float(data.get("reported_s"), f"{name}.reported_s"), tuple(str(n) for n in includes))

@@ -27,7 +27,6 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 SECRET_NAME_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|ACCESS_KEY|API_KEY|APIKEY"
                             r"|SESSION_KEY|PRIVATE_KEY|AUTH_KEY|(?:^|_)PASS$|_PWD$)", re.I)
@@ -194,7 +193,7 @@ class Redactor:
                 text = pattern.sub(replacement, text)
         return text
 
-    def redact_value(self, value: Any) -> Any:
+    def redact_value(self, value: object) -> object:
         """*value* with every string in it (nested dicts, lists, tuples; keys too) redacted."""
         if isinstance(value, str):
             return self.redact(value)

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pytest_coldstart.model.case import CachePolicy
 from pytest_coldstart.model.errors import ConfigError
@@ -30,7 +30,7 @@ S3_ADVICE = (f"set {S3_LOCATION_ENV}=s3://BUCKET/PREFIX (or --coldstart-s3) and 
 
 def packaged_file(name: str) -> Path:
     """A default file shipped in ``pytest_coldstart/defaults`` (models, optimizations, budgets, compare)."""
-    return Path(str(resources.files("pytest_coldstart").joinpath("defaults", name)))
+    return Path(str(resources.files("pytest_coldstart").joinpath("defaults").joinpath(name)))
 
 
 def is_relative_s3(ref: str) -> bool:
@@ -128,7 +128,10 @@ def split_source(source: str) -> tuple[str, str]:
     return kind, rest
 
 
-def _build(cls: type, name: str, raw: dict[str, Any], where: str) -> Any:
+_SpecT = TypeVar("_SpecT", "ModelSpec", "OptimizationSpec")
+
+
+def _build(cls: type[_SpecT], name: str, raw: dict[str, Any], where: str) -> _SpecT:
     # The schema first (model/schemas.py): every key typed, every number finite and in range, every name
     # that becomes a path a safe slug, one line naming file, table and key. Imported here, not at the top:
     # a session that reads no registry pays nothing for pydantic.

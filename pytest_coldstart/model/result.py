@@ -7,16 +7,28 @@ import math
 import os
 import tempfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeGuard
 
 from pytest_coldstart.model.case import CaseKey, ExitStatus
 from pytest_coldstart.model.efficiency import LoadEfficiency
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.model.files import atomic_path
+from pytest_coldstart.model.jsonvalue import JsonObject, JsonValue, opt_float, opt_int, opt_str, str_list, str_map
 from pytest_coldstart.model.paths import under
 from pytest_coldstart.model.phase import Phase
+from pytest_coldstart.model.records import (
+    RECORDS,
+    CacheRecord,
+    Environment,
+    PhaseAgreement,
+    Probe,
+    Profile,
+    Readiness,
+    Reported,
+)
 from pytest_coldstart.model.redact import Redactor
 
 #: Bump on any incompatible change; readers refuse other versions with a next step.
@@ -34,12 +46,12 @@ class RunResult:
     cache_state: str
     started_at: str
     phases: tuple[Phase, ...]
-    reported: dict[str, Any]
+    reported: Reported
     total_ready_s: float | None
     ttft_s: float | None
     first_response_s: float | None
     unaccounted_s: float | None
-    environment: dict[str, Any]
+    environment: Environment
     exit_status: ExitStatus
     log_path: str
     repeat_index: int = 0
@@ -48,37 +60,50 @@ class RunResult:
     last_phase: str | None = None
     server_argv: tuple[str, ...] = ()
     env_overrides: dict[str, str] = field(default_factory=dict)
-    cache: dict[str, Any] = field(default_factory=dict)
+    cache: CacheRecord = field(default_factory=CacheRecord)
     #: Weight-load efficiency vs the source's floor (efficiency.py); None in files from before it existed.
     efficiency: LoadEfficiency | None = None
     # Issue 14 (all optional; files from before them load with these defaults).
     #: parent phase -> its sub-phases from the in-vLLM probe; they sum to the parent.
     sub_phases: dict[str, tuple[Phase, ...]] = field(default_factory=dict)
     #: Probe vs log lines vs vLLM's self-reports, over max(0.1 s, 3 %); None: no probe events.
-    phase_agreement: tuple[dict[str, Any], ...] | None = None
+    phase_agreement: tuple[PhaseAgreement, ...] | None = None
     #: The phases from log lines alone, when the probe's edges replaced some.
     log_phases: tuple[Phase, ...] = ()
     #: The probe: events file, event count, targets missing in this vLLM.
-    probe: dict[str, Any] = field(default_factory=dict)
+    probe: Probe = field(default_factory=Probe)
     #: First greedy completion matches the recorded oracle; None: no oracle yet (one was recorded) or not checked.
     correct: bool | None = None
     #: Seconds from ready until request latency settled; None: not measured or never settled.
     warm_s: float | None = None
     #: How ``correct`` and ``warm_s`` were decided (oracle key, latencies).
-    readiness: dict[str, Any] = field(default_factory=dict)
+    readiness: Readiness = field(default_factory=Readiness)
     #: ``--coldstart-profile``: speedscope path and top functions per phase.
-    profile: dict[str, Any] | None = None
+    profile: Profile | None = None
     #: Docker starts: the image pull vs the registry's floor (measure/registry_floor.py; ``weight_bytes`` are
     #: the image's compressed layer bytes); None for other launchers and older files.
     pull_efficiency: LoadEfficiency | None = None
     #: ``--coldstart-launcher replay``: the recorded log, its sha256, the speed factor and the replay's time
     #: resolution; None for a live start. Phases are the recording's; TTFT is the replay server's.
-    replay: dict[str, Any] | None = None
+    replay: JsonObject | None = None
 
     @property
     def replayed(self) -> bool:
         """A replay of a recorded start, not a live one (kept out of the asv history unless asked)."""
         return self.replay is not None
+
+    def __post_init__(self) -> None:
+        # A plain JSON object where a record belongs (a test's ``reported={}``, a hook's edit) becomes that
+        # record, checked; everything after sees typed records only.
+        for name, record in RECORDS.items():
+            value = getattr(self, name)
+            if name == "phase_agreement":
+                if value is not None and not all(isinstance(v, PhaseAgreement) for v in value):
+                    object.__setattr__(self, name, tuple(PhaseAgreement.from_dict(v) for v in value))
+            elif value is not None and not isinstance(value, record):
+                object.__setattr__(self, name, record.from_dict(value))
+        if not isinstance(self.exit_status, ExitStatus):
+            object.__setattr__(self, "exit_status", ExitStatus(self.exit_status))
 
     @property
     def key(self) -> CaseKey:
@@ -91,27 +116,27 @@ class RunResult:
     def phase_durations(self) -> dict[str, float | None]:
         return {p.name: p.duration_s for p in self.phases}
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {
+    def to_dict(self) -> JsonObject:
+        data: JsonObject = {
             "schema_version": SCHEMA_VERSION,
             "model": self.model, "optimization": self.optimization, "launcher": self.launcher,
             "cache_state": self.cache_state, "repeat_index": self.repeat_index, "started_at": self.started_at,
             "exit_status": str(self.exit_status), "server_exit_code": self.server_exit_code, "error": self.error,
             "last_phase": self.last_phase, "total_ready_s": self.total_ready_s, "ttft_s": self.ttft_s,
             "first_response_s": self.first_response_s, "unaccounted_s": self.unaccounted_s,
-            "phases": [p.to_dict() for p in self.phases], "reported": dict(self.reported),
-            "environment": dict(self.environment), "log_path": self.log_path,
+            "phases": [p.to_dict() for p in self.phases], "reported": self.reported.to_dict(),
+            "environment": self.environment.to_dict(), "log_path": self.log_path,
             "server_argv": list(self.server_argv), "env_overrides": dict(self.env_overrides),
-            "cache": dict(self.cache),
+            "cache": self.cache.to_dict(),
             "efficiency": self.efficiency.to_dict() if self.efficiency is not None else None,
         }
         # Issue 14's optional fields, written only when set: files without them read and write back unchanged.
-        extra: dict[str, Any] = {
+        extra: JsonObject = {
             "sub_phases": {k: [p.to_dict() for p in v] for k, v in self.sub_phases.items()},
-            "phase_agreement": None if self.phase_agreement is None else [dict(d) for d in self.phase_agreement],
-            "log_phases": [p.to_dict() for p in self.log_phases], "probe": dict(self.probe),
-            "correct": self.correct, "warm_s": self.warm_s, "readiness": dict(self.readiness),
-            "profile": None if self.profile is None else dict(self.profile),
+            "phase_agreement": None if self.phase_agreement is None else [d.to_dict() for d in self.phase_agreement],
+            "log_phases": [p.to_dict() for p in self.log_phases], "probe": self.probe.to_dict(),
+            "correct": self.correct, "warm_s": self.warm_s, "readiness": self.readiness.to_dict(),
+            "profile": None if self.profile is None else self.profile.to_dict(),
             "pull_efficiency": None if self.pull_efficiency is None else self.pull_efficiency.to_dict(),
             "replay": None if self.replay is None else dict(self.replay),
         }
@@ -120,27 +145,70 @@ class RunResult:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunResult:
-        phases = tuple(Phase.from_dict(p) for p in data["phases"])
+    def from_dict(cls, data: Mapping[str, JsonValue]) -> RunResult:
+        """The result of a results file's JSON; ``TypeError``/``KeyError``/``ValueError`` naming the field if
+        it is malformed (``load_result`` checks it with ``validate`` first and names the file)."""
+
+        def text(key: str) -> str:
+            value = opt_str(data[key], key)
+            if value is None:
+                raise TypeError(f"{key}: expected a string, got null")
+            return value
+
+        def seconds(key: str) -> float | None:
+            return opt_float(data.get(key), key)
+
+        efficiency, pull = data.get("efficiency"), data.get("pull_efficiency")
+        agreement = data.get("phase_agreement")
+        profile = data.get("profile")
+        correct = data.get("correct")
+        if correct is not None and not isinstance(correct, bool):
+            raise TypeError(f"correct: expected true, false or null, got {correct!r}")
         return cls(
-            model=data["model"], optimization=data["optimization"], launcher=data["launcher"],
-            cache_state=data["cache_state"], started_at=data["started_at"], phases=phases,
-            reported=data["reported"], total_ready_s=data["total_ready_s"], ttft_s=data["ttft_s"],
-            first_response_s=data.get("first_response_s"), unaccounted_s=data["unaccounted_s"],
-            environment=data["environment"], exit_status=ExitStatus(data["exit_status"]), log_path=data["log_path"],
-            repeat_index=data.get("repeat_index", 0), server_exit_code=data.get("server_exit_code"),
-            error=data.get("error"), last_phase=data.get("last_phase"),
-            server_argv=tuple(data.get("server_argv", ())), env_overrides=data.get("env_overrides", {}),
-            cache=data.get("cache", {}),
-            efficiency=LoadEfficiency.from_dict(data["efficiency"]) if data.get("efficiency") else None,
-            sub_phases={k: tuple(Phase.from_dict(p) for p in v) for k, v in (data.get("sub_phases") or {}).items()},
-            phase_agreement=None if data.get("phase_agreement") is None else tuple(data["phase_agreement"]),
-            log_phases=tuple(Phase.from_dict(p) for p in data.get("log_phases") or ()),
-            probe=data.get("probe") or {}, correct=data.get("correct"), warm_s=data.get("warm_s"),
-            readiness=data.get("readiness") or {}, profile=data.get("profile"),
-            pull_efficiency=LoadEfficiency.from_dict(data["pull_efficiency"]) if data.get("pull_efficiency") else None,
-            replay=data.get("replay"),
+            model=text("model"), optimization=text("optimization"), launcher=text("launcher"),
+            cache_state=text("cache_state"), started_at=text("started_at"), phases=_phases(data["phases"], "phases"),
+            reported=Reported.from_dict(data["reported"]), total_ready_s=seconds("total_ready_s"),
+            ttft_s=seconds("ttft_s"), first_response_s=seconds("first_response_s"),
+            unaccounted_s=seconds("unaccounted_s"), environment=Environment.from_dict(data["environment"]),
+            exit_status=ExitStatus(text("exit_status")), log_path=text("log_path"),
+            repeat_index=opt_int(data.get("repeat_index"), "repeat_index") or 0,
+            server_exit_code=opt_int(data.get("server_exit_code"), "server_exit_code"),
+            error=opt_str(data.get("error"), "error"), last_phase=opt_str(data.get("last_phase"), "last_phase"),
+            server_argv=str_list(data.get("server_argv"), "server_argv"),
+            env_overrides=str_map(data.get("env_overrides"), "env_overrides"),
+            cache=CacheRecord.from_dict(data.get("cache")),
+            efficiency=LoadEfficiency.from_dict(efficiency) if isinstance(efficiency, dict) and efficiency else None,
+            sub_phases={k: _phases(v, f"sub_phases.{k}") for k, v in _object(data.get("sub_phases")).items()},
+            phase_agreement=None if agreement is None else tuple(PhaseAgreement.from_dict(d)
+                                                                 for d in _list(agreement, "phase_agreement")),
+            log_phases=_phases(data.get("log_phases"), "log_phases"),
+            probe=Probe.from_dict(data.get("probe")), correct=correct, warm_s=seconds("warm_s"),
+            readiness=Readiness.from_dict(data.get("readiness")),
+            profile=None if profile is None else Profile.from_dict(profile),
+            pull_efficiency=LoadEfficiency.from_dict(pull) if isinstance(pull, dict) and pull else None,
+            replay=_object(data.get("replay")) if data.get("replay") is not None else None,
         )
+
+
+def _list(value: JsonValue, key: str) -> list[JsonValue]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{key}: expected a list, got {value!r}")
+    return value
+
+
+def _object(value: JsonValue) -> JsonObject:
+    return value if isinstance(value, dict) else {}
+
+
+def _phases(value: JsonValue, key: str) -> tuple[Phase, ...]:
+    phases = []
+    for i, item in enumerate(_list(value, key)):
+        if not isinstance(item, dict):
+            raise TypeError(f"{key}[{i}]: expected an object, got {item!r}")
+        phases.append(Phase.from_dict(item))
+    return tuple(phases)
 
 
 def check_writable(results_dir: Path) -> Path:
@@ -205,7 +273,7 @@ _SECONDS = ("total_ready_s", "ttft_s", "first_response_s", "unaccounted_s")
 _PHASE_SECONDS = ("start_s", "end_s", "duration_s", "reported_s")
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -215,7 +283,7 @@ def _bad_seconds(value: object) -> str | None:
         return None
     if not _is_number(value):
         return f"{value!r} is not a number"
-    if not math.isfinite(value):  # type: ignore[arg-type]
+    if not math.isfinite(value):
         return f"{value!r} is not finite"
     return None
 
@@ -237,7 +305,7 @@ def _non_finite_in(value: object, where: str) -> str | None:
     return None
 
 
-def validate(data: dict[str, Any]) -> str | None:
+def validate(data: Mapping[str, object]) -> str | None:
     """The first problem of a results file's JSON, as "field X: why", or None if it is well-formed.
 
     Types and finite numbers are checked here so that a hand-edited or corrupt
@@ -288,7 +356,8 @@ def validate(data: dict[str, Any]) -> str | None:
             why = _bad_seconds(phase.get(key))
             if why:
                 return f"field 'phases[{i}].{key}' ({phase['name']}): {why}"
-    for key, value in data["reported"].items():
+    reported = data["reported"]
+    for key, value in reported.items() if isinstance(reported, dict) else ():
         if _is_number(value) and not math.isfinite(value):
             return f"field 'reported.{key}': {value!r} is not finite"
     return _non_finite_in(data.get("efficiency"), "field 'efficiency'")

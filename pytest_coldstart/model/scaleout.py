@@ -8,12 +8,14 @@ first load step's start); ``None`` always means "not observed", never zero.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.model.errors import ConfigError, SchemaVersionError
 from pytest_coldstart.model.files import atomic_write_json
+from pytest_coldstart.model.jsonvalue import JsonObject, JsonValue
 from pytest_coldstart.model.paths import under
 
 SCALEOUT_SCHEMA_VERSION = 1
@@ -82,9 +84,9 @@ class ScaleoutResult:
     model: str
     exit_status: str  # ok | error
     error: str | None
-    load_generator: dict[str, Any]
-    profile: dict[str, Any]
-    cluster: dict[str, Any]
+    load_generator: JsonObject
+    profile: JsonObject
+    cluster: JsonObject
     steps: tuple[StepResult, ...]
     replicas: tuple[ReplicaResult, ...]
     replica_timeline: tuple[tuple[float, int, int], ...]  # (t_s, running, starting)
@@ -95,7 +97,7 @@ class ScaleoutResult:
     max_replicas_reached: int
     ray_processes_left: tuple[str, ...]
     log_path: str | None
-    environment: dict[str, Any] = field(default_factory=dict)
+    environment: JsonObject = field(default_factory=dict)
 
     @property
     def added_replica(self) -> ReplicaResult | None:
@@ -111,8 +113,8 @@ class ScaleoutResult:
                   and s.end_s > added.decision_s and s.start_s < until]
         return max(values) if values else None
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+    def to_dict(self) -> JsonObject:
+        data: JsonObject = asdict(self)
         data["ttft_p95_scaleout_s"] = self.ttft_p95_scaleout_s()
         return data
 
@@ -130,13 +132,13 @@ def _tuple(cls: type, items: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def scaleout_from_dict(data: dict[str, Any], where: str = "scale-out result") -> ScaleoutResult:
+def scaleout_from_dict(data: Mapping[str, JsonValue], where: str = "scale-out result") -> ScaleoutResult:
     version = data.get("schema_version")
     if version != SCALEOUT_SCHEMA_VERSION:
         raise SchemaVersionError(f"{where}: schema_version {version!r}, this pytest-coldstart reads "
                                  f"{SCALEOUT_SCHEMA_VERSION}; re-run the scale-out benchmark")
     names = {f.name for f in fields(ScaleoutResult)}
-    values = {k: v for k, v in data.items() if k in names}
+    values: dict[str, Any] = {k: v for k, v in data.items() if k in names}  # checked by the constructor below
     try:
         values["steps"] = _tuple(StepResult, values.get("steps"))
         values["replicas"] = _tuple(ReplicaResult, values.get("replicas"))

@@ -134,7 +134,7 @@ def populate_local(ctx: StartContext, root: Path, policy: CachePolicy, populate:
     """
     marker = root / cc.COMPLETE
     if marker.is_file() and not force:
-        return json.loads(marker.read_text())  # type: ignore[no-any-return]
+        return json.loads(marker.read_text())
     remove_quietly(ctx.workdir, root)  # only ever a cache under the workdir
     root.mkdir(parents=True)
     ctx.say("populating the torch.compile cache (unmeasured start)")

@@ -115,7 +115,7 @@ class FetchResult:
     origin: dict[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
-        record = {"fetch": "hit" if self.hit else "miss", "fetch_reason": self.reason, "location": self.location,
+        record: dict[str, Any] = {"fetch": "hit" if self.hit else "miss", "fetch_reason": self.reason, "location": self.location,
                   "fetched_bytes": self.bytes, "fetch_s": self.duration_s}
         if self.origin is not None:
             record["origin"] = dict(self.origin)

@@ -32,7 +32,7 @@ CACHES: dict[CachePolicy, str] = {
 
 def _load(target: str) -> type:
     module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), name)
 
 
 def source_strategy(kind: str) -> SourceStrategy:
@@ -40,7 +40,7 @@ def source_strategy(kind: str) -> SourceStrategy:
         target = SOURCES[kind]
     except KeyError:
         raise ConfigError(f"unknown weight source kind {kind!r}; known: {', '.join(SOURCES)}") from None
-    return _load(target)()  # type: ignore[no-any-return]
+    return _load(target)()
 
 
 def cache_strategy(policy: CachePolicy | str) -> CacheStrategy:
@@ -48,7 +48,7 @@ def cache_strategy(policy: CachePolicy | str) -> CacheStrategy:
         target = CACHES[CachePolicy(policy)]
     except (KeyError, ValueError):
         raise ConfigError(f"unknown cache policy {policy!r}; known: {', '.join(p.value for p in CACHES)}") from None
-    return _load(target)()  # type: ignore[no-any-return]
+    return _load(target)()
 
 
 def refusal(launcher: str, policy: CachePolicy | str) -> str | None:

@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from pytest_coldstart.model.errors import ColdstartError, ConfigError
@@ -81,9 +81,24 @@ def parse_uri(text: str) -> S3Uri:
     return S3Uri(bucket, prefix.strip("/"))
 
 
-def retry_config() -> dict[str, Any]:
+RetryMode = Literal["legacy", "standard", "adaptive"]
+_RETRY_MODES: dict[str, RetryMode] = {"legacy": "legacy", "standard": "standard", "adaptive": "adaptive"}
+
+
+class RetryConfig(TypedDict, total=False):
+    """botocore's ``Config(retries=...)`` (its keys, as botocore-stubs declare them)."""
+
+    mode: RetryMode
+    total_max_attempts: int
+    max_attempts: int
+
+
+def retry_config() -> RetryConfig:
     """botocore retry settings: the user's AWS_RETRY_MODE / AWS_MAX_ATTEMPTS, else standard x5."""
-    mode = os.environ.get("AWS_RETRY_MODE", "standard")
+    raw_mode = os.environ.get("AWS_RETRY_MODE", "standard")
+    mode = _RETRY_MODES.get(raw_mode)
+    if mode is None:  # botocore would refuse it at the first request, deep inside a start
+        raise ConfigError(f"AWS_RETRY_MODE={raw_mode!r} is not a retry mode; use one of {', '.join(_RETRY_MODES)}")
     try:
         attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", "5"))
     except ValueError:
@@ -124,7 +139,7 @@ def make_client(*, connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0)
     session, credentials = _session_and_credentials()
     if credentials is None:
         raise S3Error(f"no AWS credentials found. {S3_HINT}")
-    config = Config(retries=retry_config(), connect_timeout=connect_timeout_s, read_timeout=read_timeout_s)  # type: ignore[arg-type]
+    config = Config(retries=retry_config(), connect_timeout=connect_timeout_s, read_timeout=read_timeout_s)
     return session.client("s3", config=config)
 
 

@@ -126,7 +126,7 @@ def ensure_source(model: ModelSpec, engine_args: Sequence[str], uri_text: str, *
                                              and manifest.get("shard_format") == SHARD_FORMAT
                                              and manifest.get("vllm") == vllm_version)))
         if not fresh:
-            meta = {"model": model.name, "source_digest": digest}
+            meta: dict[str, Any] = {"model": model.name, "source_digest": digest}
             if kind == KIND_SHARDED:
                 meta.update(shard_format=SHARD_FORMAT, vllm=vllm_version)
                 spec = ShardSpec(generated_dir, model.tensor_parallel_size, model.max_model_len,

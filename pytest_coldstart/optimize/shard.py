@@ -130,7 +130,7 @@ def _keep_cpu_linear_weights() -> None:
     def keep(layer: object, remove_weight: bool) -> None:
         original(layer, remove_weight=False)
 
-    layer_utils.dispatch_cpu_unquantized_gemm = keep  # type: ignore[assignment]
+    layer_utils.dispatch_cpu_unquantized_gemm = keep
 
 
 def _child(request: dict[str, object]) -> None:
@@ -152,14 +152,15 @@ def _child(request: dict[str, object]) -> None:
         kwargs["distributed_executor_backend"] = "uni"
     if request.get("max_model_len"):
         kwargs["max_model_len"] = request["max_model_len"]
-    args = list(request.get("engine_args") or [])  # type: ignore[call-overload]
+    engine_args = request.get("engine_args") or []
+    args = [str(a) for a in engine_args] if isinstance(engine_args, list) else []
     if "--gpu-memory-utilization" in args:
         kwargs["gpu_memory_utilization"] = float(args[args.index("--gpu-memory-utilization") + 1])
-    llm = LLM(**kwargs)  # type: ignore[arg-type]
+    llm = LLM(**kwargs)
     output = Path(str(request["output"]))
     # vLLM 0.11+ (V1): the engine-core client forwards the call to every worker.
     llm.llm_engine.engine_core.save_sharded_state(path=str(output), pattern=None,
-                                                  max_size=int(request["max_file_bytes"]))  # type: ignore[call-overload]
+                                                  max_size=int(str(request["max_file_bytes"])))
     _copy_metadata(Path(str(request["model"])), output)
     print(f"coldstart-shard: saved {len(shard_files(output))} shard file(s) to {output}", flush=True)
 

@@ -11,13 +11,13 @@ Reads ``benchmarks/h100_anchors.toml`` (values copied, with citations, from
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pytest_coldstart.model.efficiency import GB
 from pytest_coldstart.model.errors import ConfigError
-from pytest_coldstart.model.files import load_toml
+from pytest_coldstart.model.files import load_toml, toml_array_of_tables, toml_tables
 
 GiB = 2**30
 DEFAULT_ANCHORS = Path("benchmarks/h100_anchors.toml")
@@ -84,7 +84,7 @@ class PaperRow:
         return 100.0 * self.floor_s / self.observation.seconds
 
 
-def _number(raw: dict[str, Any], key: str, where: str) -> float:
+def _number(raw: Mapping[str, object], key: str, where: str) -> float:
     value = raw.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{where}: {key} = {value!r}; expected a number > 0")
@@ -97,7 +97,7 @@ def load_anchors(path: Path = DEFAULT_ANCHORS) -> Anchors:
         raise ConfigError(f"anchors file not found: {path}; pass --data PATH (the repo has {DEFAULT_ANCHORS})")
     data = load_toml(path, "anchors file")
     models = {}
-    for name, raw in data.get("models", {}).items():
+    for name, raw in toml_tables(data, "models", str(path)).items():
         where = f"{path} [models.{name}]"
         tp = raw.get("tensor_parallel_size", 1)
         if not isinstance(tp, int) or tp < 1:
@@ -105,21 +105,25 @@ def load_anchors(path: Path = DEFAULT_ANCHORS) -> Anchors:
         size = _number(raw, "weight_gib", where) * GiB if "weight_gib" in raw else _number(raw, "weight_gb", where) * GB
         models[name] = AnchorModel(name, str(raw.get("label", name)), tp, size, str(raw.get("cite", "")))
     floors = {}
-    for name, raw in data.get("floors", {}).items():
+    for name, raw in toml_tables(data, "floors", str(path)).items():
         where = f"{path} [floors.{name}]"
         gbps = _number(raw, "gib_per_s", where) * GiB / GB if "gib_per_s" in raw else _number(raw, "gbps", where)
         floors[name] = AnchorFloor(name, str(raw.get("label", name)), gbps, bool(raw.get("per_gpu", False)),
                                    str(raw.get("cite", "")))
     observations = []
-    for i, raw in enumerate(data.get("observations", [])):
+    for i, raw in enumerate(toml_array_of_tables(data, "observations", str(path))):
         where = f"{path} [[observations]] #{i + 1}"
-        if raw.get("model") not in models:
-            raise ConfigError(f"{where}: model {raw.get('model')!r} is not a [models.*] table")
-        unknown = [f for f in raw.get("floors", []) if f not in floors]
-        if unknown or not raw.get("floors"):
+        model = raw.get("model")
+        if not isinstance(model, str) or model not in models:
+            raise ConfigError(f"{where}: model {model!r} is not a [models.*] table")
+        named = raw.get("floors", [])
+        if not isinstance(named, list) or not all(isinstance(f, str) for f in named):
+            raise ConfigError(f"{where}: floors = {named!r}; expected a list of [floors.*] names")
+        unknown = [f for f in named if f not in floors]
+        if unknown or not named:
             raise ConfigError(f"{where}: floors {unknown or '[]'} unknown; known: {', '.join(floors)}")
-        observations.append(Observation(raw["model"], str(raw.get("what", "")), _number(raw, "seconds", where),
-                                        tuple(raw["floors"]), str(raw.get("cite", ""))))
+        observations.append(Observation(model, str(raw.get("what", "")), _number(raw, "seconds", where),
+                                        tuple(str(f) for f in named), str(raw.get("cite", ""))))
     if not models or not floors:
         raise ConfigError(f"{path}: needs [models.*] and [floors.*] tables")
     return Anchors(models, floors, tuple(observations))

@@ -27,11 +27,13 @@ from pytest_coldstart.history.compare import (
     UNDECIDED,
     Comparison,
     Row,
+    Threshold,
 )
 from pytest_coldstart.model.case import CaseKey
 from pytest_coldstart.model.files import atomic_write_text
 from pytest_coldstart.model.redact import Redactor
 from pytest_coldstart.model.result import RunResult
+from pytest_coldstart.report.tables import add_columns
 
 MARKER = "<!-- pytest-coldstart compare -->"
 _BADGE = {REGRESSED: "🔴 **regressed**", MISSING: "🔴 **missing**", IMPROVED: "🟢 improved",
@@ -120,8 +122,8 @@ def _software(label: str, software: Mapping[str, object]) -> str:
     return f"{label}" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _limits(t: object) -> str:
-    rel, floor_s, ratio = t.rel, t.floor_s, t.ratio_rel_or_rel  # type: ignore[attr-defined]
+def _limits(t: Threshold) -> str:
+    rel, floor_s, ratio = t.rel, t.floor_s, t.ratio_rel_or_rel
     few = f" (+{ratio * 100:.0f} % with fewer starts)" if ratio != rel else ""
     return f"+{rel * 100:.0f} %{few} and {floor_s:g} s"
 
@@ -183,9 +185,8 @@ def render_text(c: Comparison, width: int = 140) -> str:
         settle = _settle(rows) if case == UNDECIDED else ""
         table = Table(title=f"{key.label}: {case.upper()}" + (f" ({settle})" if settle else ""), box=box.SIMPLE_HEAVY,
                       title_justify="left")
-        for column, justify in (("metric", "left"), ("base s (n)", "right"), ("head s (n)", "right"),
-                                ("Δ s", "right"), ("ratio", "right"), ("verdict", "left"), ("why", "left")):
-            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        add_columns(table, (("metric", "left"), ("base s (n)", "right"), ("head s (n)", "right"),
+                           ("Δ s", "right"), ("ratio", "right"), ("verdict", "left"), ("why", "left")))
         for row in rows:
             verdict = row.verdict.upper() if row.failing or row.verdict == UNDECIDED else row.verdict
             if row.over_budget:
@@ -251,7 +252,7 @@ def launchers_markdown(results: Sequence[RunResult]) -> str:
             ttft = chosen.ttft_s
             first = (chosen.total_ready_s if ttft_spans_phases(chosen)
                      else None if ttft is None else chosen.total_ready_s + ttft)
-            longest = sorted((p for p in chosen.phases if p.duration_s is not None), key=lambda p: -p.duration_s)[:3]
+            longest = sorted((p for p in chosen.phases if p.duration_s is not None), key=lambda p: -(p.duration_s or 0.0))[:3]
             phases = ", ".join(f"{p.name} {p.duration_s:.1f}" for p in longest)
             out.append(f"| {launcher} | {optimization} | {ok} | {chosen.total_ready_s:.2f} | {_s(ttft)} | {_s(first)} "
                        f"| {_cell(phases)} |")

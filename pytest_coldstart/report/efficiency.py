@@ -39,7 +39,7 @@ def median_efficiency(results: Sequence[RunResult]) -> LoadEfficiency | None:
     floored = [e for e in timed if e.floor_gbps is not None or e.host_to_gpu is not None]
     base = floored[-1] if floored else timed[-1]
     shares = [e.resident_share for e in timed if e.resident_share is not None]
-    return replace(base, load_s=statistics.median(e.load_s for e in timed),  # type: ignore[misc]
+    return replace(base, load_s=statistics.median(e.load_s for e in timed if e.load_s is not None),
                    resident_share=statistics.median(shares) if shares else None)
 
 
@@ -158,7 +158,7 @@ def median_pull_efficiency(results: Sequence[RunResult]) -> LoadEfficiency | Non
         return found[-1]
     floored = [e for e in timed if e.floor_gbps is not None]
     base = floored[-1] if floored else timed[-1]
-    return replace(base, load_s=statistics.median(e.load_s for e in timed))  # type: ignore[misc]
+    return replace(base, load_s=statistics.median(e.load_s for e in timed if e.load_s is not None))
 
 
 def pull_efficiency_line(results: Sequence[RunResult]) -> str:

@@ -246,11 +246,11 @@ def _row_end(bars: Sequence[Bar], row: str, skip: str) -> float:
 
 def median_run(runs: Sequence[RunResult]) -> RunResult | None:
     """The successful run with the median (low) end: its phases add up to its total, unlike medians of phases."""
-    ok = [r for r in runs if r.ok and end_s(r) is not None]
-    if not ok:
+    ends = [(end, r) for r in runs if r.ok and (end := end_s(r)) is not None]
+    if not ends:
         return None
-    target = statistics.median_low(end_s(r) for r in ok)  # type: ignore[type-var]
-    return next(r for r in ok if end_s(r) == target)
+    target = statistics.median_low(end for end, _ in ends)
+    return next(r for end, r in ends if end == target)
 
 
 def comparison(results: Sequence[RunResult], path: Path) -> FigureInfo:

@@ -72,13 +72,15 @@ def profile_lines(results: Sequence[RunResult], top: int = TOP_SHOWN) -> list[st
     profiled = [r for r in results if r.profile]
     if not profiled:
         return []
-    profile: dict[str, Any] = profiled[-1].profile or {}
-    if "error" in profile:
-        return [f"  profile: {profile['error']}"]
-    lines = [f"  profile ({profile.get('rate_hz')} Hz, {profile.get('processes')} processes): {profile.get('speedscope')}"]
-    for phase, rows in (profile.get("top_by_phase") or {}).items():
+    profile = profiled[-1].profile
+    if profile is None:
+        return []
+    if profile.error is not None:
+        return [f"  profile: {profile.error}"]
+    lines = [f"  profile ({profile.rate_hz} Hz, {profile.processes} processes): {profile.speedscope}"]
+    for phase, rows in profile.top_by_phase.items():
         if rows:
-            lines.append(f"    {phase}: " + ", ".join(f"{r['function']} {r['self_s']:.2f}s" for r in rows[:top]))
+            lines.append(f"    {phase}: " + ", ".join(f"{function} {self_s:.2f}s" for function, self_s in rows[:top]))
     return lines
 
 
@@ -93,10 +95,10 @@ def _mean_top(results: Sequence[RunResult]) -> dict[str, list[dict[str, Any]]]:
     profiled = [r.profile for r in results if r.profile and "top_by_phase" in r.profile]
     sums: dict[str, dict[str, float]] = {}
     for profile in profiled:
-        for phase, rows in profile["top_by_phase"].items():
-            for row in rows:
-                sums.setdefault(phase, {}).setdefault(row["function"], 0.0)
-                sums[phase][row["function"]] += row["self_s"] / len(profiled)
+        for phase, rows in profile.top_by_phase.items():
+            for function, self_s in rows:
+                sums.setdefault(phase, {}).setdefault(function, 0.0)
+                sums[phase][function] += self_s / len(profiled)
     return {phase: [{"function": f, "self_s": s} for f, s in funcs.items()] for phase, funcs in sums.items()}
 
 

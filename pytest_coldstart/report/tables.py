@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Sequence
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from pytest_coldstart.logs.timeline import PHASE_NAMES, Timeline
@@ -17,6 +17,13 @@ from pytest_coldstart.model.scaleout import ScaleoutResult
 from pytest_coldstart.report.efficiency import efficiency_line, pull_efficiency_line
 from pytest_coldstart.report.inside import inside_notes
 from pytest_coldstart.report.ray import ray_notes
+
+
+def add_columns(table: Table, columns: Sequence[tuple[str, JustifyMethod]]) -> None:
+    """The table's columns, each (header, justify)."""
+    for column, justify in columns:
+        table.add_column(column, justify=justify)
+
 
 NOT_OBSERVED = "not observed"
 
@@ -48,9 +55,8 @@ def render_summary(results: Sequence[RunResult], budgets: Budgets | None = None)
     title = (f"{first.model} / {first.optimization} / {first.launcher}: "
              f"{len(ok)} of {len(results)} run(s) ok, cache {first.cache_state}")
     table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
-    for column, justify in (("phase", "left"), ("median s", "right"), ("range s", "right"),
-                            ("vLLM reported s", "right"), ("budget s", "right"), ("status", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    add_columns(table, (("phase", "left"), ("median s", "right"), ("range s", "right"),
+                       ("vLLM reported s", "right"), ("budget s", "right"), ("status", "left")))
     if not ok:
         table.add_row("(no successful run)", "", "", "", "", first.error.splitlines()[0] if first.error else "")
         return _render(table)
@@ -97,9 +103,8 @@ def _budget(value: float | None) -> str:
 def render_breaches(checks: Sequence[BudgetCheck], title: str) -> str:
     """The failure message of a budget breach: every over-budget row, plus the rest."""
     table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
-    for column, justify in (("phase", "left"), ("budget s", "right"), ("measured s", "right"),
-                            ("over by s", "right"), ("status", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    add_columns(table, (("phase", "left"), ("budget s", "right"), ("measured s", "right"),
+                       ("over by s", "right"), ("status", "left")))
     for check in sorted(checks, key=lambda c: c.status != OVER):
         over = check.over_by_s
         table.add_row(check.name, _budget(check.budget_s), _s(check.measured_s) if check.measured_s is not None
@@ -111,9 +116,8 @@ def render_breaches(checks: Sequence[BudgetCheck], title: str) -> str:
 def render_timeline(timeline: Timeline, title: str = "") -> str:
     """The phases of one start as a table (``coldstart timeline``)."""
     table = Table(title=title or None, box=box.SIMPLE_HEAVY, title_justify="left")
-    for column, justify in (("phase", "left"), ("start s", "right"), ("end s", "right"),
-                            ("duration s", "right"), ("vLLM reported s", "right"), ("source", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    add_columns(table, (("phase", "left"), ("start s", "right"), ("end s", "right"),
+                       ("duration s", "right"), ("vLLM reported s", "right"), ("source", "left")))
     for p in timeline.phases:
         # A phase that also covers one its vLLM logs no line for says so (Phase.includes).
         name = p.name + (f" (+{', '.join(p.includes)})" if p.includes else "")

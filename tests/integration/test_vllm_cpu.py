@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 from pathlib import Path
 
+import jsonschema
 import psutil
 import pytest
 
@@ -14,6 +16,7 @@ from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
 from pytest_coldstart.model.errors import PortInUseError, ReadinessTimeout, ServerExitedError
 from pytest_coldstart.model.registry import load_registry
 from pytest_coldstart.model.result import load_results
+from pytest_coldstart.model.schema import result_schema
 from tests.conftest import REPO, requires_vllm, run_bench
 
 pytestmark = [pytest.mark.integration, requires_vllm]
@@ -66,6 +69,11 @@ def test_bench_run_measures_real_cold_starts(cpu_lane_results):
     assert "tiny-llama / compile_cache / vllm: 1 of 1 run(s) ok, cache warm" in out
     results = {r.optimization: r for r in load_results(cpu_lane_results.results_dir)}
     assert set(results) == {"baseline", "compile_cache"}
+    # What a real start writes is what `coldstart schema result` publishes (every field this version writes).
+    validator = jsonschema.Draft202012Validator(result_schema())
+    for path in (cpu_lane_results.results_dir / "runs").glob("*.json"):
+        errors = [f"{e.json_path}: {e.message}" for e in validator.iter_errors(json.loads(path.read_text()))]
+        assert not errors, f"{path.name}: {errors}"
     for result in results.values():
         assert result.exit_status == "ok"
         observed = [p for p in result.phases if p.observed]

@@ -22,7 +22,7 @@ from pytest_coldstart.launch.docker import (
 )
 from pytest_coldstart.launch.docker_ground import DEFAULT_IMAGE, network_state
 from pytest_coldstart.model.clock import SystemClock
-from pytest_coldstart.model.errors import LaunchError, ServerExitedError
+from pytest_coldstart.model.errors import LaunchError, LogWriteError, ServerExitedError
 from pytest_coldstart.model.redact import Redactor
 
 
@@ -76,7 +76,7 @@ def server(tmp_path: Path, client: FakeClient, **run_options: Any) -> DockerServ
                                log_path=spec.log_path, clock=SystemClock(), redactor=Redactor(()),
                                run_options=run_options)
     process.start()
-    return DockerServer(spec, process, SystemClock())  # type: ignore[arg-type]
+    return DockerServer(spec, process, SystemClock())
 
 
 def wait_failure(srv: DockerServer) -> LaunchError:
@@ -153,3 +153,15 @@ def test_mounts_and_env_pass_only_what_the_server_needs(tmp_path: Path, monkeypa
 
 def test_network_state_reads_ip_forward() -> None:
     assert network_state()["ip_forward"] in ("0", "1", "unreadable")
+
+
+def test_a_log_that_cannot_be_written_stops_the_start(tmp_path: Path) -> None:
+    # As OwnedProcess does: a full disk under the log stops the start with that reason (the lines kept in
+    # memory for the error), instead of a start measured without its log.
+    (tmp_path / "c.log").symlink_to("/dev/full")
+    container = FakeContainer([b"INFO starting\n", b"INFO more\n"], {"Status": "running", "Pid": 0})
+    srv = server(tmp_path, FakeClient(container=container))
+    error = wait_failure(srv)
+    assert isinstance(error, LogWriteError) and "could not be written" in error.summary, error
+    assert srv.process.log_error is not None
+    assert [line.text for line in srv.process.lines()] == ["INFO starting", "INFO more"]

@@ -8,7 +8,7 @@ import contextlib
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import psutil
 
@@ -156,24 +156,41 @@ class ContainerProcess(StampedLog):
 
     def _stream_logs(self) -> None:
         buffer = b""
-        with self.log_path.open("w", encoding="utf-8") as log:
-            try:
-                for chunk in self.container.logs(stream=True, follow=True):
-                    buffer += chunk
-                    *complete, buffer = buffer.split(b"\n")
-                    for raw in complete:
-                        self._line(raw, log)
-            except Exception:  # the container was removed under the stream: the log ends here
-                pass
-            if buffer:
-                self._line(buffer, log)
+        log: TextIO | None = None
+        try:
+            log = self.log_path.open("w", encoding="utf-8")
+        except OSError as exc:
+            self.log_error = exc
+        try:
+            for chunk in self.container.logs(stream=True, follow=True):
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for raw in complete:
+                    log = self._line(raw, log)
+        except Exception:  # the container was removed under the stream: the log ends here
+            pass
+        if buffer:
+            log = self._line(buffer, log)
+        if log is not None:
+            with contextlib.suppress(OSError):
+                log.close()
 
-    def _line(self, raw: bytes, log: Any) -> None:
+    def _line(self, raw: bytes, log: TextIO | None) -> TextIO | None:
+        """Stamp and keep one line, and append it to the log; the log still open (None once it failed)."""
         t_s = self.elapsed_s()
         text = self.redactor.redact(raw.decode("utf-8", "replace").rstrip("\r"))
         self._append(StampedLine(t_s, text))
-        log.write(text + "\n")
-        log.flush()
+        if log is None:
+            return None  # keep reading: the stream must drain, and the lines stay in memory for the error
+        try:
+            log.write(text + "\n")
+            log.flush()
+        except OSError as exc:  # ENOSPC: DockerServer.check_alive stops the start with this reason
+            self.log_error = exc
+            with contextlib.suppress(OSError):
+                log.close()
+            return None
+        return log
 
     def poll(self) -> int | None:
         """The container's exit code once it exited; None while it runs or is not there yet."""

@@ -107,14 +107,13 @@ def container_env(spec: LaunchSpec, base: Mapping[str, str] | None = None) -> di
     return vllm_env(spec, base=passed)
 
 
-class DockerServer(Server):
+class DockerServer(Server[ContainerProcess]):
     """A server in a container; the container phases come first in its timeline."""
-
-    process: ContainerProcess  # type: ignore[assignment]
 
     def timeline(self) -> Timeline:
         process = self.process
-        events = {name: [(t_s, {})] for name, t_s in process.events.items()}
+        events: dict[str, list[tuple[float, dict[str, str]]]] = {name: [(t_s, {})]
+                                                                 for name, t_s in process.events.items()}
         if "container_started" in process.events:
             events["spawn"] = [(process.events["container_started"], {})]  # vLLM's "imports" start here
         stamped = [(line.t_s, parse_line(line.text)) for line in process.lines()]
@@ -142,7 +141,9 @@ class DockerServer(Server):
         return later[0] if later else "ready"
 
     def check_alive(self) -> None:
-        """Fail at once on a pull/create error or a container that exited (OOM named as such)."""
+        """Fail at once on a pull/create error, a container that exited (OOM named as such) or a log that
+        can no longer be written."""
+        self.check_log()
         error = self.process.setup_error
         if error is not None:
             raise LaunchError(error.summary, last_phase=self.timeline().last_phase_reached,
@@ -207,7 +208,7 @@ class DockerLauncher(Launcher):
         if options.get("docker_registry_floor_gbps"):
             process.reported["registry_floor_gbps"] = float(options["docker_registry_floor_gbps"])
         process.start()
-        return DockerServer(spec, process, clock)  # type: ignore[arg-type]
+        return DockerServer(spec, process, clock)
 
 
 __all__ = ["CONTAINER_PHASES", "DOCKER_PHASE_RULES", "IMAGE_CACHE_KEY", "IMAGE_WARM", "DockerLauncher",
