@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import httpx
 
 from pytest_coldstart.launch.base import Launcher, LaunchSpec, ProgressFn, Server
-from pytest_coldstart.launch.options import COMMAND_OPTIONS
+from pytest_coldstart.launch.options import COMMAND_OPTIONS, LauncherOption
 from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.launch.ttft import PROMPT, TTFTSample, measure_ttft
 from pytest_coldstart.logs.grammar import parse_line

@@ -125,6 +125,8 @@ class ServerProcess(Protocol):
     log_error: OSError | None
     #: Monotonic seconds at spawn: every line's ``t_s`` and ``elapsed_s()`` count from here.
     spawn_s: float
+    #: The harness's secrets plus the server's own (its argv and env): what results and logs are masked with.
+    redactor: Redactor
 
     @property
     def pid(self) -> int:
@@ -142,6 +144,10 @@ class ServerProcess(Protocol):
 
     def lines(self) -> tuple[StampedLine, ...]:
         """A snapshot of the lines read so far, stamped on arrival."""
+        ...
+
+    def marker_events(self, until_s: float | None = None) -> dict[str, list[tuple[float, dict[str, str]]]]:
+        """The startup markers of the lines read so far, each line matched once on arrival."""
         ...
 
     def tail(self, n: int = 50) -> tuple[str, ...]:

@@ -378,7 +378,7 @@ def unlogged_phases(events: _Events, reported: Mapping[str, object]) -> frozense
 
 def _part(name: str, lo: float, hi: float, source: str, reported_s: float | None = None) -> Phase:
     lo_r, hi_r = round(lo, 6), round(max(lo, hi), 6)
-    return Phase(name, lo_r, hi_r, round(hi_r - lo_r, 6), source, reported_s)  # type: ignore[arg-type]
+    return Phase(name, lo_r, hi_r, round(hi_r - lo_r, 6), source, reported_s)
 
 
 def _load_parts(load: Phase, events: _Events, reported: Mapping[str, object]) -> tuple[Phase, ...]:
@@ -583,7 +583,7 @@ def _assemble(
         start_r, end_r = round(start_s, 6), round(end_s, 6)
         includes = tuple(unlogged) if start is None or start[0] <= (prev_end or start[0]) else ()
         phases.append(Phase(rule.name, start_r, end_r, round(end_r - start_r, 6),
-                            phase_source, reported_s, includes))  # type: ignore[arg-type]
+                            phase_source, reported_s, includes))
         unlogged = []
         prev_end = last_end = end_s
         started = None

@@ -26,6 +26,7 @@ from pytest_coldstart.measure.profile import Profiler
 from pytest_coldstart.model.case import CachePolicy, Case, ExitStatus
 from pytest_coldstart.model.efficiency import LoadEfficiency
 from pytest_coldstart.model.errors import LaunchError, failure_kind
+from pytest_coldstart.model.records import CacheRecord, Environment, PhaseAgreement, Reported
 from pytest_coldstart.model.redact import Redactor, redact_env
 from pytest_coldstart.model.result import RunResult
 from pytest_coldstart.optimize.base import CachePlan, StartContext, WeightSource
@@ -138,7 +139,7 @@ def _extras(live: LiveRun, merged: MergedTimeline | None, timeline: Timeline) ->
                           "events": len(merged.probe.events), "missing": list(merged.probe.missing)}
         if merged.probe.events or merged.otel.events:
             extra.update(sub_phases=merged.sub_phases, log_phases=merged.log_timeline.phases,
-                         phase_agreement=tuple(d.to_dict() for d in merged.agreement))
+                         phase_agreement=tuple(PhaseAgreement.from_dict(d.to_dict()) for d in merged.agreement))
             extra["probe"]["edges"] = dict(merged.edges)  # phase -> who timed its end: "otel" or "plugin"
     if "sub_phases" not in extra and timeline.sub_phases:
         extra["sub_phases"] = dict(timeline.sub_phases)  # the log's split of weights_load (and MTP captures)
@@ -170,7 +171,7 @@ class Assessed:
     pull_efficiency: LoadEfficiency | None
 
 
-def started_result(live: LiveRun, spec: LaunchSpec, plan: StartPlan, *, started_at: str, environment: dict[str, Any],
+def started_result(live: LiveRun, spec: LaunchSpec, plan: StartPlan, *, started_at: str, environment: Environment,
                    record: Mapping[str, Any], status: ExitStatus, error: BaseException | None,
                    timeline: Timeline, merged: MergedTimeline | None, assessed: Assessed) -> RunResult:
     """The result of a start whose server was spawned (ready or not), redacted with its own secrets."""
@@ -179,7 +180,7 @@ def started_result(live: LiveRun, spec: LaunchSpec, plan: StartPlan, *, started_
     return RunResult(
         model=case.model, optimization=case.optimization, launcher=case.launcher,
         cache_state=plan.cache.state, started_at=started_at, phases=timeline.phases,
-        reported=dict(timeline.reported), total_ready_s=timeline.total_ready_s,
+        reported=Reported.from_dict(timeline.reported), total_ready_s=timeline.total_ready_s,
         ttft_s=ttft.ttft_s if ttft else None, first_response_s=ttft.first_response_s if ttft else None,
         unaccounted_s=timeline.unaccounted_s, environment=environment, exit_status=status,
         log_path=str(spec.log_path), repeat_index=case.repeat_index, server_exit_code=server.exit_code,
@@ -188,13 +189,13 @@ def started_result(live: LiveRun, spec: LaunchSpec, plan: StartPlan, *, started_
         last_phase=timeline.last_phase_reached or ("ready" if server.ready_s is not None else None),
         server_argv=tuple(redactor.redact(arg) for arg in server.process.argv),
         env_overrides=redact_env(spec.env, redactor),
-        cache=redactor.redact_value({**plan.cache.record, **record}),
+        cache=CacheRecord.from_dict(redactor.redact_value({**plan.cache.record, **record})),
         efficiency=assessed.efficiency, pull_efficiency=assessed.pull_efficiency, replay=server.provenance(),
         **_extras(live, merged, timeline),
     )
 
 
-def unstarted_result(case: Case, plan: StartPlan, *, started_at: str, environment: dict[str, Any],
+def unstarted_result(case: Case, plan: StartPlan, *, started_at: str, environment: Environment,
                      exc: BaseException) -> RunResult:
     """The result of a start that failed before its measured server was spawned (preflight, populate, fetch)."""
     status = failure_kind(exc)
@@ -203,9 +204,9 @@ def unstarted_result(case: Case, plan: StartPlan, *, started_at: str, environmen
     redactor = Redactor.for_server(plan.env)
     return RunResult(
         model=case.model, optimization=case.optimization, launcher=case.launcher, cache_state=plan.cache.state,
-        started_at=started_at, phases=(), reported={}, total_ready_s=None, ttft_s=None, first_response_s=None,
+        started_at=started_at, phases=(), reported=Reported(), total_ready_s=None, ttft_s=None, first_response_s=None,
         unaccounted_s=None, environment=environment, exit_status=status,
         log_path=str(getattr(exc, "log_path", None) or ""), repeat_index=case.repeat_index,
         server_exit_code=getattr(exc, "exit_code", None), error=redactor.redact(describe_failure(exc)),
         last_phase=getattr(exc, "last_phase", None), env_overrides=redact_env(plan.env, redactor),
-        cache=redactor.redact_value(dict(plan.cache.record)))
+        cache=CacheRecord.from_dict(redactor.redact_value(dict(plan.cache.record))))

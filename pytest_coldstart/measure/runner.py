@@ -73,6 +73,7 @@ from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.efficiency import LoadEfficiency
 from pytest_coldstart.model.errors import ColdstartError, HarnessError, LaunchError, PreflightError, failure_kind
 from pytest_coldstart.model.paths import remove_quietly, under
+from pytest_coldstart.model.records import Environment
 from pytest_coldstart.model.registry import Registry, split_source
 from pytest_coldstart.model.result import RunResult, check_writable, write_result
 from pytest_coldstart.optimize import compile_cache as cc

@@ -52,6 +52,9 @@ class ContainerProcess(StampedLog):
         #: The image is already local (image_cached): no pull, so ``image_pull`` is not observed.
         self.image_warm = image_warm
         self.spawn_s = 0.0
+        #: The error that stopped the log writer (a full disk), if any; lines are still read and kept, and
+        #: ``DockerServer.check_alive`` stops the start with it (as ``OwnedProcess`` does).
+        self.log_error: OSError | None = None
         self.events: dict[str, float] = {}
         self.reported: dict[str, object] = {}
         self.setup_error: LaunchError | None = None
