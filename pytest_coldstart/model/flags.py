@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
 
 
-def checked(kind: str, example: str) -> Callable[[str], Any]:
+def checked(kind: str, example: str) -> Callable[[str], object]:
     """An argparse ``type=`` for a flag of *kind* (``fraction``, ``floor_s``, ``alpha``, ``min_samples``,
     ``timeout_s``, ``count``, ``count0``, ``positive``, ``nonnegative``, ``name``, ``machine``); *example* shows a good value."""
-    def parse(text: str) -> Any:
+    def parse(text: str) -> object:
         from pytest_coldstart.model import schemas
 
         try:

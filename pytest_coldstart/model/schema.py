@@ -166,6 +166,9 @@ FIELDS: Mapping[str, tuple[JsonObject, str]] = {
     "profile": (_nullable(_ref("profile")), "--coldstart-profile: py-spy's top functions per phase"),
     "pull_efficiency": (EFFICIENCY, "docker starts: the image pull against the registry's floor "
                                     "(weight_bytes: the image's compressed layer bytes)"),
+    "replay": ({"type": ["object", "null"]},
+               "--coldstart-launcher replay: the recorded log and its sha256, the speed factor, the phase rules "
+               "and the replay's time resolution; absent or null for a live start"),
 }
 
 #: Present in every results file of this version (the rest came later or only when they apply).

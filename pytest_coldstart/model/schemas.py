@@ -237,7 +237,7 @@ class ServerEntry(_Table):
 
 
 class ServersFile(_Table):
-    servers: Annotated[dict[Slug, dict[str, Any]], Field(min_length=1, description="[servers.NAME] tables")]
+    servers: Annotated[dict[Slug, dict[str, object]], Field(min_length=1, description="[servers.NAME] tables")]
 
 
 # ---- flags ----------------------------------------------------------------------------------------------------
@@ -271,7 +271,7 @@ def validate(schema: type[M], raw: object, *, file: object, table: str = "", tab
         raise ConfigError(describe(exc, schema, raw, file=file, table=table, table_depth=table_depth)) from None
 
 
-def describe(exc: ValidationError, schema: Any, raw: object, *, file: object, table: str = "",
+def describe(exc: ValidationError, schema: type[BaseModel], raw: object, *, file: object, table: str = "",
              table_depth: int = 0) -> str:
     """The first error of *exc* as ``FILE [TABLE] KEY = VALUE: expected ALLOWED``, plus how many more there are."""
     errors = exc.errors(include_url=False)
@@ -447,7 +447,7 @@ def _field_names(schema: Any, path: Sequence[object]) -> list[str]:
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {}
 
 
-def parse_flag(kind: str, text: str, example: str) -> Any:
+def parse_flag(kind: str, text: str, example: str) -> object:
     """*text* of a flag as its ``FLAG_TYPES[kind]``; a ``ValueError`` saying what is allowed, in one line."""
     adapter = _ADAPTERS.get(kind)
     if adapter is None:

@@ -454,6 +454,8 @@ def test_deletes_stay_inside_their_root(tmp_path: Path) -> None:
 #: Every place in the package where a path is joined from something that is not a literal, and why it is safe.
 #: A new join fails test_no_unreviewed_path_joins: build it with ``paths.under`` or add it here with its reason.
 REVIEWED_JOINS = {
+    ("cli/init.py", '.joinpath("defaults").joinpath("init").joinpath(name)'): "packaged starter file names",
+    ("model/registry.py", '.joinpath("defaults").joinpath(name)'): "packaged file names (literals of this package)",
     ("history/gate_run.py", 'return out / f"runs-{side}"'): "side is base or head (the gate's own constants)",
     ("history/gate_run.py", 'out / "logs" / f"{name}-{i:02d}.log"'): "side name (base/head) and a pair number",
     ("history/asv_publish.py", "os.replace(parent / machine, asv_dir / machine)"):
