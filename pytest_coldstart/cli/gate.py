@@ -21,6 +21,7 @@ from pytest_coldstart.measure.config import budget_files, compare_config_file, l
 from pytest_coldstart.model.budgets import Budgets
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.files import atomic_write_text
+from pytest_coldstart.model.flags import checked
 from pytest_coldstart.model.result import load_results
 from pytest_coldstart.report.compare import append_step_summary, render_markdown, render_text, write_markdown
 
@@ -147,11 +148,15 @@ def _study_cmd(args: argparse.Namespace) -> int:
 
 def _design_flags(p: argparse.ArgumentParser) -> None:
     d = SequentialDesign()
-    p.add_argument("--min-pairs", type=int, default=d.min_pairs, help=f"first look (default: {d.min_pairs})")
-    p.add_argument("--max-pairs", type=int, default=d.max_pairs, help=f"cap (default: {d.max_pairs})")
-    p.add_argument("--alpha", type=float, default=d.alpha, help="false-alarm rate spent over the looks, per PR "
+    p.add_argument("--min-pairs", type=checked("count", "3"), default=d.min_pairs,
+                   help=f"first look (default: {d.min_pairs})")
+    p.add_argument("--max-pairs", type=checked("count", "20"), default=d.max_pairs,
+                   help=f"cap (default: {d.max_pairs})")
+    p.add_argument("--alpha", type=checked("alpha", "0.05"), default=d.alpha,
+                   help="false-alarm rate spent over the looks, per PR "
                    f"(default: {d.alpha:g}; measured rates in docs/explanation/regressions.md)")
-    p.add_argument("--power", type=float, default=d.power, help="how surely +10 %% is not called unchanged "
+    p.add_argument("--power", type=checked("power", "0.95"), default=d.power,
+                   help="how surely +10 %% is not called unchanged "
                    f"(default: {d.power:g})")
     p.add_argument("--config", default=None, metavar="TOML", help="compare thresholds (default: "
                    "benchmarks/compare.toml when present, else the packaged ones)")
@@ -171,11 +176,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--base", required=True, metavar="DIR", help="checkout of the base commit")
     p.add_argument("--head", required=True, metavar="DIR", help="checkout of the head commit")
     _design_flags(p)
-    p.add_argument("--budget-min", type=float, default=150, help="stop before a pair that would end after this "
+    p.add_argument("--budget-min", type=checked("positive", "150"), default=150,
+                   help="stop before a pair that would end after this "
                    "many minutes (default: 150)")
     p.add_argument("--model", default="tiny-llama", help="the --model of each start (default: tiny-llama)")
     p.add_argument("--pytest-args", default="", help="more pytest arguments for every start, one string")
-    p.add_argument("--start-timeout", type=float, default=3600, help="seconds per start's pytest (default: 3600)")
+    p.add_argument("--start-timeout", type=checked("timeout_s", "3600"), default=3600,
+                   help="seconds per start's pytest (default: 3600)")
     p.add_argument("--out", help="where runs-base/, runs-head/, logs/ and gate.json go (default: "
                    ".coldstart/gate/<time>)")
     p.add_argument("--budgets", default=None, help="budgets to report breaches against ('' for none)")
@@ -200,8 +207,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("source", nargs="+", type=_source, metavar="KIND:NAME=DIR",
                    help="interleaved:NAME=DIR or adjacent:NAME=DIR")
     _design_flags(p)
-    p.add_argument("--sequences", type=int, default=1000, help="sequences per source and change (default: 1000)")
+    p.add_argument("--sequences", type=checked("count", "1000"), default=1000,
+                   help="sequences per source and change (default: 1000)")
     p.add_argument("--changes", default="0,0.10", help="injected changes (default: 0,0.10)")
-    p.add_argument("--seed", type=int, default=20261205)
+    p.add_argument("--seed", type=checked("count0", "1"), default=20261205)
     p.add_argument("--out", help="write report.json and report.md here")
     p.set_defaults(func=_study_cmd)

@@ -266,12 +266,14 @@ def add_commands(sub: Any) -> None:
                    "('' for none; default: the packaged budgets + benchmarks/budgets.toml when present)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON (rows, verdicts, thresholds "
                    "and their source, exit code)")
-    p.add_argument("--threshold", type=checked("fraction", "0.1"), metavar="FRACTION", help="relative threshold for every metric "
+    p.add_argument("--threshold", type=checked("fraction", "0.1"), metavar="FRACTION",
+                   help="relative threshold for every metric "
                    "(0.1 = 10 %%), replacing the config's")
     p.add_argument("--floor", type=checked("floor_s", "1.0"), metavar="SECONDS",
                    help="absolute floor for every metric, in seconds")
     p.add_argument("--alpha", type=checked("alpha", "0.05"), help="significance level of the Mann-Whitney U test")
-    p.add_argument("--min-samples", type=checked("min_samples", "4"), help="starts per side needed before the test is used")
+    p.add_argument("--min-samples", type=checked("min_samples", "4"),
+                   help="starts per side needed before the test is used")
     p.add_argument("--paired", action="store_true", help="judge base r_i against head r_i (the PR workflow runs "
                    "them interleaved): a paired t-test on log ratios; prints the smallest detectable change and the "
                    "pairs +10 %% needs (default: compare.toml's `paired`, else off)")
@@ -329,7 +331,7 @@ def add_commands(sub: Any) -> None:
                    "$GITHUB_STEP_SUMMARY when that is set)")
     p.add_argument("--min-change", type=_positive_fraction, default=0.05, metavar="FRACTION",
                    help="smallest relative step reported (default: 0.05)")
-    p.add_argument("--floor", type=float, default=0.2, metavar="SECONDS",
+    p.add_argument("--floor", type=checked("floor_s", "0.2"), default=0.2, metavar="SECONDS",
                    help="smallest step in seconds reported (default: 0.2)")
     p.add_argument("--alpha", type=_positive_fraction, default=1e-3,
                    help="largest Mann-Whitney p of a step (default: 0.001)")
@@ -358,15 +360,18 @@ def add_commands(sub: Any) -> None:
                    "(default: .coldstart/venvs)")
     p.add_argument("--model", default="tiny-llama", help="default: tiny-llama")
     p.add_argument("--optimization", default="baseline", help="default: baseline")
-    p.add_argument("--min-pairs", type=int, default=3, help="pairs before the first look (default: 3)")
-    p.add_argument("--max-pairs", type=int, default=12, help="pairs at most per midpoint (default: 12)")
+    p.add_argument("--min-pairs", type=checked("count", "3"), default=3,
+                   help="pairs before the first look (default: 3)")
+    p.add_argument("--max-pairs", type=checked("count", "12"), default=12,
+                   help="pairs at most per midpoint (default: 12)")
     p.add_argument("--check-ends", action="store_true", help="first confirm that --bad is slower than --good")
     p.add_argument("--config", default=None, metavar="TOML", help="compare thresholds (default: "
                    f"{DEFAULT_COMPARE_CONFIG} when present, else the packaged ones)")
     p.add_argument("--workdir", default=".coldstart", help="scratch dir shared by the starts: the generated "
                    "model, cold caches (default: .coldstart)")
     p.add_argument("--out", help="where runs and logs go (default: .coldstart/bisect/<time>)")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per cold start's pytest (default: 1800)")
+    p.add_argument("--timeout", type=checked("timeout_s", "1800"), default=1800,
+                   help="seconds per cold start's pytest (default: 1800)")
     p.add_argument("--keep-checkouts", action="store_true", help="leave the commits' worktrees under OUT")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_bisect_cmd)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pytest_coldstart.model.flags import checked
+
 
 def _render(report: dict[str, Any]) -> str:
     lines = [f"vLLM {report['vllm_version'] or '(version unknown)'} at {report['source']}", "",
@@ -100,7 +102,7 @@ def add_commands(sub: Any) -> None:
                                    "Exit 0: report written; 2: no GPU (the report says why) or a check failed.")
     p.add_argument("--out", default="results/gpu-check.json", metavar="FILE", help="default: %(default)s")
     p.add_argument("--workdir", default=".coldstart", metavar="DIR", help="scratch directory; default: %(default)s")
-    p.add_argument("--h2d-gib", type=float, default=2.0, metavar="GIB",
+    p.add_argument("--h2d-gib", type=checked("positive", "2"), default=2.0, metavar="GIB",
                    help="pinned buffer size of the host->GPU probe; default: %(default)s")
     p.add_argument("--vllm-source", metavar="DIR", help="check this vLLM tree instead of the installed one")
     p.set_defaults(func=_gpu_check)

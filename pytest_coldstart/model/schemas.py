@@ -254,6 +254,7 @@ FLAG_TYPES: dict[str, Any] = {
     "nonnegative": Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False, description="a finite number >= 0")],
     "name": Slug,
     "machine": MachineName,
+    "power": Annotated[float, Field(ge=0.5, le=0.999, allow_inf_nan=False, description="a power in [0.5, 0.999]")],
 }
 
 

@@ -29,7 +29,10 @@ def test_the_cli_form_exits_2_without_a_gpu(tmp_path):
     assert out.returncode == 2 and "no GPU" in out.stderr
     bad = subprocess.run([sys.executable, "-m", "pytest_coldstart.cli", "gpu-check", "--h2d-gib", "0"],
                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
-    assert bad.returncode == 2 and "--h2d-gib must be in (0, 64]" in bad.stderr
+    assert bad.returncode == 2 and "--h2d-gib: Could not parse value: '0'" in bad.stderr
+    big = subprocess.run([sys.executable, "-m", "pytest_coldstart.cli", "gpu-check", "--h2d-gib", "65"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert big.returncode == 2 and "--h2d-gib must be in (0, 64]" in big.stderr
 
 
 def test_with_a_gpu_each_section_reports_and_a_failed_one_makes_it_exit_2(tmp_path, monkeypatch):

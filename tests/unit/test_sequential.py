@@ -219,8 +219,10 @@ def test_gate_judge_replays_the_runner_from_the_files(tmp_path: Path, capsys: py
 def test_gate_run_refuses_a_checkout_without_benchmarks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["gate", "run", "--base", str(tmp_path), "--head", str(tmp_path)]) == 2
     assert "no benchmarks/ directory" in capsys.readouterr().err
-    assert main(["gate", "run", "--base", str(REPO), "--head", str(REPO), "--budget-min", "nan"]) == 2
-    assert "--budget-min nan: expected a positive number of minutes" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # refused by the flag's type, before anything runs
+        main(["gate", "run", "--base", str(REPO), "--head", str(REPO), "--budget-min", "nan"])
+    assert stop.value.code == 2
+    assert "--budget-min: Could not parse value: 'nan'. Expected a finite number > 0" in capsys.readouterr().err
     assert main(["gate", "judge", str(tmp_path), str(tmp_path), "--max-pairs", "2"]) == 2
     assert "min_pairs (3) <= max_pairs (2)" in capsys.readouterr().err
 
