@@ -156,6 +156,38 @@ def configuration_keys_page() -> str:
     return "\n".join(parts)
 
 
+
+def _json_type(prop: dict[str, object]) -> str:
+    if "$ref" in prop:
+        return f"object ({str(prop['$ref']).rsplit('/', 1)[-1]})"
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    kind = prop.get("type", "")
+    kinds = kind if isinstance(kind, list) else [kind]
+    return " or ".join(str(k) for k in kinds if k) or "any"
+
+
+def results_fields_page() -> str:
+    import json
+
+    from pytest_coldstart.model.schema import REQUIRED, result_schema
+
+    schema = result_schema()
+    rows = ["| field | type | always there | what it is |", "|---|---|---|---|"]
+    for name, prop in schema["properties"].items():  # type: ignore[union-attr]
+        rows.append(f"| `{name}` | {_cell(_json_type(prop))} | {'yes' if name in REQUIRED else ''} | "
+                    f"{_cell(prop.get('description', ''))} |")
+    records = []
+    for name, sub in schema.get("$defs", {}).items():  # type: ignore[union-attr]
+        keys = ", ".join(f"`{k}`" for k in sub.get("properties", {}))
+        records.append(f"- **`{name}`**: {_cell(sub.get('description', ''))} Keys: {keys or '(open)'}.")
+    return ("# Results fields\n\nEvery field of a results file, generated from the JSON Schema the code publishes "
+            "(`coldstart schema result`; the tests validate every stored results file against it). Units, "
+            "conventions and versions: [Results files](results.md).\n\n" + "\n".join(rows)
+            + "\n\n## Nested records\n\n" + "\n".join(records)
+            + "\n\n## The schema\n\n```json\n" + json.dumps(schema, indent=2) + "\n```\n")
+
+
 PAGES = {
     "reference/options.md": options_page,
     "reference/cli.md": cli_page,
@@ -163,6 +195,7 @@ PAGES = {
     "reference/phases.md": phases_page,
     "reference/asv-series.md": asv_series_page,
     "reference/configuration-keys.md": configuration_keys_page,
+    "reference/results-fields.md": results_fields_page,
 }
 
 for path, build in PAGES.items():
