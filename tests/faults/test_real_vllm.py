@@ -49,6 +49,15 @@ def _wait_for_line(logs: Path, text: str, timeout_s: float = 300) -> None:
     raise AssertionError(f"no {text!r} in {logs} after {timeout_s} s")
 
 
+def _cmdline(proc: psutil.Process) -> list[str]:
+    """A process's command line; empty for one that is gone or a zombie (the harness is a subreaper: an
+    orphan of an earlier test that exited waits there to be reaped)."""
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
 def _vllm_tree(root: psutil.Process) -> list[psutil.Process]:
     return [p for p in root.children(recursive=True) if "python" in (p.name() or "") or "VLLM" in (p.name() or "")]
 
@@ -65,7 +74,7 @@ def test_a_real_server_killed_mid_start_is_server_exited_and_a_regression(tmp_pa
         me = psutil.Process()
         tree = _vllm_tree(me)
         seen.extend(p.pid for p in tree)
-        leader = next(p for p in me.children() if "vllm.entrypoints" in " ".join(p.cmdline()))
+        leader = next(p for p in me.children() if "vllm.entrypoints" in " ".join(_cmdline(p)))
         leader.send_signal(signal.SIGKILL)  # as the OOM killer would: no cleanup of its own
 
     killer = threading.Thread(target=kill_the_leader, daemon=True)

@@ -151,7 +151,7 @@ def test_vllm_spans_arrive_and_set_the_edges_they_cover(profiled_start):
     print("OTEL-FIGURES", json.dumps({"pairs (span start, end; wrapper start, end)": pairs,
         "spans": otel["spans"], "names": otel["span_names"], "edges": edges,
         "phases": {p.name: [p.start_s, p.end_s, p.duration_s, str(p.source)] for p in r.phases if p.observed},
-        "log": {n: log[n].duration_s for n in log}, "agreement": list(r.phase_agreement),
+        "log": {n: log[n].duration_s for n in log}, "agreement": [d.to_dict() for d in r.phase_agreement],
         "total": r.total_ready_s, "unaccounted": r.unaccounted_s,
         "sub": {k: [(p.name, p.duration_s, str(p.source)) for p in v] for k, v in r.sub_phases.items()}}))
 

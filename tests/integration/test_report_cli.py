@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from pytest_coldstart.model.efficiency import FLOOR_PROBE
+from pytest_coldstart.model.efficiency import BASIS_TRANSFER, FLOOR_PROBE, SCOPE_TRANSFER
 from pytest_coldstart.model.result import load_results
 from pytest_coldstart.report.efficiency import efficiency_markdown
 from pytest_coldstart.report.html import build_report
@@ -103,7 +103,11 @@ def test_report_after_a_real_cpu_lane_bench(cpu_lane_results, tmp_path: Path) ->
     for result in results:
         eff = result.efficiency
         assert eff is not None and eff.floor_source == FLOOR_PROBE and eff.weight_bytes == 1685112
-        assert eff.load_s == result.phase_durations()["weights_load"] and eff.percent_of_floor > 0
+        # One phase, one meaning (issue 19): vLLM reports the transfer ("Loading weights took"), so the
+        # efficiency is on the transfer alone, not on weights_load (which also builds the model).
+        assert eff.load_basis == BASIS_TRANSFER and eff.load_scope == SCOPE_TRANSFER
+        assert eff.load_s == result.reported["weights_load_s"] < result.phase_durations()["weights_load"]
+        assert eff.percent_of_floor > 0
         # No GPU here: the host->GPU floor is a reason, never a number; the weights were evicted before the start.
         assert eff.host_to_gpu is None and eff.host_to_gpu_note == "no CUDA device (not probed)"
         assert eff.resident_share is not None and eff.resident_share <= 0.05
