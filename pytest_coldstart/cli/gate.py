@@ -146,6 +146,13 @@ def _study_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    """What `gate run` and `gate judge` report against and write: budgets, the PR-comment table, JSON."""
+    p.add_argument("--budgets", default=None, help="budgets to report breaches against ('' for none)")
+    p.add_argument("--markdown", metavar="FILE", help="write the PR-comment table here")
+    p.add_argument("--json", action="store_true", help="print the decision as JSON")
+
+
 def _design_flags(p: argparse.ArgumentParser) -> None:
     d = SequentialDesign()
     p.add_argument("--min-pairs", type=checked("count", "3"), default=d.min_pairs,
@@ -185,9 +192,7 @@ def add_commands(sub: Any) -> None:
                    help="seconds per start's pytest (default: 3600)")
     p.add_argument("--out", help="where runs-base/, runs-head/, logs/ and gate.json go (default: "
                    ".coldstart/gate/<time>)")
-    p.add_argument("--budgets", default=None, help="budgets to report breaches against ('' for none)")
-    p.add_argument("--markdown", metavar="FILE", help="write the PR-comment table here")
-    p.add_argument("--json", action="store_true", help="print the decision as JSON")
+    _output_flags(p)
     p.set_defaults(func=_run_cmd)
 
     p = gsub.add_parser("judge", help="replay the gate's looks on recorded pairs (exit as the gate)",
@@ -196,9 +201,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("base", metavar="BASE")
     p.add_argument("head", metavar="HEAD")
     _design_flags(p)
-    p.add_argument("--budgets", default=None, help="budgets to report breaches against ('' for none)")
-    p.add_argument("--markdown", metavar="FILE", help="write the PR-comment table here")
-    p.add_argument("--json", action="store_true", help="print the decision as JSON")
+    _output_flags(p)
     p.set_defaults(func=_judge_cmd)
 
     p = gsub.add_parser("study", help="error rates of the gate, resampling real pairs",
