@@ -12,6 +12,7 @@ to read them (``launch.registry.all_options``).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,28 @@ def _floor_gbps(value: str) -> str:
     return value
 
 
+#: Docker's size syntax (``docker run --memory/--shm-size``): a whole number with an optional unit b, k, m, g.
+_DOCKER_SIZE = re.compile(r"[1-9][0-9]*[bkmg]?", re.IGNORECASE)
+
+
+def _docker_size(flag: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value and not _DOCKER_SIZE.fullmatch(value.strip()):
+            raise ConfigError(f"{flag} {value!r}: expected a size as docker takes it, a whole number > 0 with an "
+                              "optional unit b, k, m or g, e.g. 8g")
+        return value.strip()
+
+    return parse
+
+
+def _docker_gpus(value: str) -> str:
+    # The launcher turns this into one DeviceRequest (count -1 = all); anything else would reach int() there.
+    text = value.strip()
+    if text and text != "all" and not (text.isdigit() and int(text) > 0):
+        raise ConfigError(f"--coldstart-docker-gpus {value!r}: expected 'all' or a whole number of GPUs > 0, e.g. 8")
+    return text
+
+
 def _python_mode(value: str) -> str:
     if value not in ("host", "image"):
         raise ConfigError(f"--coldstart-docker-python {value!r}: expected host or image")
@@ -102,12 +125,14 @@ DOCKER_OPTIONS: tuple[LauncherOption, ...] = (
                    "at the same paths; image runs the image's entrypoint with vLLM's arguments "
                    "(vllm/vllm-openai). Default: %(default)s", _python_mode),
     LauncherOption("--coldstart-docker-memory", "docker_memory", "",
-                   "--coldstart-launcher docker: the container's memory limit (e.g. 8g). Default: none"),
+                   "--coldstart-launcher docker: the container's memory limit (e.g. 8g). Default: none",
+                   _docker_size("--coldstart-docker-memory")),
     LauncherOption("--coldstart-docker-shm-size", "docker_shm_size", DEFAULT_SHM,
                    "--coldstart-launcher docker: the container's /dev/shm (vLLM's ring buffer needs more than "
-                   "Docker's 64 MB). Default: %(default)s"),
+                   "Docker's 64 MB). Default: %(default)s", _docker_size("--coldstart-docker-shm-size")),
     LauncherOption("--coldstart-docker-gpus", "docker_gpus", "",
-                   "--coldstart-launcher docker: 'all' or a count of GPUs (device_requests). Default: none (CPU)"),
+                   "--coldstart-launcher docker: 'all' or a count of GPUs (device_requests). Default: none (CPU)",
+                   _docker_gpus),
     LauncherOption("--coldstart-docker-registry-floor-gbps", "docker_registry_floor_gbps", "",
                    "--coldstart-launcher docker: the registry's floor in GB/s (1e9 B/s), the fastest it delivers "
                    "a layer, for the pull's efficiency. Default: probed (best of 3 GETs of the image's largest "

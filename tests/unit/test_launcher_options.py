@@ -33,8 +33,22 @@ def test_the_docker_default_image_is_the_one_the_ground_builds() -> None:
 @pytest.mark.parametrize(("flag", "bad"), [("--coldstart-docker-registry-floor-gbps", "inf"),
                                            ("--coldstart-docker-registry-floor-gbps", "-1"),
                                            ("--coldstart-docker-python", "container"),
-                                           ("--coldstart-ray-replicas", "2,1,1")])
+                                           ("--coldstart-ray-replicas", "2,1,1"),
+                                           ("--coldstart-docker-gpus", "two"),
+                                           ("--coldstart-docker-gpus", "0"),
+                                           ("--coldstart-docker-memory", "8 GiB"),
+                                           ("--coldstart-docker-memory", "-1g"),
+                                           ("--coldstart-docker-shm-size", "nan")])
 def test_bad_launcher_option_values_are_refused_with_why(flag: str, bad: str) -> None:
     (option,) = [o for o in all_options() if o.flag == flag]
     with pytest.raises(ConfigError, match="expected|need"):
         option.parse(bad)
+
+
+@pytest.mark.parametrize(("flag", "good"), [("--coldstart-docker-gpus", "all"), ("--coldstart-docker-gpus", "8"),
+                                            ("--coldstart-docker-memory", "8g"), ("--coldstart-docker-memory", ""),
+                                            ("--coldstart-docker-shm-size", "2G"),
+                                            ("--coldstart-docker-shm-size", "536870912")])
+def test_docker_sizes_and_gpu_counts_as_docker_takes_them(flag: str, good: str) -> None:
+    (option,) = [o for o in all_options() if o.flag == flag]
+    assert option.parse(good) == good
