@@ -326,9 +326,8 @@ def _operation(name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
 def _workflow_calls() -> dict[str, dict[str, str]]:
     """The arguments the nightly's script passes to github.rest.issues.create / update: name -> action field
     (``owner`` and ``repo`` come from the run's context)."""
-    from ruamel.yaml import YAML
-
-    job = YAML(typ="safe", pure=True).load(NIGHTLY.read_text())["jobs"]
+    yaml = pytest.importorskip("ruamel.yaml")  # with jsonschema, from check-jsonschema (the dev extra)
+    job = yaml.YAML(typ="safe", pure=True).load(NIGHTLY.read_text())["jobs"]
     steps = [s for j in job.values() for s in j.get("steps", [])]
     script = next(s for s in steps if s.get("name") == "Open or update one issue per new step")["with"]["script"]
     calls = {}
