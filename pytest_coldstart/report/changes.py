@@ -26,6 +26,11 @@ ISSUE_LABEL = "coldstart-step"
 #: one commit a night): the total moves by a fraction of the phase's step and is placed less exactly (3
 #: points off in tests/unit/test_changes.py), and tomorrow's history may place a step a point or two away.
 SAME_STEP_POSITIONS = 5
+#: GitHub refuses longer ones with 422 "body is too long (maximum is 65536 characters)" (counted in characters,
+#: as Python's len; reported in googleapis/release-please#1034 and PyGithub/PyGithub#1906) and "title is too long
+#: (maximum is 256 characters)" (googleapis/repo-automation-bots#1895). Neither is in GitHub's OpenAPI description.
+GITHUB_BODY_MAX_CHARS = 65536
+GITHUB_TITLE_MAX_CHARS = 256
 MARKER_RE = re.compile(r"<!-- coldstart-step series=(?P<series>\S+) at=(?P<at>\d+) good=(?P<good>[0-9a-f]+) "
                        r"bad=(?P<bad>[0-9a-f]+) -->")
 
@@ -131,10 +136,19 @@ def marker(group: Sequence[Step]) -> str:
 
 
 def issue_title(group: Sequence[Step]) -> str:
+    """The headline step, the group's other metrics while they fit GitHub's 256 characters, then cut."""
     head = group[0]
-    rest = ", ".join(f"{s.metric} {s.change:+.1%}" for s in group[1:])
-    return (f"Cold-start step: {head.case.model}/{head.case.optimization} {head.metric} {head.change:+.1%}"
-            f"{f' ({rest})' if rest else ''} at {head.bad[:8]} ({head.machine})").replace("%", " %")
+
+    def title(rest: str) -> str:
+        return (f"Cold-start step: {head.case.model}/{head.case.optimization} {head.metric} {head.change:+.1%}"
+                f"{f' ({rest})' if rest else ''} at {head.bad[:8]} ({head.machine})").replace("%", " %")
+
+    text = title(", ".join(f"{s.metric} {s.change:+.1%}" for s in group[1:]))
+    if len(text) > GITHUB_TITLE_MAX_CHARS:
+        text = title(f"and {len(group) - 1} more metric(s)")
+    if len(text) > GITHUB_TITLE_MAX_CHARS:  # long model or machine names
+        text = text[:GITHUB_TITLE_MAX_CHARS - 1] + "…"
+    return text
 
 
 def issue_body(group: Sequence[Step]) -> str:
@@ -152,7 +166,23 @@ def issue_body(group: Sequence[Step]) -> str:
               *(["..."] if head.log_count > len(head.log) else []), "```", "",
               "Find the first bad commit in a longer range with `coldstart bisect`; close this issue when the "
               "step is explained (a closed issue is not reopened for the same step)."]
-    return "\n".join(lines) + "\n"
+    return fit_body("\n".join(lines) + "\n")
+
+
+def fit_body(body: str, limit: int = GITHUB_BODY_MAX_CHARS) -> str:
+    """``body`` within GitHub's limit: cut at a line end (the marker, the first line, stays), a code block left
+    open is closed, and a last line says how much was left out and where the whole report is."""
+    if len(body) <= limit:
+        return body
+    note = ("\n_Cut to GitHub's limit of {limit:,} characters for an issue body ({left:,} left out); "
+            "`coldstart changes --markdown FILE` writes the whole report._\n")
+    room = limit - len(note.format(limit=limit, left=len(body))) - len("```\n")
+    kept = body[:room]
+    kept = kept[:kept.rfind("\n") + 1] if "\n" in kept else kept
+    left = len(body) - len(kept)
+    if sum(line.startswith("```") for line in kept.splitlines()) % 2:
+        kept += "```\n"
+    return kept + note.format(limit=limit, left=left)
 
 
 @dataclass(frozen=True)
@@ -198,6 +228,8 @@ def load_issues(path: Path) -> list[dict[str, Any]]:
 def _markers(issues: Iterable[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], re.Match[str]]]:
     found = []
     for issue in issues:
+        if "pull_request" in issue:  # GitHub lists pull requests as issues; one may quote a marker
+            continue
         match = MARKER_RE.search(str(issue.get("body") or ""))
         if match:
             found.append((issue, match))
