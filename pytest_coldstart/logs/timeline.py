@@ -43,6 +43,10 @@ class PhaseRule:
     optional: bool = False
     reported_keys: tuple[str, ...] = ()
     description: str = ""
+    #: Markers the engine core logs only after every rank has logged this phase's end (it waits on them in
+    #: a collective call): an occurrence of the end marker that arrives after the first of these was relayed
+    #: late (Ray's log monitor, its ``[repeated Nx across cluster]`` summaries), and counts at that first one.
+    settled_by: tuple[str, ...] = ()
 
 
 #: Top-level phases in order (vllm-phases.md section 1, P0-P10).
@@ -57,11 +61,17 @@ PHASE_RULES: tuple[PhaseRule, ...] = (
               description="weights into device memory"),
     PhaseRule("torch_compile", ("compile_done", "aot_saved", "aot_loaded"), ("compile_start",), optional=True,
               reported_keys=("torch_compile_s",), description="Dynamo + Inductor, or a compile-cache load"),
-    PhaseRule("memory_profiling", ("kv_available",), description="profiling run that sizes the KV cache"),
+    # vLLM V1 (0.8 -> 0.32, v1/engine/core.py _initialize_kv_caches): determine_available_memory() returns
+    # from every worker (each logs "Available KV cache memory") before get_kv_cache_configs() logs
+    # "GPU KV cache size"; compile_or_warm_up_model() (the capture, "Graph capturing finished") returns from
+    # every worker before "init engine (profile, create kv cache, warmup model) took".
+    PhaseRule("memory_profiling", ("kv_available",), settled_by=("kv_size",),
+              description="profiling run that sizes the KV cache"),
     # V0 (0.6-0.10) logs "# GPU blocks" before allocating and "Capturing cudagraphs" after: the allocation is
     # kv_cache's. V1 has no capture-start line; there the allocation falls in cuda_graphs (kv_size -> capture).
     PhaseRule("kv_cache", ("capture_start", "kv_size"), description="KV cache sizing and allocation"),
     PhaseRule("cuda_graphs", ("graph_capture_done",), optional=True, reported_keys=("cuda_graph_capture_s",),
+              settled_by=("init_engine_done",),
               description="CUDA graph capture (absent on CPU and with --enforce-eager)"),
     PhaseRule("warmup", ("init_engine_done",), description="kernel warmup until the engine reports ready"),
     PhaseRule("api_server", ("app_started",), description="OpenAI app build and uvicorn start"),
@@ -513,6 +523,17 @@ def build_timeline(
                      edge_sources=edge_sources, absorb_unlogged=absorb_unlogged)
 
 
+def _settled(end: tuple[float, str], settled_by: Sequence[str], events: _Events) -> tuple[float, str]:
+    """*end* (the slowest rank's marker) no later than the first marker the engine core logs only after every rank
+    (``PhaseRule.settled_by``): a rank's line arriving after it was relayed late, so it counts there."""
+    caps = [t for name in settled_by for t, _ in events.get(name, [])]
+    if not caps or end[0] <= (cap := min(caps)):
+        return end
+    if min(t for t, _ in events[end[1]]) > cap:  # no rank logged it before: not a relay lag, keep what was logged
+        return end
+    return cap, end[1]
+
+
 def _assemble(
     events: _Events,
     *,
@@ -554,6 +575,8 @@ def _assemble(
     not_logged = unlogged_phases(events, reported) if absorb_unlogged else frozenset()
     for rule in rules:
         end = when(rule.ends, first=False)
+        if end is not None and rule.settled_by:
+            end = _settled(end, rule.settled_by, events)
         start = when(rule.starts, first=True) if rule.starts else None
         start_s = start[0] if start else prev_end
         if start_s is not None:

@@ -5,6 +5,8 @@ replayed 25x faster than recorded (~15 s): arrival stamps, Ray Serve phase rules
 llama-3-70b budgets, TTFT, the result file and the summary all run as for a live start; the phases
 match ``coldstart ray-timeline`` of the same log within the replay's resolution, the result says it
 was replayed, and the asv history leaves it out. A tighter budget file makes the same replay fail.
+Anyscale's Qwen3-235B-A22B (TP8) baseline start from the same 8xH100 matrix (qwen235B-base.log, ~1005 s)
+runs the same way, 60x faster, against the packaged qwen-3-235b budgets.
 """
 
 from __future__ import annotations
@@ -14,39 +16,43 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import H100_LOGS, REPO
 
 LOG = H100_LOGS / "llama70b-base.log"
+QWEN_LOG = H100_LOGS / "qwen235B-base.log"
 
 
-def _session(tmp_path: Path, *extra: str, speed: str = "25") -> subprocess.CompletedProcess[str]:
+def _session(tmp_path: Path, *extra: str, speed: str = "25", log: Path = LOG,
+             model: str = "llama-3-70b") -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "pytest", "benchmarks", "-m", "coldstart", "-p", "no:cacheprovider",
-            "--coldstart-launcher", "replay", "--coldstart-replay-log", str(LOG), "--coldstart-replay-speed", speed,
-            "--coldstart-model", "llama-3-70b", "--coldstart-optimization", "baseline",
+            "--coldstart-launcher", "replay", "--coldstart-replay-log", str(log), "--coldstart-replay-speed", speed,
+            "--coldstart-model", model, "--coldstart-optimization", "baseline",
             "--coldstart-results", str(tmp_path / "results"), "--coldstart-workdir", str(tmp_path / "work"), *extra]
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
 
 
-def _offline() -> dict:
-    out = subprocess.run([sys.executable, "-m", "pytest_coldstart.cli", "ray-timeline", "--json", str(LOG)],
+def _offline(log: Path = LOG) -> dict:
+    out = subprocess.run([sys.executable, "-m", "pytest_coldstart.cli", "ray-timeline", "--json", str(log)],
                          capture_output=True, text=True, cwd=REPO, timeout=120, check=True)
     return json.loads(out.stdout)
 
 
-def test_a_recorded_70b_start_replays_through_the_benchmarks(tmp_path):
-    out = _session(tmp_path)
+def _replayed(tmp_path: Path, out: subprocess.CompletedProcess[str], log: Path, model: str, speed: float) -> dict:
+    """The one result a replay session wrote, checked against ``coldstart ray-timeline`` of the same log."""
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     runs = list((tmp_path / "results" / "runs").glob("*.json"))
     assert len(runs) == 1
     result = json.loads(runs[0].read_text())
-    assert result["exit_status"] == "ok" and result["launcher"] == "replay" and result["model"] == "llama-3-70b"
+    assert result["exit_status"] == "ok" and result["launcher"] == "replay" and result["model"] == model
     replay = result["replay"]
-    assert replay["rules"] == "ray" and replay["speed"] == 25.0 and Path(replay["log"]) == LOG
+    assert replay["rules"] == "ray" and replay["speed"] == speed and Path(replay["log"]) == log
     res = replay["resolution_s"]
-    assert res["ready_s"] == 2.5 and res["line_lag_s"] < 2.5
+    assert res["ready_s"] == pytest.approx(0.1 * speed) and res["line_lag_s"] < res["ready_s"]
 
     # The live phase table matches the offline reading of the same log.
-    offline = {p["name"]: p for p in _offline()["phases"]}
+    offline = {p["name"]: p for p in _offline(log)["phases"]}
     live = {p["name"]: p for p in result["phases"]}
     assert list(live) == list(offline)
     for name, phase in offline.items():
@@ -55,6 +61,13 @@ def test_a_recorded_70b_start_replays_through_the_benchmarks(tmp_path):
             continue
         assert abs(live[name]["start_s"] - phase["start_s"]) <= res["line_lag_s"] + 1e-6, name
         assert abs(live[name]["end_s"] - phase["end_s"]) <= res["line_lag_s"] + 1e-6, name
+    return result
+
+
+def test_a_recorded_70b_start_replays_through_the_benchmarks(tmp_path):
+    out = _session(tmp_path)
+    result = _replayed(tmp_path, out, LOG, "llama-3-70b", 25.0)
+    res = result["replay"]["resolution_s"]
     # Ready when the log says the engine started (374 s), plus at most one /health poll.
     assert 374 - res["line_lag_s"] <= result["total_ready_s"] <= 374 + res["ready_s"] + res["line_lag_s"]
     assert result["reported"]["weights_download_s"] == 196.465363  # vLLM's own figures, as logged
@@ -66,6 +79,28 @@ def test_a_recorded_70b_start_replays_through_the_benchmarks(tmp_path):
     assert "250   ok" in summary and "440   ok" in summary  # weights_download, total_ready_s budgets
     assert "1 replayed start(s) not recorded into the asv history" in out.stdout
     assert not list((tmp_path / "results").glob("*/machine.json"))
+
+
+def test_a_recorded_qwen_235b_start_replays_against_its_budgets(tmp_path):
+    """The qwen-3-235b budgets on a real 8xH100 start: 725 s of hub download, 8 TP ranks, 44 s of graphs."""
+    out = _session(tmp_path, speed="60", log=QWEN_LOG, model="qwen-3-235b")
+    result = _replayed(tmp_path, out, QWEN_LOG, "qwen-3-235b", 60.0)
+    res = result["replay"]["resolution_s"]
+    # "Supported tasks" at 1005 s into the log is when the replay answers /health.
+    assert 1005 - res["line_lag_s"] <= result["total_ready_s"] <= 1005 + res["ready_s"] + res["line_lag_s"]
+    reported = result["reported"]
+    assert reported["weights_download_s"] == 724.106366 and reported["cuda_graph_capture_s"] == 44.0
+    assert reported["torch_compile_s"] == 113.04 and reported["compile_cache_hit"] is False
+    phases = {p["name"]: p["duration_s"] for p in result["phases"]}
+    for name, logged_s in (("weights_download", 725.0), ("torch_compile", 120.0), ("cuda_graphs", 45.0)):
+        assert abs(phases[name] - logged_s) <= 2 * res["line_lag_s"] + 1e-6, name  # the log's own 1 s stamps
+
+    assert "qwen-3-235b / baseline / replay" in out.stdout
+    summary = out.stdout[out.stdout.index("coldstart summary"):]
+    for budget in ("900", "45", "140", "55", "1235"):  # weights_download .. total_ready_s, all within
+        assert f"{budget}   ok" in summary, budget
+    assert "exceeded" not in summary
+    assert "1 replayed start(s) not recorded into the asv history" in out.stdout
 
 
 def test_a_budget_the_recorded_start_breaks_fails_the_replay(tmp_path):

@@ -125,6 +125,20 @@ EXPECTED: dict[str, Expected] = {
         {"weights_load_s": 18.05, "draft_weights_load_s": 1.32, "model_load_gib": 75.64, "model_load_s": 20.219445,
          "kv_cache_gib": 10.29, "kv_cache_tokens": 1993100, "cuda_graph_capture_s": 31.0, "cuda_graph_gib": 1.73,
          "init_engine_s": 132.64, "torch_compile_s": None, "compile_cache_hit": None}),
+    "v0.27.1-mtp-a40-turboquant.log": Expected(
+        "0.27.1", 271.0,
+        ("config", "engine_init", "weights_load", "torch_compile", "memory_profiling", "kv_cache", "cuda_graphs",
+         "warmup", "api_server"),
+        # The newest real `vllm serve` GPU log found (A40, MTP num_speculative_tokens=3): target 3.84 s and drafter
+        # 0.68 s loads, backbone and eagle_head compile units. --kv-cache-memory-bytes: vLLM logs "reserved 5.5 GiB
+        # memory for KV Cache ... skipped memory profiling" instead of "Available KV cache memory". The uvicorn
+        # lines carry no stamp: ready is the last stamped line ("Starting vLLM server on", after a 24 s
+        # multimodal warmup in the API server).
+        {"weights_load_s": 3.84, "draft_weights_load_s": 0.68, "model_load_gib": 20.54, "model_load_s": 8.815411,
+         "torch_compile_s": 99.25, "dynamo_transform_s": 15.52, "inductor_compile_s": 65.59,
+         "compile_cache_hit": False, "kv_cache_gib": 5.5, "kv_cache_tokens": 286466, "cuda_graph_capture_s": 4.0,
+         "cuda_graph_gib": 0.08, "init_engine_s": 180.37,
+         "torch_compile_units": [{"unit": "backbone", "s": 90.95}, {"unit": "eagle_head", "s": 8.3}]}),
     "v0.23.1-mtp-docker.log": Expected(
         "0.23.1rc1.dev531+ga65f93fb2", 738.0,
         ("config", "engine_init", "weights_load", "torch_compile", "memory_profiling", "kv_cache", "cuda_graphs",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -49,6 +50,21 @@ def test_ray_logs_replay_to_their_offline_timeline(log):
     assert live.total_ready_s == plan.up_s + 0.5
     assert math.isclose(sum(p.duration_s for p in live.phases if p.observed) + live.unaccounted_s,
                         live.total_ready_s, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("log", RAY_LOGS, ids=lambda p: p.name)
+def test_ray_logs_arriving_late_in_file_order_keep_every_phase(log):
+    """Every line a little after its stamp, later lines later (one pipe): a rank's "Available KV cache memory"
+    that Ray relays after the engine core's "GPU KV cache size" (qwen235B-compile-cache.log) must not end
+    memory profiling after the KV cache was sized, which left kv_cache and every later phase unobserved."""
+    plan = plan_replay(log.read_text())
+    lag_s = 0.05
+    lines = [replace(line, t_s=line.t_s + lag_s * (i + 1) / len(plan.lines)) for i, line in enumerate(plan.lines)]
+    live = _observed(ray_replay_timeline(lines, ready_s=plan.up_s + 0.5))
+    offline = _observed(plan.offline)
+    assert set(live) - {"first_token"} == set(offline)
+    for name, (start, end) in offline.items():
+        assert abs(live[name][0] - start) <= lag_s and abs(live[name][1] - end) <= lag_s, name
 
 
 @pytest.mark.parametrize("log", VLLM_LOGS, ids=lambda p: p.name)
