@@ -22,13 +22,14 @@ from tests.conftest import H100_LOGS, REPO
 
 LOG = H100_LOGS / "llama70b-base.log"
 QWEN_LOG = H100_LOGS / "qwen235B-base.log"
+QWEN_CC_LOG = H100_LOGS / "qwen235B-compile-cache.log"
 
 
 def _session(tmp_path: Path, *extra: str, speed: str = "25", log: Path = LOG,
-             model: str = "llama-3-70b") -> subprocess.CompletedProcess[str]:
+             model: str = "llama-3-70b", optimization: str = "baseline") -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "pytest", "benchmarks", "-m", "coldstart", "-p", "no:cacheprovider",
             "--coldstart-launcher", "replay", "--coldstart-replay-log", str(log), "--coldstart-replay-speed", speed,
-            "--coldstart-model", model, "--coldstart-optimization", "baseline",
+            "--coldstart-model", model, "--coldstart-optimization", optimization,
             "--coldstart-results", str(tmp_path / "results"), "--coldstart-workdir", str(tmp_path / "work"), *extra]
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
 
@@ -81,23 +82,37 @@ def test_a_recorded_70b_start_replays_through_the_benchmarks(tmp_path):
     assert not list((tmp_path / "results").glob("*/machine.json"))
 
 
-def test_a_recorded_qwen_235b_start_replays_against_its_budgets(tmp_path):
-    """The qwen-3-235b budgets on a real 8xH100 start: 725 s of hub download, 8 TP ranks, 44 s of graphs."""
-    out = _session(tmp_path, speed="60", log=QWEN_LOG, model="qwen-3-235b")
-    result = _replayed(tmp_path, out, QWEN_LOG, "qwen-3-235b", 60.0)
+# (optimization, log, ready s, vLLM's download / compile figures, cache hit, phases from the log's stamps, budgets)
+QWEN_STARTS = [
+    ("baseline", QWEN_LOG, 1005, 724.106366, 113.04, False,
+     (("weights_download", 725.0), ("torch_compile", 120.0), ("cuda_graphs", 45.0)), ("900", "45", "140", "55", "1235")),
+    ("compile_cache", QWEN_CC_LOG, 971, 682.151174, 22.71, True,
+     (("weights_download", 683.0), ("torch_compile", 37.0), ("cuda_graphs", 44.0)), ("860", "45", "48", "55", "1125")),
+]
+
+
+@pytest.mark.parametrize(("optimization", "log", "ready_s", "download_s", "compile_s", "hit", "logged", "budgets"),
+                         QWEN_STARTS, ids=[s[0] for s in QWEN_STARTS])
+def test_a_recorded_qwen_235b_start_replays_against_its_budgets(tmp_path, optimization, log, ready_s, download_s,
+                                                                compile_s, hit, logged, budgets):
+    """The qwen-3-235b budgets on real 8xH100 starts: ~700 s of hub download, 8 TP ranks, 44 s of graphs; with
+    the compile cache vLLM reports 22.7 s of compile but the phase between the log's lines is 37 s (the budget
+    is set on the phase)."""
+    out = _session(tmp_path, speed="60", log=log, model="qwen-3-235b", optimization=optimization)
+    result = _replayed(tmp_path, out, log, "qwen-3-235b", 60.0)
     res = result["replay"]["resolution_s"]
-    # "Supported tasks" at 1005 s into the log is when the replay answers /health.
-    assert 1005 - res["line_lag_s"] <= result["total_ready_s"] <= 1005 + res["ready_s"] + res["line_lag_s"]
+    # "Supported tasks" in the log is when the replay answers /health.
+    assert ready_s - res["line_lag_s"] <= result["total_ready_s"] <= ready_s + res["ready_s"] + res["line_lag_s"]
     reported = result["reported"]
-    assert reported["weights_download_s"] == 724.106366 and reported["cuda_graph_capture_s"] == 44.0
-    assert reported["torch_compile_s"] == 113.04 and reported["compile_cache_hit"] is False
+    assert reported["weights_download_s"] == download_s and reported["cuda_graph_capture_s"] == 44.0
+    assert reported["torch_compile_s"] == compile_s and reported["compile_cache_hit"] is hit
     phases = {p["name"]: p["duration_s"] for p in result["phases"]}
-    for name, logged_s in (("weights_download", 725.0), ("torch_compile", 120.0), ("cuda_graphs", 45.0)):
+    for name, logged_s in logged:
         assert abs(phases[name] - logged_s) <= 2 * res["line_lag_s"] + 1e-6, name  # the log's own 1 s stamps
 
-    assert "qwen-3-235b / baseline / replay" in out.stdout
+    assert f"qwen-3-235b / {optimization} / replay" in out.stdout
     summary = out.stdout[out.stdout.index("coldstart summary"):]
-    for budget in ("900", "45", "140", "55", "1235"):  # weights_download .. total_ready_s, all within
+    for budget in budgets:  # weights_download, weights_load, torch_compile, cuda_graphs, total_ready_s: all within
         assert f"{budget}   ok" in summary, budget
     assert "exceeded" not in summary
     assert "1 replayed start(s) not recorded into the asv history" in out.stdout
