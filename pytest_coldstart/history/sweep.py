@@ -66,7 +66,9 @@ class Point:
 
 
 def venv_python(venv: Path) -> Path:
-    return venv / "bin" / "python"
+    # Absolute, not resolved: the probes below run with cwd=/ (a relative --venv-dir such as the default
+    # .coldstart/venvs would name nothing there), and resolving would follow bin/python out of the venv.
+    return venv.absolute() / "bin" / "python"
 
 
 def _probe(python: Path, code: str) -> str | None:

