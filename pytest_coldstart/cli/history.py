@@ -188,8 +188,12 @@ def _bisect_cmd(args: argparse.Namespace) -> int:
         config = load_config(compare_config_file(Path(args.config) if args.config else None, Path("benchmarks")))
         gate, gate_name = bs.choose_gate(args.min_pairs, args.max_pairs, config)
         runner = bs.Runner(args.model, args.optimization, out, Path(args.workdir).resolve(), args.timeout)
-        result = bs.bisect([p.label for p in points], runner.gate_for(gate, {p.label: p for p in points}),
-                           check_ends=args.check_ends, log=lambda line: print(line, file=sys.stderr, flush=True))
+
+        def progress(line: str) -> None:  # stderr: with --json, stdout is the JSON alone
+            print(line, file=sys.stderr, flush=True)
+
+        result = bs.bisect([p.label for p in points], runner.gate_for(gate, {p.label: p for p in points}, progress),
+                           check_ends=args.check_ends, log=progress)
     except KeyboardInterrupt:
         print("coldstart bisect: interrupted; the running start was stopped, nothing decided", file=sys.stderr)
         return 2

@@ -147,3 +147,31 @@ def test_the_real_commit_bisection_replays_to_the_same_answer(tmp_path: Path) ->
                        log=lambda _: None)
     assert result.state == bs.REGRESSED and result.first_bad == labels[2], bs.render_text(result, name)
     assert [(p.good, p.candidate, p.answer.state.upper(), str(p.answer.pairs)) for p in result.probes] == recorded
+
+
+def test_cli_json_is_the_json_alone_and_progress_goes_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`coldstart bisect --json` over a scratch repository (real git, real worktrees), each start replayed from
+    the real bisection's probe of the same rank: stdout parses as one JSON document (the per-pair progress
+    once went there and broke it), the progress is on stderr, exit 1 names the slow commit."""
+    from pytest_coldstart.cli import main
+
+    repo, made = hb.slowdown_project(tmp_path, ["docs", "slow", "docs"])
+    root = REAL / "commits"
+    probes = sorted(p.name for p in root.glob("probe-*"))
+
+    def start(self: bs.Runner, point: bs.Point, results: Path, log_path: Path, side: str, i: int,
+              log: Callable[[str], None]) -> None:
+        rank = int(results.parent.name.split("-")[1]) - 1
+        source = sorted((root / probes[rank] / results.name / "runs").glob("*.json"))[i - 1]
+        (results / "runs").mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, results / "runs" / source.name)
+
+    monkeypatch.setattr(bs.Runner, "start", start)
+    code = main(["bisect", "--repo", str(repo), "--good", made[0], "--bad", made[-1], "--max-pairs", "12",
+                 "--out", str(tmp_path / "out"), "--json"])
+    out, err = capsys.readouterr()
+    answer = json.loads(out)
+    assert code == 1 and answer["first_bad"] == made[2][:8] and answer["exit_code"] == 1
+    assert [p["state"] for p in answer["probes"]] == [bs.UNCHANGED, bs.REGRESSED]
+    assert "pair 11" in err and "REGRESSED" in err and "CONTINUE" not in out
