@@ -171,9 +171,19 @@ def sequential_gate(min_pairs: int, max_pairs: int, config: Any = None) -> GateF
         outcome = sequential.run_sequential(start, collect, design=design, config=config, log=log,
                                             labels=("good", "candidate"))
         decision = outcome.decision
-        return GateAnswer(str(decision.state), int(decision.pairs), str(decision.stop or ""))
+        moved = ", ".join(_moved(row) for row in decision.comparison.failing_rows)
+        return GateAnswer(str(decision.state), int(decision.pairs),
+                          "; ".join(filter(None, [str(decision.stop or ""), moved])))
 
     return gate
+
+
+def _moved(row: Any) -> str:
+    """``memory_profiling 0.55 -> 2.02 s`` (medians): which metric made the gate say regressed, and by how much."""
+    base, head = row.base_median_s, row.head_median_s
+    if base is None or head is None:
+        return f"{row.metric} ({row.verdict})"
+    return f"{row.metric} {base:.2f} -> {head:.2f} s"
 
 
 def choose_gate(min_pairs: int, max_pairs: int, config: CompareConfig | None = None) -> tuple[GateFn, str]:

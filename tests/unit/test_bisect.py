@@ -147,6 +147,8 @@ def test_the_real_commit_bisection_replays_to_the_same_answer(tmp_path: Path) ->
                        log=lambda _: None)
     assert result.state == bs.REGRESSED and result.first_bad == labels[2], bs.render_text(result, name)
     assert [(p.good, p.candidate, p.answer.state.upper(), str(p.answer.pairs)) for p in result.probes] == recorded
+    # the answer says what moved (medians of the four pairs): the bigger profiling batch, and with it the total
+    assert result.probes[1].answer.detail == "regressed; memory_profiling 0.53 -> 5.29 s, total_ready_s 58.48 -> 64.49 s"
 
 
 def test_cli_json_is_the_json_alone_and_progress_goes_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
