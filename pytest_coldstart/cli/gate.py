@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -79,14 +80,18 @@ def _run_cmd(args: argparse.Namespace) -> int:
     out = Path(args.out or f".coldstart/gate/{time.strftime('%Y%m%dT%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     extra_args = shlex.split(args.pytest_args or "")
-    print(f"coldstart gate: {design.min_pairs}-{design.max_pairs} interleaved pairs of {args.model}, budget "
-          f"{args.budget_min:g} min; run files in {out}/runs-base and runs-head, logs in {out}/logs", flush=True)
-    outcome = run_sequential(starter(sides, out, args.model, extra_args, timeout_s=args.start_timeout),
+
+    def say(line: str) -> None:  # with --json, stdout is the JSON alone: the progress goes to stderr
+        print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    say(f"coldstart gate: {design.min_pairs}-{design.max_pairs} interleaved pairs of {args.model}, budget "
+        f"{args.budget_min:g} min; run files in {out}/runs-base and runs-head, logs in {out}/logs")
+    outcome = run_sequential(starter(sides, out, args.model, extra_args, timeout_s=args.start_timeout, log=say),
                              collector(out), design=design, config=config, budgets=budgets,
-                             budget_s=args.budget_min * 60, log=lambda line: print(line, flush=True))
+                             budget_s=args.budget_min * 60, log=say)
     d = outcome.decision
-    print(f"coldstart gate: {d.state.upper()} ({d.stop}) after {d.pairs} pair(s) judged, {outcome.pairs_started} "
-          f"started, {outcome.elapsed_s / 60:.1f} min", flush=True)
+    say(f"coldstart gate: {d.state.upper()} ({d.stop}) after {d.pairs} pair(s) judged, {outcome.pairs_started} "
+        f"started, {outcome.elapsed_s / 60:.1f} min")
     return _finish(d, design, args, {"pairs_started": outcome.pairs_started,
                                      "minutes": round(outcome.elapsed_s / 60, 2),
                                      "pair_seconds": [round(s, 1) for s in outcome.pair_seconds]}, out)

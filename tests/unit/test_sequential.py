@@ -305,3 +305,30 @@ def test_the_real_gate_runs_replay_to_the_same_stop(run: str, state: str, pairs:
     assert (replay["state"], replay["stop"], replay["pairs"]) == (state, recorded["stop"], pairs)
     failing = {r["metric"] for r in replay["comparison"]["rows"] if r["failing"]}
     assert failing == ({"memory_profiling"} if run == "slowed" else set())
+
+
+def test_gate_run_json_is_the_json_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`coldstart gate run --json`: stdout parses as one JSON document and the per-pair progress is on stderr
+    (it once went to stdout; found by a real run on 2026-12-05). The starts are the real `gate-real/slowed`
+    run's, copied in the order they ran; the collector, the looks and the record are the command's own."""
+    from pytest_coldstart.history import gate_run
+
+    root = DATA / "gate-real" / "slowed"
+
+    def starter(sides: object, out: Path, model: str, extra: object, *, timeout_s: float,
+                log: object = print) -> object:
+        def start(side: str, i: int) -> None:
+            source = sorted((root / f"runs-{side}" / "runs").glob("*.json"))[i - 1]
+            (out / f"runs-{side}" / "runs").mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, out / f"runs-{side}" / "runs" / source.name)
+        return start
+
+    monkeypatch.setattr(gate_run, "starter", starter)
+    code = main(["gate", "run", "--base", str(REPO), "--head", str(REPO), "--out", str(tmp_path / "out"),
+                 "--budgets", "", "--json"])
+    out, err = capsys.readouterr()
+    record = json.loads(out)
+    assert code == 1 and (record["state"], record["pairs"]) == (REGRESSED, 4)
+    assert "pair 4" in err and "REGRESSED" in err and "CONTINUE" not in out
+    assert json.loads((tmp_path / "out" / "gate.json").read_text())["state"] == REGRESSED
