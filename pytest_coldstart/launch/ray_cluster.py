@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import sys
@@ -27,7 +28,6 @@ from urllib.parse import urlparse
 
 import psutil
 
-from pytest_coldstart.launch.base import free_port
 from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.model.clock import Clock
 from pytest_coldstart.model.errors import ConfigError, LaunchError
@@ -111,24 +111,62 @@ def _node_argv(ray_bin: str, spec: NodeSpec, temp_dir: Path, ports: Mapping[str,
     return argv
 
 
-def _free_ports(names: Sequence[str]) -> dict[str, int]:
+#: Ports one node's workers may bind (Ray takes a range, ``--min-worker-port``..``--max-worker-port``).
+WORKER_PORTS = 40
+#: The lowest port handed to a node; Ray's own defaults sit below (client server 10001, workers 10002-19999).
+LOWEST_PORT = 20000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _port_pool() -> range:
+    """Ports below the kernel's ephemeral range (where the OS picks ports for outgoing connections and
+    ``bind(0)``), so no connection opened meanwhile takes a node's port or a worker block before Ray binds it;
+    the whole ephemeral range where it leaves too little room below it."""
+    try:
+        low, high = (int(part) for part in _EPHEMERAL_RANGE.read_text().split()[:2])
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    if low - LOWEST_PORT >= 50 * WORKER_PORTS:
+        return range(LOWEST_PORT, low)
+    return range(low, high + 1)
+
+
+def _node_ports(names: Sequence[str], taken: set[int], rng: random.Random) -> dict[str, int]:
+    """Free ports for one node: each name's and a block of ``WORKER_PORTS`` for its workers, none of them in
+    *taken* (the ports and worker blocks of the nodes before it), which this adds them to.
+
+    All nodes share 127.0.0.1, and a worker block is only bound when Ray starts a worker, so the OS still calls
+    those ports free: drawn independently, a node's object manager could land inside an earlier node's (or its
+    own) worker block, and `ray start` refuses it ("Ray component worker_ports is trying to use a port number
+    ... that is used by other components", Ray 2.60; seen on a 2-core runner).
+    """
+    pool = _port_pool()
+    low, high = _worker_port_range(pool, taken, rng)
+    taken.update(range(low, high + 1))
     ports: dict[str, int] = {}
-    while len(ports) < len(names):
-        port = free_port()
-        if port not in ports.values():
+    for _ in range(100 * len(names)):
+        if len(ports) == len(names):
+            break
+        port = rng.randrange(pool.start, pool.stop)
+        if port not in taken and _port_free(port):
             ports[names[len(ports)]] = port
+            taken.add(port)
+    else:
+        raise LaunchError(f"too few free ports on 127.0.0.1 between {pool.start} and {pool.stop - 1} for a Ray node",
+                          hint="stop other Ray clusters or servers on this machine and run again")
+    ports["min-worker-port"], ports["max-worker-port"] = low, high
     return ports
 
 
-def _worker_port_range() -> tuple[int, int]:
-    """A block of 40 free ports for one node's workers (Ray needs a range, not a list)."""
-    for _ in range(50):
-        base = free_port()
-        if base + 40 > 65000:
-            continue
-        if all(_port_free(p) for p in range(base, base + 40)):
-            return base, base + 39
-    raise LaunchError("no block of 40 free ports for Ray workers on 127.0.0.1")
+def _worker_port_range(pool: range, taken: set[int], rng: random.Random) -> tuple[int, int]:
+    """A block of ``WORKER_PORTS`` free ports in *pool*, none in *taken*, for one node's workers."""
+    for _ in range(200):
+        base = rng.randrange(pool.start, pool.stop - WORKER_PORTS)
+        block = range(base, base + WORKER_PORTS)
+        if taken.isdisjoint(block) and all(_port_free(p) for p in block):
+            return block.start, block.stop - 1
+    raise LaunchError(f"no block of {WORKER_PORTS} free ports for Ray workers on 127.0.0.1 between {pool.start} "
+                      f"and {pool.stop - 1}", hint="stop other Ray clusters or servers on this machine and run again")
 
 
 def _port_free(port: int) -> bool:
@@ -177,9 +215,10 @@ class LocalRayCluster:
     def start(self) -> None:
         names = ("gcs", "client", "node-manager-port", "object-manager-port", "metrics-export-port",
                  "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port")
+        taken: set[int] = set()
+        rng = random.Random()
         for index, spec in enumerate((self.spec.head, *self.spec.workers)):
-            ports = _free_ports(names)
-            ports["min-worker-port"], ports["max-worker-port"] = _worker_port_range()
+            ports = _node_ports(names, taken, rng)
             if index == 0:
                 self.address = f"127.0.0.1:{ports['gcs']}"
             name = "head" if index == 0 else f"worker{index}"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from pathlib import Path
 
 import pytest
 
 from pytest_coldstart.launch.loadgen import LoadGeneratorError, LoadRequest, bench_argv, prompts_for
-from pytest_coldstart.launch.ray_cluster import check_reachable, parse_nodes
+from pytest_coldstart.launch.ray_cluster import WORKER_PORTS, _node_ports, _port_pool, check_reachable, parse_nodes
 from pytest_coldstart.measure.scaleout import Profile, ScaleoutRun, ScaleoutSettings, Step, check_profile, parse_steps
 from pytest_coldstart.model.errors import ConfigError
 from pytest_coldstart.model.registry import load_registry
@@ -37,6 +38,27 @@ def test_nodes_parse():
     assert spec.head.num_cpus == 6 and [w.num_cpus for w in spec.workers] == [4, 4]
     with pytest.raises(ConfigError, match="e.g. 6,4"):
         parse_nodes("6,x")
+
+
+def test_cluster_ports_never_collide_across_nodes_or_with_worker_blocks():
+    """A real `ray start` refused a node whose object-manager port fell inside its worker block (Ray 2.60):
+    every named port and every worker block of a cluster is distinct, free and below the ephemeral range,
+    even when every node draws the same random numbers."""
+    names = ("gcs", "client", "node-manager-port", "object-manager-port", "metrics-export-port",
+             "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port")
+    pool = _port_pool()
+    for seed in range(40):
+        taken: set[int] = set()
+        used: list[int] = []
+        for _node in range(3):
+            ports = _node_ports(names, taken, random.Random(seed))  # the same draws for every node
+            block = range(ports["min-worker-port"], ports["max-worker-port"] + 1)
+            assert len(block) == WORKER_PORTS
+            named = [ports[name] for name in names]
+            assert set(named).isdisjoint(block)
+            used += [*named, *block]
+            assert all(port in pool for port in used)
+        assert len(used) == len(set(used)), f"seed {seed}: a port handed out twice"
 
 
 def test_unreachable_cluster_address_is_named_with_what_to_do():
