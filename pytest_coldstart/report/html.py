@@ -90,9 +90,9 @@ def _scaleout_section(scaleouts: Sequence[ScaleoutResult], png_dir: Path, drawn:
                  _num(r["slo_attainment"], 3)) for r in scaleout_table([result])]
         parts.append(_table(("step", "offered req/s", "replicas", "achieved req/s", "TTFT p50 s", "TTFT p95 s",
                              "TTFT p99 s", "completed", "failed", "SLO attainment"), rows))
-        reps = [(r.index + 1, r.node_id or "", _num(r.replica_add_s, 1), _num(r.reported_startup_s, 1))
-                for r in result.replicas]
-        parts.append(_table(("replica", "node", "replica_add_s", "Serve's startup s"), reps))
+        reps = [(r.index + 1, (r.cause or "") + (" (failed)" if r.failed_s is not None else ""), r.node_id or "",
+                 _num(r.replica_add_s, 1), _num(r.reported_startup_s, 1)) for r in result.replicas]
+        parts.append(_table(("replica", "added by", "node", "replica_add_s", "Serve's startup s"), reps))
         thr = ", ".join(f"{k} replica(s): {v:.3f} req/s" for k, v in sorted(result.throughput_by_replicas.items()))
         parts.append(f"<p>Throughput at concurrency {result.profile.get('probe_concurrency')}: {_e(thr or 'none')}"
                      f"; efficiency against linear: {_num(result.scaling_efficiency, 3)}</p>")

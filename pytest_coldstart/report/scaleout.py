@@ -104,9 +104,16 @@ def scaleout_figure(result: ScaleoutResult, path: Path) -> ScaleoutFigure:
                       label=None if span.phase in seen else span.phase)
         seen.add(span.phase)
     for replica in result.replicas:
-        if replica.replica_add_s is not None and replica.index > 0:
+        note = None
+        if replica.failed_s is not None:
+            note = "failed, replaced"
+        elif replica.cause == "replacement":
+            note = "replacement" + (f", {replica.replica_add_s:.0f} s" if replica.replica_add_s is not None else "")
+        elif replica.scaled_out and replica.replica_add_s is not None:
+            note = f"add {replica.replica_add_s:.0f} s"
+        if note is not None:
             ax_lanes.text(replica.decision_s if replica.decision_s is not None else 0.0, replica.index + 1 - 0.42,
-                          f"add {replica.replica_add_s:.0f} s", fontsize=7, va="bottom")
+                          note, fontsize=7, va="bottom")
     ax_lanes.set_yticks(range(1, rows + 1), [f"replica {n}" for n in range(1, rows + 1)], fontsize=8)
     ax_lanes.set_ylim(rows + 0.6, 0.4)  # replica 1 on top
     ax_lanes.set_ylabel("cold starts")

