@@ -44,7 +44,8 @@ def test_scale_out_from_one_to_two_replicas_under_load(tmp_path):
     assert _our_ray_processes([result.cluster["address"], "/tmp/csray-"]) == []
     # The added replica: decision -> first request served, with its phases adding up.
     added = result.added_replica
-    assert added is not None and added.replica_add_s > 0
+    assert added is not None and added.replica_add_s > 0 and added.cause == "autoscaler"
+    assert result.replicas[0].cause == "deployment"
     observed = {p.name: p.duration_s for p in added.phases if p.duration_s is not None}
     for name in ("autoscale", "replica_scheduling", "replica_init", "engine_init", "engine_start", "first_token"):
         assert name in observed, f"{name} not observed"
