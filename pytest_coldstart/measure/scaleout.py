@@ -448,7 +448,7 @@ class ScaleoutRun:
             schema_version=SCALEOUT_SCHEMA_VERSION, run_id=self.run_id,
             started_at=self.clock.wall().isoformat(timespec="seconds"), model=self.settings.model,
             exit_status="ok" if error is None else "error",
-            error=None if error is None else f"{type(error).__name__}: {getattr(error, 'summary', error)}",
+            error=None if error is None else _describe(error),
             load_generator={"name": LOADGEN_NAME, "version": environment.get("vllm"),
                             "command": list(self.settings.loadgen_command or ("<python>", "-c", "vllm bench serve"))},
             profile=profile.as_dict(),
@@ -464,6 +464,12 @@ class ScaleoutRun:
             max_replicas_reached=max((c[1] for c in counts), default=0),
             ray_processes_left=tuple(left), log_path=str(driver.process.log_path) if driver else None,
             environment=environment)
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: what`` for the result's ``error`` (an interrupt has no message: ``KeyboardInterrupt``)."""
+    what = str(getattr(error, "summary", error))
+    return f"{type(error).__name__}: {what}" if what else type(error).__name__
 
 
 def _replica_result(life: ReplicaLifecycle, on_axis: Callable[[float | None], float | None]) -> ReplicaResult:
