@@ -75,6 +75,10 @@ class Server(Generic[ProcessT]):
         self.clock = clock
         self.ready_s: float | None = None
         self.exit_code: int | None = None
+        #: The longest a readiness check trailed the one before it (start of one check to the end of the next):
+        #: the most the ready edge can trail the moment the server was up. ``HEALTH_POLL_S`` plus the checks'
+        #: own time, which grows on a loaded machine.
+        self.poll_span_s = HEALTH_POLL_S
 
     @property
     def base_url(self) -> str:
@@ -118,9 +122,15 @@ class Server(Generic[ProcessT]):
         describe = describe or self.phase_in_progress
         origin_s = 0.0 if since_s is None else since_s
         last_report, last_phase = float("-inf"), None
+        previous_s: float | None = None
         while True:
             check()
-            if done():
+            started_s = self.clock.monotonic_s()
+            finished = done()
+            if previous_s is not None:
+                self.poll_span_s = max(self.poll_span_s, self.clock.monotonic_s() - previous_s)
+            previous_s = started_s
+            if finished:
                 return
             elapsed = self.process.elapsed_s() - origin_s
             if elapsed > timeout_s:

@@ -82,13 +82,14 @@ class ReplayServer(Server):
         """How closely the live stamps follow the log, in recorded seconds.
 
         ``line_lag_s``: the most any line arrived off its stamp (the child's
-        scheduling and the pipe's delays, x speed); ``ready_s``: the /health poll
-        interval x speed, the most the ``ready`` edge trails "up".
+        scheduling and the pipe's delays, x speed); ``ready_s``: the longest span of
+        two consecutive /health checks x speed (the poll interval plus the checks' own
+        time, as measured), the most the ``ready`` edge trails "up".
         """
         lines, _ = self.recorded_lines()
         lag = [abs(line.t_s - planned.t_s) for line, planned in zip(lines, self.plan.lines, strict=False)]
         return {"line_lag_s": round(max(lag), 6) if lag else None,
-                "ready_s": round(HEALTH_POLL_S * self.speed, 6)}
+                "ready_s": round(max(HEALTH_POLL_S, self.poll_span_s) * self.speed, 6)}
 
     def provenance(self) -> dict[str, Any] | None:
         res = self.resolution()

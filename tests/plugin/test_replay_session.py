@@ -50,7 +50,8 @@ def _replayed(tmp_path: Path, out: subprocess.CompletedProcess[str], log: Path, 
     replay = result["replay"]
     assert replay["rules"] == "ray" and replay["speed"] == speed and Path(replay["log"]) == log
     res = replay["resolution_s"]
-    assert res["ready_s"] == pytest.approx(0.1 * speed) and res["line_lag_s"] < res["ready_s"]
+    # One /health poll (0.1 s) plus the checks' own time, as measured: the most the ready edge trails "up".
+    assert 0.1 * speed <= res["ready_s"] < 1.0 * speed and res["line_lag_s"] < res["ready_s"]
 
     # The live phase table matches the offline reading of the same log.
     offline = {p["name"]: p for p in _offline(log)["phases"]}

@@ -129,7 +129,7 @@ def test_a_live_replay_agrees_with_the_offline_timeline(tmp_path):
         assert wrong.status_code == 404
         timeline = server.timeline()
         res = server.provenance()["resolution_s"]
-        assert res["ready_s"] == pytest.approx(0.1 * speed)
+        assert 0.1 * speed <= res["ready_s"] < 1.0 * speed  # the poll interval plus the checks' own time
         tolerance = res["line_lag_s"] + 1e-6
         offline = _observed(plan.offline)
         live = _observed(timeline)
@@ -186,3 +186,30 @@ def test_a_recorded_start_that_never_served_replays_as_a_failed_start(tmp_path):
         server.stop()
     assert failed.value.exit_code == 1 and failed.value.last_phase == "warmup"
     assert "RuntimeError: Engine core initialization failed." in failed.value.log_tail
+
+
+def test_the_ready_resolution_is_the_measured_span_of_two_checks_not_the_bare_poll_interval(tmp_path):
+    """A check that takes time (a loaded machine, a slow /health) widens how far "ready" can trail "up": the
+    span from the start of one check to the end of the next. A replay at speed 60 once answered 0.1 recorded
+    seconds past the bare 0.1 s poll interval's bound."""
+    from types import SimpleNamespace
+
+    from pytest_coldstart.launch.base import HEALTH_POLL_S, Server
+    from pytest_coldstart.model.clock import FakeClock
+
+    clock = FakeClock()
+    spawn_s = clock.monotonic_s()
+    process = SimpleNamespace(elapsed_s=lambda: clock.monotonic_s() - spawn_s)
+    spec = LaunchSpec(model_ref="m", served_name="m", port=1, log_path=tmp_path / "log", timeout_s=60)
+    server = Server(spec, process, clock)  # type: ignore[arg-type]
+    assert server.poll_span_s == HEALTH_POLL_S
+    calls = []
+
+    def slow_check() -> bool:
+        clock.advance(0.3)
+        calls.append(clock.monotonic_s())
+        return len(calls) == 3
+
+    server.poll_until(slow_check, timeout_s=60, timeout_summary=lambda: "late", check=lambda: None)
+    assert len(calls) == 3
+    assert server.poll_span_s == pytest.approx(0.3 + HEALTH_POLL_S + 0.3)
