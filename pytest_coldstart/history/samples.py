@@ -32,6 +32,10 @@ TOTAL_METRICS: tuple[str, ...] = ("unaccounted_s", "total_ready_s", "ttft_s")
 METRICS: tuple[str, ...] = PHASE_NAMES + TOTAL_METRICS
 #: Readiness beyond /health (measure/readiness.py): compared, not (yet) an asv series.
 COMPARED_METRICS: tuple[str, ...] = (*METRICS, "warm_s")
+#: Metrics a start that succeeded may leave unmeasured by chance, not because anything was lost: ``warm_s`` is
+#: None when the warm-up latencies never settle (one slow request among the last few on a busy machine). A
+#: head without them cannot be judged on them: undecided, not ``missing`` (which fails like a regression).
+UNSETTLED_METRICS: frozenset[str] = frozenset({"warm_s"})
 
 #: Version of the metric definitions above, written as each asv benchmark's
 #: ``version``. Bump it (with a README note) only to start every series afresh:

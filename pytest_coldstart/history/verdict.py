@@ -46,7 +46,14 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pytest_coldstart.history.samples import COMPARED_METRICS, MACHINE_KEYS, METRICS, CaseSamples, SampleSet
+from pytest_coldstart.history.samples import (
+    COMPARED_METRICS,
+    MACHINE_KEYS,
+    METRICS,
+    UNSETTLED_METRICS,
+    CaseSamples,
+    SampleSet,
+)
 from pytest_coldstart.history.stats import (
     TARGET_CHANGE,
     TARGET_POWER,
@@ -361,6 +368,11 @@ def _case_rows(base: CaseSamples, head: CaseSamples, config: CompareConfig, budg
             problems.append(f"{key.label} {metric}: asv series version differs (base {vb}, head {vh}); the metric's "
                             "definition changed, so re-record the base with the same pytest-coldstart version")
             rows.append(Row(key, metric, b, h, NOT_COMPARABLE, f"series version {vb} vs {vh}",
+                            budget_s=limit, over_budget=over, base_over_budget=base_over))
+        elif b and not h and ok_head > 0 and metric in UNSETTLED_METRICS:
+            rows.append(Row(key, metric, b, h, UNDECIDED,
+                            f"observed in {len(b)} base start(s), in none of {ok_head} HEAD start(s): not lost, "
+                            "unmeasured (the warm-up latencies never settled); more starts would settle it",
                             budget_s=limit, over_budget=over, base_over_budget=base_over))
         elif b and not h:
             why = (f"every HEAD start failed ({head.failed} of {head.runs})" if ok_head == 0 else
