@@ -41,14 +41,10 @@ from pytest_coldstart.logs.grammar import (
 )
 from pytest_coldstart.logs.ray import RAY_PHASE_RULES, RayLine, parse_ray_line, serve_timestamp
 from pytest_coldstart.logs.timeline import SOURCE_ARRIVAL, Timeline, build_timeline
+from pytest_coldstart.model.scaleout import CAUSE_AUTOSCALER, CAUSE_DEPLOYMENT, CAUSE_REPLACEMENT
 
 #: The Serve component of the harness's LLM deployment (``launch.ray_driver`` names its app ``coldstart``).
 _LLM_COMPONENT = "coldstart_LLMServer"
-#: Why the controller added a replica: it came with the deployment (initial replicas), the autoscaler decided
-#: to scale up, or a replica had failed and this one replaces it.
-CAUSE_DEPLOYMENT = "deployment"
-CAUSE_AUTOSCALER = "autoscaler"
-CAUSE_REPLACEMENT = "replacement"
 
 
 def _llm_match(regex: re.Pattern[str], message: str) -> re.Match[str] | None:

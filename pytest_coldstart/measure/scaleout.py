@@ -48,13 +48,14 @@ from pytest_coldstart.launch.process import OwnedProcess
 from pytest_coldstart.launch.ray_cluster import REPLICA_SLOT, ClusterSpec, LocalRayCluster, check_reachable
 from pytest_coldstart.launch.ray_serve import driver_config, driver_env, failure_cause
 from pytest_coldstart.logs.ray import EVENT_PREFIX, parse_ray_line, stamp_live
-from pytest_coldstart.logs.scaleout import CAUSE_AUTOSCALER, ReplicaLifecycle, replica_counts, replica_lifecycles
+from pytest_coldstart.logs.scaleout import ReplicaLifecycle, replica_counts, replica_lifecycles
 from pytest_coldstart.measure.runner import Case, ColdStartRunner, Settings
 from pytest_coldstart.model.clock import Clock, SystemClock
 from pytest_coldstart.model.errors import ConfigError, LaunchError
 from pytest_coldstart.model.paths import remove_quietly
 from pytest_coldstart.model.registry import Registry
 from pytest_coldstart.model.scaleout import (
+    CAUSE_AUTOSCALER,
     SCALEOUT_SCHEMA_VERSION,
     PhaseSpan,
     ReplicaResult,

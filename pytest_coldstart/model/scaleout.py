@@ -60,6 +60,13 @@ class PhaseSpan:
     duration_s: float | None
 
 
+#: Why the controller added a replica: it came with the deployment (initial replicas), the autoscaler decided
+#: to scale up, or a replica had failed and this one replaces it.
+CAUSE_DEPLOYMENT = "deployment"
+CAUSE_AUTOSCALER = "autoscaler"
+CAUSE_REPLACEMENT = "replacement"
+
+
 @dataclass(frozen=True)
 class ReplicaResult:
     """One LLM replica's lifecycle on the run's time axis."""
@@ -84,7 +91,7 @@ class ReplicaResult:
     def scaled_out(self) -> bool:
         """Added by the autoscaler under load (what ``replica_add_s`` is about); older results: any after the
         first."""
-        return self.index > 0 and self.cause in (None, "autoscaler")
+        return self.index > 0 and self.cause in (None, CAUSE_AUTOSCALER)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_coldstart.logs.ray import RAY_PHASE_NAMES
-from pytest_coldstart.model.scaleout import ScaleoutResult
+from pytest_coldstart.model.scaleout import CAUSE_REPLACEMENT, ScaleoutResult
 from pytest_coldstart.report.figures import phase_colour, pyplot, save_figure
 
 
@@ -107,7 +107,7 @@ def scaleout_figure(result: ScaleoutResult, path: Path) -> ScaleoutFigure:
         note = None
         if replica.failed_s is not None:
             note = "failed, replaced"
-        elif replica.cause == "replacement":
+        elif replica.cause == CAUSE_REPLACEMENT:
             note = "replacement" + (f", {replica.replica_add_s:.0f} s" if replica.replica_add_s is not None else "")
         elif replica.scaled_out and replica.replica_add_s is not None:
             note = f"add {replica.replica_add_s:.0f} s"
