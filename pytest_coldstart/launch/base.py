@@ -145,7 +145,6 @@ class Server(Generic[ProcessT]):
     def wait_ready(self, progress: ProgressFn | None = None) -> float:
         """Poll ``GET /health`` until 200; seconds since spawn when it answered."""
         last_status: list[int] = []
-        answered_s: list[float] = []
         with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as client:
 
             def healthy() -> bool:
@@ -154,10 +153,6 @@ class Server(Generic[ProcessT]):
                 except httpx.TransportError:
                     return False
                 last_status[:] = [code]
-                if code == 200:
-                    # Stamped as the answer arrives, inside the check ``poll_span_s`` measures (closing the
-                    # client afterwards took a few ms on a loaded runner and pushed ready past that bound).
-                    answered_s[:] = [self.process.elapsed_s()]
                 return code == 200
 
             try:
@@ -169,7 +164,7 @@ class Server(Generic[ProcessT]):
                     raise self.failure(UnhealthyError, f"{exc.summary}; /health kept answering "
                                                        f"{last_status[0]}") from None
                 raise
-        self.ready_s = answered_s[0] if answered_s else self.process.elapsed_s()
+        self.ready_s = self.process.elapsed_s()
         return self.ready_s
 
     def failure_hint(self, cls: type[LaunchError], tail: tuple[str, ...]) -> str | None:
